@@ -1,0 +1,478 @@
+"""YAML configuration -> validated :class:`Config`.
+
+Every problem in a config is reported at once, each with the file and line,
+the dotted key, what is allowed, and a "did you mean" for unknown keys and
+plugin names. YAML is read with ``safe_load`` only; plugins are named by their
+registered short names, never by import path.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aligncore.registry import Registry, build_registry
+from aligncore.stages import Stage
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "load_config",
+    "parse_override",
+]
+
+DEFAULT_CONFIG_PATH = Path(__file__).parent / "data" / "default.yaml"
+"""The configuration ``aligncore demo`` and ``align(images)`` use (same as configs/default.yaml)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StageChoice(_Section):
+    """Which plugin runs a stage, and its parameters."""
+
+    plugin: str = Field(description="Registered plugin name (see `aligncore plugins`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="The plugin's parameters.")
+
+
+class DetectorSection(StageChoice):
+    plugin: str = "daofind"
+
+
+class MatcherSection(StageChoice):
+    plugin: str = "hist2d"
+
+
+class FitterSection(StageChoice):
+    plugin: str = "affine"
+
+
+class CorrectorSection(StageChoice):
+    plugin: str = Field("auto", description="A corrector name, or 'auto' to pick by WCS type.")
+
+
+class RefcatSection(StageChoice):
+    plugin: str = "gaia"
+
+
+class AlignSection(_Section):
+    """Relative alignment of the images with each other."""
+
+    enforce_user_order: bool = Field(
+        False, description="Align in the given order with the first image as reference."
+    )
+    expand_refcat: bool = Field(
+        False, description="Add the unmatched sources of each aligned image to the reference."
+    )
+    minobj: int = Field(15, ge=1, description="Minimum number of matches for a fit.")
+    fallback: list[str] = Field(
+        default_factory=list,
+        description="Matcher plugins tried, in order, when the configured matcher finds fewer "
+        "than minobj matches.",
+    )
+    groups: dict[str, str] = Field(
+        default_factory=dict,
+        description="Image file name -> group id; images of one group move as one rigid body.",
+    )
+
+
+class AbsoluteSection(_Section):
+    """Alignment of the combined catalog to an absolute reference catalog."""
+
+    enabled: bool = Field(
+        False,
+        validation_alias=AliasChoices("enabled", "align_to_gaia"),
+        description="Align to the reference catalog (seed name: align_to_gaia).",
+    )
+    refcat: RefcatSection = Field(default_factory=RefcatSection)
+    gaia_catalog: str | None = Field(
+        None, description="Shortcut for refcat.params.catalog (e.g. GAIADR2, GAIADR3)."
+    )
+    min_gaia: int = Field(
+        5,
+        ge=1,
+        validation_alias=AliasChoices("min_gaia", "abs_minobj"),
+        description="Minimum number of matched reference stars.",
+    )
+    save_gaia_catalog: bool = Field(False, description="Write the reference catalog used.")
+    fitgeometry: Literal["shift", "rshift", "rscale", "general"] = "rshift"
+    searchrad: float | Literal["auto"] = Field(6.0, description="arcsec, or auto")
+    separation: float | Literal["auto"] = Field(1.0, description="arcsec, or auto")
+    tolerance: float | Literal["auto"] = Field(0.7, description="arcsec, or auto")
+    nclip: int = Field(3, ge=0)
+    sigma: float = Field(3.0, gt=0)
+
+    @field_validator("searchrad", "separation", "tolerance")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and value <= 0:
+            raise ValueError("must be > 0 (arcsec) or 'auto'")
+        return value
+
+
+class OutputSection(_Section):
+    """What is written, and where."""
+
+    dir: str = Field("aligned", description="Output directory (relative to the working dir).")
+    in_place: bool = Field(False, description="Update the input files themselves.")
+    save_catalogs: bool = Field(False, description="Write <name>_cat.<format> per image.")
+    catalog_format: Literal["ecsv", "fits", "parquet"] = "ecsv"
+    report: str = Field("report.json", description="Run report file name in the output dir.")
+
+
+class ExecutionSection(_Section):
+    """How detection is run."""
+
+    executor: Literal["serial", "processes", "dask"] = "serial"
+    workers: int | None = Field(None, ge=1)
+    address: str | None = None
+
+
+class Config(_Section):
+    """A validated aligncore configuration.
+
+    Use :func:`load_config` to read one from YAML; ``Config()`` gives the
+    built-in defaults of every stage (the seed's tweakreg values).
+    """
+
+    detector: DetectorSection = Field(default_factory=DetectorSection)
+    matcher: MatcherSection = Field(default_factory=MatcherSection)
+    fitter: FitterSection = Field(default_factory=FitterSection)
+    align: AlignSection = Field(default_factory=AlignSection)
+    absolute: AbsoluteSection = Field(default_factory=AbsoluteSection)
+    corrector: CorrectorSection = Field(default_factory=CorrectorSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+    execution: ExecutionSection = Field(default_factory=ExecutionSection)
+    plugins: list[str] = Field(
+        default_factory=list, description="Local plugin .py files (relative to the config file)."
+    )
+
+    source: str | None = Field(None, exclude=True, description="File the config was read from.")
+
+    def plugin_files(self) -> list[Path]:
+        """Local plugin files, resolved relative to the config file."""
+        base = Path(self.source).parent if self.source else Path.cwd()
+        return [(base / p) if not Path(p).is_absolute() else Path(p) for p in self.plugins]
+
+    def stage_choice(self, kind: str) -> StageChoice:
+        """The section selecting the plugin for a stage kind."""
+        if kind == "refcatalog":
+            return self.absolute.refcat
+        return getattr(self, kind)
+
+    def build_stage(self, kind: str, registry: Registry, name: str | None = None) -> Stage:
+        """Instantiate the configured plugin (or plugin ``name``) for a stage kind."""
+        choice = self.stage_choice(kind)
+        name = name or choice.plugin
+        params = choice.params if name == choice.plugin else {}
+        return registry.get(kind, name)(params)
+
+
+# --- problems and their formatting -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem found in a config."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key or '<top>'}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """A config has problems; ``problems`` lists all of them."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        header = f"{count} problem{'s' if count != 1 else ''} in the configuration:"
+        super().__init__("\n".join([header, *(f"  {p}" for p in self.problems)]))
+
+
+class _Locator:
+    """Maps dotted keys to the YAML lines they come from."""
+
+    def __init__(self, file: str, node: yaml.Node | None) -> None:
+        self.file = file
+        self.lines: dict[tuple[str, ...], int] = {}
+        if node is not None:
+            self._walk(node, ())
+
+    def _walk(self, node: yaml.Node, path: tuple[str, ...]) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = (*path, str(key_node.value))
+                self.lines[key] = key_node.start_mark.line + 1
+                self._walk(value_node, key)
+                self.lines[key] = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._walk(item, (*path, str(index)))
+
+    def line(self, path: Sequence[Any]) -> int | None:
+        key = tuple(str(p) for p in path)
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key[:-1]
+        return self.lines.get((), None)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"matcher.params.tolerance=0.5"`` -> (``["matcher", "params", "tolerance"]``, 0.5)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        example = "expected KEY=VALUE, e.g. matcher.params.tolerance=0.5"
+        raise ConfigError([ConfigProblem("--set", None, text, example)])
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        problem = ConfigProblem("--set", None, key, f"cannot parse value: {exc}")
+        raise ConfigError([problem]) from exc
+    return key.strip().split("."), parsed
+
+
+def _apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _allowed_fields(model: type[BaseModel]) -> list[str]:
+    names = []
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        names.append(name)
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.extend(str(a) for a in alias.choices if a != name)
+    return names
+
+
+def _model_at(model: type[BaseModel], path: Sequence[Any]) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at ``path`` (for suggestions)."""
+    current: type[BaseModel] = model
+    for part in path:
+        field = current.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            current = annotation
+        else:
+            return None
+    return current
+
+
+def _unknown_key_message(key: str, allowed: Iterable[str]) -> str:
+    allowed = sorted(allowed)
+    message = "unknown key"
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    return message + f" Allowed: {', '.join(allowed)}."
+
+
+def _describe_error(error: Any, model: type[BaseModel] | None) -> str:
+    if model is not None:
+        return _unknown_key_message(str(error["loc"][-1]), _allowed_fields(model))
+    return "unknown key"
+
+
+def _collect_validation(
+    exc: ValidationError,
+    model: type[BaseModel],
+    prefix: Sequence[str],
+    locator: _Locator,
+    origins: Mapping[tuple[str, ...], str],
+) -> list[ConfigProblem]:
+    """One problem per offending key; the branches of a union (float | 'auto') are joined."""
+    grouped: dict[tuple[str, ...], list[Any]] = {}
+    for error in exc.errors(include_url=False):
+        loc = tuple(str(p) for p in error["loc"] if not _is_union_tag(p))
+        grouped.setdefault(loc, []).append(error)
+    problems = []
+    for loc, errors in grouped.items():
+        full = (*prefix, *loc)
+        if errors[0]["type"] == "extra_forbidden":
+            message = _describe_error(errors[0], _model_at(model, loc[:-1]))
+        else:
+            parts = []
+            for error in errors:
+                text = str(error["msg"]).removeprefix("Value error, ")
+                if parts and parts[0].startswith("Input should be "):
+                    text = text.removeprefix("Input should be ")
+                if text not in parts:
+                    parts.append(text)
+            message = " or ".join(parts)
+            if errors[0]["type"] != "missing" and not isinstance(errors[0].get("input"), dict):
+                message += f" (got {errors[0].get('input')!r})"
+        file = origins.get(full, locator.file)
+        line = None if file == "--set" else locator.line(full)
+        problems.append(ConfigProblem(file, line, ".".join(full), message))
+    return problems
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic names union branches in error locations ('constrained-float', "literal['auto']")."""
+    text = str(part)
+    return text in ("float", "int", "str", "bool", "none") or any(c in text for c in "-[(")
+
+
+def _check_stage(
+    kind: str,
+    section_path: tuple[str, ...],
+    raw: Mapping[str, Any],
+    registry: Registry,
+    locator: _Locator,
+    origins: Mapping[tuple[str, ...], str],
+) -> list[ConfigProblem]:
+    """Plugin name exists and its params validate against the plugin's Params model."""
+    name = raw.get("plugin")
+    params = raw.get("params") or {}
+    if not isinstance(name, str):
+        return []
+    if kind == "corrector" and name == "auto":
+        return []
+    plugin_path = (*section_path, "plugin")
+    if name not in registry.names(kind):
+        file = origins.get(plugin_path, locator.file)
+        line = None if file == "--set" else locator.line(plugin_path)
+        return [ConfigProblem(file, line, ".".join(plugin_path),
+                              registry.not_found_message(kind, name))]
+    if not isinstance(params, Mapping):
+        return []
+    params_model = registry.get(kind, name).Params
+    try:
+        params_model(**params)
+    except ValidationError as exc:
+        return _collect_validation(exc, params_model, (*section_path, "params"), locator, origins)
+    return []
+
+
+def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(str(path), None, "", "file not found")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        message = f"invalid YAML: {problem}"
+        raise ConfigError([ConfigProblem(str(path), line, "", message)]) from None
+    return data, node
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    registry: Registry | None = None,
+) -> Config:
+    """Read, merge and validate a YAML config.
+
+    Parameters
+    ----------
+    path : path, optional
+        YAML file; None uses the built-in default config (``configs/default.yaml``).
+    overrides : iterable of str
+        ``"dotted.key=value"`` strings applied on top (values parsed as YAML),
+        e.g. ``"matcher.params.tolerance=0.5"``.
+    registry : Registry, optional
+        Plugin registry used to check plugin names and parameters; built
+        (with the config's local plugin files) if not given.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        With every problem found (file:line, key, message).
+    """
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    data, node = _read_yaml(path)
+    if data is None:
+        data = {}
+    locator = _Locator(str(path), node)
+    if not isinstance(data, dict):
+        message = "the config must be a mapping of sections"
+        raise ConfigError([ConfigProblem(str(path), 1, "", message)])
+
+    origins: dict[tuple[str, ...], str] = {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        _apply_override(data, keys, value)
+        origins[tuple(keys)] = "--set"
+
+    problems: list[ConfigProblem] = []
+    try:
+        config = Config(**data, source=str(path))
+    except ValidationError as exc:
+        problems.extend(_collect_validation(exc, Config, (), locator, origins))
+        config = None
+
+    if registry is None:
+        plugin_files = []
+        if config is not None:
+            plugin_files = config.plugin_files()
+        registry = build_registry(plugin_files)
+
+    sections = {
+        "detector": ("detector",),
+        "matcher": ("matcher",),
+        "fitter": ("fitter",),
+        "corrector": ("corrector",),
+    }
+    absolute = data.get("absolute") if isinstance(data.get("absolute"), dict) else {}
+    if absolute.get("enabled", absolute.get("align_to_gaia", False)):
+        sections["refcatalog"] = ("absolute", "refcat")
+    for kind, section_path in sections.items():
+        raw: Any = data
+        for part in section_path:
+            raw = raw.get(part, {}) if isinstance(raw, dict) else {}
+        if not isinstance(raw, dict):
+            continue
+        if "plugin" not in raw and config is not None:
+            raw = {**raw, "plugin": config.stage_choice(kind).plugin}
+        problems.extend(_check_stage(kind, section_path, raw, registry, locator, origins))
+
+    align = data.get("align") if isinstance(data.get("align"), dict) else {}
+    for index, name in enumerate(align.get("fallback") or []):
+        if isinstance(name, str) and name not in registry.names("matcher"):
+            key = ("align", "fallback", str(index))
+            problems.append(ConfigProblem(str(path), locator.line(key), ".".join(key),
+                                          registry.not_found_message("matcher", name)))
+
+    if problems or config is None:
+        raise ConfigError(sorted(problems, key=lambda p: (p.file != str(path), p.line or 0)))
+    if config.absolute.gaia_catalog:
+        config.absolute.refcat.params.setdefault("catalog", config.absolute.gaia_catalog)
+    return config

@@ -1,0 +1,254 @@
+"""Reading images lazily and writing outputs atomically.
+
+Inputs are never modified unless the user asks for in-place updates; every
+file is written to a temporary name in the target directory and renamed over
+the final name only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from astropy.time import Time
+from astropy.wcs import WCS, FITSFixedWarning
+
+from aligncore.errors import InputError
+from aligncore.types import AlignImage, ImageResult
+
+__all__ = [
+    "CATALOG_FORMATS",
+    "atomic_path",
+    "open_image",
+    "write_catalog",
+    "write_fits_image",
+    "write_json",
+]
+
+CATALOG_FORMATS = {"ecsv": ("ascii.ecsv", ".ecsv"), "fits": ("fits", ".fits"),
+                   "parquet": ("parquet", ".parquet")}
+
+_WCS_KEY_PREFIXES = ("A_", "B_", "AP_", "BP_")
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it over ``target`` on success.
+
+    On any exception the temporary file is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _science_hdu(hdul: fits.HDUList, path: Path) -> int:
+    for index, hdu in enumerate(hdul):
+        if hdu.name == "SCI" and hdu.data is not None:
+            return index
+    if hdul[0].data is not None:
+        return 0
+    for index, hdu in enumerate(hdul):
+        if isinstance(hdu, fits.ImageHDU) and hdu.data is not None:
+            return index
+    raise InputError(f"{path}: no image data (no SCI extension and no data in the primary HDU)")
+
+
+def _read_wcs(header: fits.Header, hdul: fits.HDUList, path: Path) -> WCS:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(header, fobj=hdul)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read the WCS: {exc}") from None
+    if not wcs.has_celestial or wcs.naxis != 2:
+        raise InputError(f"{path}: no celestial WCS in the science header (need a 2D sky WCS)")
+    return wcs
+
+
+def _read_epoch(*headers: fits.Header) -> Time | None:
+    for header in headers:
+        if "MJD-OBS" in header:
+            with contextlib.suppress(Exception):
+                return Time(float(header["MJD-OBS"]), format="mjd", scale="utc")
+        if "DATE-OBS" in header:
+            with contextlib.suppress(Exception):
+                return Time(str(header["DATE-OBS"]), scale="utc")
+    return None
+
+
+def _pixel_loader(path: Path, sci_index: int) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
+    def load() -> tuple[np.ndarray, np.ndarray | None]:
+        with fits.open(path, memmap=False) as hdul:
+            data = np.asarray(hdul[sci_index].data, dtype=float)
+            dq = None
+            if "DQ" in hdul and hdul["DQ"].data is not None:
+                dq = np.asarray(hdul["DQ"].data)
+                if dq.shape != data.shape:
+                    raise InputError(
+                        f"{path}: DQ shape {dq.shape} differs from SCI shape {data.shape}"
+                    )
+        if not np.isfinite(data).any():
+            raise InputError(f"{path}: the science array has no finite pixel (all NaN/inf)")
+        return data, dq
+
+    return load
+
+
+def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
+    """Open a FITS image lazily: header, WCS and shape now, pixels on demand.
+
+    The science array is the ``SCI`` extension, or the primary HDU's data; an
+    optional ``DQ`` extension gives the data-quality flags.
+
+    Parameters
+    ----------
+    path : path
+        FITS file.
+    group_id : str, optional
+        Group of the image; default: the header's ``GROUPID`` keyword, if any.
+
+    Raises
+    ------
+    InputError
+        The file is missing, not FITS, has no 2D image or no celestial WCS.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an image file")
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            hdul.verify("silentfix")
+            sci_index = _science_hdu(hdul, path)
+            header = hdul[sci_index].header.copy()
+            primary = hdul[0].header.copy()
+            shape = hdul[sci_index].data.shape
+            wcs = _read_wcs(header, hdul, path)
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable FITS file ({exc})") from None
+    if len(shape) != 2:
+        raise InputError(f"{path}: science data must be 2D, got shape {tuple(shape)}")
+    saturate = header.get("SATURATE", primary.get("SATURATE"))
+    return AlignImage(
+        name=path.name,
+        wcs=wcs,
+        shape=(int(shape[0]), int(shape[1])),
+        path=path,
+        group_id=group_id or header.get("GROUPID") or primary.get("GROUPID"),
+        epoch=_read_epoch(primary, header),
+        loader=_pixel_loader(path, sci_index),
+        meta={"sci_hdu": sci_index, "saturate": float(saturate) if saturate is not None else None},
+    )
+
+
+def _strip_wcs(header: fits.Header, wcs: WCS) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        old_keys = list(wcs.to_header(relax=True).keys())
+    for key in old_keys:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    for key in list(header.keys()):
+        if key.startswith(_WCS_KEY_PREFIXES):
+            header.remove(key, ignore_missing=True, remove_all=True)
+    for key in ("CD1_1", "CD1_2", "CD2_1", "CD2_2", "PC1_1", "PC1_2", "PC2_1", "PC2_2"):
+        header.remove(key, ignore_missing=True, remove_all=True)
+
+
+def fit_keywords(result: ImageResult) -> dict[str, tuple[Any, str]]:
+    """FITS keywords recording the alignment of one image."""
+    cards: dict[str, tuple[Any, str]] = {
+        "ALNSTAT": (result.status.value, "aligncore alignment status"),
+        "ALNNMAT": (result.n_matched, "matched sources used for the fit"),
+    }
+    if result.reason:
+        cards["ALNREAS"] = (result.reason[:68], "reason for the status")
+    fit = result.fit
+    if fit is not None:
+        cards.update({
+            "ALNGEOM": (fit.fitgeometry, "fit geometry"),
+            "ALNSHX": (float(fit.shift[0]), "[arcsec] tangent-plane shift x"),
+            "ALNSHY": (float(fit.shift[1]), "[arcsec] tangent-plane shift y"),
+            "ALNROT": (float(fit.rotation), "[deg] rotation"),
+            "ALNSCL": (float(fit.scale), "scale"),
+            "ALNRMSE": (float(fit.rmse), "[arcsec] fit RMS residual"),
+            "ALNNUSE": (fit.n_used, "sources kept after clipping"),
+        })
+    return cards
+
+
+def write_fits_image(
+    image: AlignImage,
+    result: ImageResult,
+    target: str | Path,
+    *,
+    wcsname: str,
+    version: str,
+) -> Path:
+    """Write a copy of ``image`` with the WCS of ``result`` (atomically).
+
+    The science header's WCS keywords are replaced by those of ``result.wcs``
+    when the image was aligned; otherwise the WCS is left exactly as it was
+    and only the status keywords are added.
+    """
+    if image.path is None:
+        raise InputError(f"{image.name}: cannot write an image that was not read from a file")
+    target = Path(target)
+    sci_index = int(image.meta.get("sci_hdu", 0))
+    with fits.open(image.path, memmap=False) as hdul:
+        header = hdul[sci_index].header
+        if result.ok and result.wcs is not image.wcs:
+            _strip_wcs(header, image.wcs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FITSFixedWarning)
+                header.update(result.wcs.to_header(relax=True))
+            header["WCSNAME"] = (wcsname, "aligncore corrected WCS")
+        for key, (value, comment) in fit_keywords(result).items():
+            header[key] = (value, comment)
+        header["ALNVERS"] = (version, "aligncore version")
+        with atomic_path(target) as tmp:
+            hdul.writeto(tmp, overwrite=True, output_verify="silentfix")
+    return target
+
+
+def write_catalog(table: Table, target: str | Path, fmt: str = "ecsv") -> Path:
+    """Write a catalog atomically in ``fmt`` (ecsv, fits or parquet)."""
+    if fmt not in CATALOG_FORMATS:
+        raise ValueError(f"catalog format {fmt!r}; expected one of {', '.join(CATALOG_FORMATS)}")
+    astropy_format, _ = CATALOG_FORMATS[fmt]
+    table = Table(table, copy=False)
+    table.meta = _serializable_meta(table.meta)
+    with atomic_path(target) as tmp:
+        table.write(tmp, format=astropy_format, overwrite=True)
+    return Path(target)
+
+
+def _serializable_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(meta), default=str))
+
+
+def write_json(data: Mapping[str, Any], target: str | Path) -> Path:
+    """Write JSON atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return Path(target)

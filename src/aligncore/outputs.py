@@ -1,0 +1,83 @@
+"""Writing the results of a run: corrected images, catalogs and the report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from astropy.table import QTable
+
+from aligncore import __version__
+from aligncore.config import Config
+from aligncore.errors import InputError
+from aligncore.io import CATALOG_FORMATS, write_catalog, write_fits_image, write_json
+from aligncore.registry import Registry
+from aligncore.report import run_report
+from aligncore.types import AlignImage, AlignResult
+
+__all__ = ["catalog_path", "write_catalogs", "write_outputs"]
+
+
+def catalog_path(outdir: Path, image_name: str, fmt: str) -> Path:
+    """``<outdir>/<stem>_cat.<ext>`` for an image file name."""
+    stem = Path(image_name).name
+    for suffix in (".fits.gz", ".fits", ".fit", ".asdf"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return outdir / f"{stem}_cat{CATALOG_FORMATS[fmt][1]}"
+
+
+def write_catalogs(names: Sequence[str], catalogs: Sequence[QTable], outdir: Path,
+                   fmt: str) -> list[Path]:
+    """Write one catalog per image (atomically)."""
+    return [write_catalog(cat, catalog_path(outdir, name, fmt), fmt)
+            for name, cat in zip(names, catalogs, strict=True)]
+
+
+def _wcsname(result: AlignResult, config: Config) -> str:
+    if result.absolute is None:
+        return "FIT-REL"
+    catalog = config.absolute.refcat.params.get("catalog") or config.absolute.refcat.plugin
+    return f"FIT-REL-{str(catalog).upper()}"
+
+
+def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Config,
+                  outdir: str | Path | None = None,
+                  registry: Registry | None = None) -> list[Path]:
+    """Write the corrected image copies, optional catalogs and the JSON report.
+
+    Every image gets an output (failed ones with their WCS exactly as it was
+    and ``ALNSTAT = 'FAILED'``). With ``output.in_place`` the inputs themselves
+    are updated instead (still atomically).
+
+    Returns
+    -------
+    list of Path
+        Files written.
+    """
+    outdir = Path(outdir if outdir is not None else config.output.dir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    wcsname = _wcsname(result, config)
+    written: list[Path] = []
+    for image, image_result in zip(images, result.images, strict=True):
+        if image.path is None:
+            raise InputError(f"{image.name}: in-memory images cannot be written; use align()")
+        if config.output.in_place:
+            target = image.path
+        else:
+            target = outdir / image.path.name
+            if target.resolve() == image.path.resolve():
+                raise InputError(
+                    f"{image.path}: output would overwrite the input; choose another output "
+                    "directory or set output.in_place: true"
+                )
+        written.append(write_fits_image(image, image_result, target, wcsname=wcsname,
+                                        version=__version__))
+    if config.output.save_catalogs:
+        catalogs = [r.catalog for r in result.images]
+        written += write_catalogs([i.name for i in images], catalogs, outdir,
+                                  config.output.catalog_format)
+    report = run_report(result, config, registry, extra={"outputs": [str(p) for p in written]})
+    written.append(write_json(report, outdir / config.output.report))
+    return written

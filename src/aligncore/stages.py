@@ -1,0 +1,177 @@
+"""Stage base classes: what a detector, matcher, fitter, reference catalog or
+WCS corrector must provide.
+
+A stage is a plain class. It is usable without the pipeline or pluggy::
+
+    fitter = AffineFitter(fitgeometry="rshift")
+    fit = fitter.fit(image_xy, ref_xy)
+
+Each class declares
+
+- ``name``: the short name configs use to pick it (``detector: {plugin: daofind}``);
+- ``Params``: a :class:`Params` model with typed, documented, validated parameters;
+- the stage method (``detect``, ``match``, ``fit``, ``query`` or ``correct``).
+
+Parameters are validated eagerly when the stage is constructed; a bad value
+raises :class:`pydantic.ValidationError` naming the parameter.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from astropy.coordinates import Angle, SkyCoord
+from astropy.table import QTable
+from astropy.time import Time
+from pydantic import BaseModel, ConfigDict
+
+from aligncore.types import AlignImage, FitResult, MatchResult
+
+__all__ = [
+    "STAGE_KINDS",
+    "Corrector",
+    "Detector",
+    "Fitter",
+    "Matcher",
+    "Params",
+    "RefCatalog",
+    "Stage",
+]
+
+
+class Params(BaseModel):
+    """Base class of every stage's parameter model.
+
+    Subclass it inside a stage as ``class Params(Params): ...`` with one typed
+    field per parameter; use ``pydantic.Field(default, description=..., ge=...)``
+    so that ``aligncore params NAME`` can document it. Unknown parameters are
+    rejected.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class Stage(ABC):  # noqa: B024 (abstract through its subclasses)
+    """Common behaviour of all stages.
+
+    Parameters
+    ----------
+    params : Params or dict, optional
+        A ready parameter model or a mapping of parameter values.
+    **kwargs
+        Parameter values (merged over ``params``).
+    """
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if isinstance(params, Params):
+            values = params.model_dump()
+        else:
+            values = dict(params or {})
+        values.update(kwargs)
+        self.params = self.Params(**values)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({args})"
+
+    def provenance(self) -> dict[str, Any]:
+        """Stage, plugin name, plugin version and parameters, for table ``meta``."""
+        module = type(self).__module__.split(".")[0]
+        version = getattr(__import__(module), "__version__", None)
+        return {
+            "stage": self.kind,
+            "plugin": self.name,
+            "plugin_version": version,
+            "params": self.params.model_dump(mode="json"),
+        }
+
+
+class Detector(Stage):
+    """Finds point-like sources in an image.
+
+    ``detect`` returns a `~astropy.table.QTable` with at least the columns
+    ``id``, ``x``, ``y`` (0-based pixels) and ``flux``; optional columns include
+    ``x_err``, ``y_err``, ``flux_err``, ``peak``, ``sharpness``, ``roundness1``,
+    ``roundness2`` and ``snr`` (see `aligncore.types`). When nothing is found it
+    returns an empty table with those columns (never None) and puts a message
+    under ``meta["warnings"]``.
+    """
+
+    kind: ClassVar[str] = "detector"
+
+    @abstractmethod
+    def detect(self, image: AlignImage) -> QTable:
+        """Detect sources in ``image`` (call ``image.load_pixels()`` for the data)."""
+
+
+class Matcher(Stage):
+    """Pairs sources of an image catalog with sources of a reference catalog.
+
+    Both catalogs carry ``tp_x``, ``tp_y`` (arcsec in the shared tangent plane)
+    and ``meta["tp_pixel_scale"]``. The result must be one-to-one.
+    """
+
+    kind: ClassVar[str] = "matcher"
+
+    @abstractmethod
+    def match(self, image_cat: QTable, ref_cat: QTable) -> MatchResult:
+        """Match ``image_cat`` to ``ref_cat``."""
+
+
+class Fitter(Stage):
+    """Fits the transform that maps image positions onto reference positions."""
+
+    kind: ClassVar[str] = "fitter"
+
+    @abstractmethod
+    def fit(
+        self, image_xy: np.ndarray, ref_xy: np.ndarray, weights: np.ndarray | None = None
+    ) -> FitResult:
+        """Fit ``ref_xy ~ matrix @ image_xy + shift``; arrays of shape ``(n, 2)``."""
+
+
+class RefCatalog(Stage):
+    """Provides an absolute reference catalog for a sky region."""
+
+    kind: ClassVar[str] = "refcatalog"
+
+    @abstractmethod
+    def query(self, center: SkyCoord, radius: Angle, epoch: Time | None = None) -> QTable:
+        """Sources within ``radius`` of ``center``: columns ``id, ra, dec`` (deg),
+        ``mag`` and optionally ``ra_err, dec_err`` (mas), ``pmra, pmdec``
+        (mas/yr), ``epoch`` (decimal year). With ``epoch``, positions are
+        propagated to it where proper motions allow."""
+
+
+class Corrector(Stage):
+    """Applies a tangent-plane fit to a WCS."""
+
+    kind: ClassVar[str] = "corrector"
+
+    @classmethod
+    def accepts(cls, wcs: Any) -> bool:
+        """True if this corrector can correct ``wcs`` (used by ``corrector: auto``)."""
+        return False
+
+    @abstractmethod
+    def correct(self, wcs: Any, fit: FitResult, tangent_plane: Any) -> Any:
+        """Return a NEW WCS corrected by ``fit`` (expressed in ``tangent_plane``).
+
+        The input ``wcs`` must not be modified.
+        """
+
+
+STAGE_KINDS: dict[str, type[Stage]] = {
+    "detector": Detector,
+    "matcher": Matcher,
+    "fitter": Fitter,
+    "refcatalog": RefCatalog,
+    "corrector": Corrector,
+}
+"""Stage kind -> base class."""

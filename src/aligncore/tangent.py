@@ -1,0 +1,99 @@
+"""The shared tangent plane: gnomonic projection of the sky in arcsec.
+
+All matching and fitting happens in one tangent plane. Its axes are ``xi``
+(towards East) and ``eta`` (towards North) in arcsec, tangent at ``center``.
+A shift in this plane is a pointing correction, a rotation a roll correction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from astropy.coordinates import SkyCoord
+
+__all__ = ["ARCSEC_PER_RAD", "TangentPlane", "footprint_world", "pixel_scale", "pixel_to_world"]
+
+ARCSEC_PER_RAD = 180.0 / np.pi * 3600.0
+
+
+@dataclass(frozen=True)
+class TangentPlane:
+    """Gnomonic (TAN) projection tangent at ``(ra0, dec0)`` (degrees), in arcsec."""
+
+    ra0: float
+    dec0: float
+
+    @classmethod
+    def from_skycoord(cls, center: SkyCoord) -> TangentPlane:
+        icrs = center.icrs
+        return cls(float(icrs.ra.deg), float(icrs.dec.deg))
+
+    @property
+    def center(self) -> SkyCoord:
+        return SkyCoord(self.ra0, self.dec0, unit="deg", frame="icrs")
+
+    def world_to_tp(self, ra: Any, dec: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Sky (deg) -> tangent plane (arcsec). Points on the far hemisphere give NaN."""
+        ra = np.radians(np.asarray(ra, dtype=float))
+        dec = np.radians(np.asarray(dec, dtype=float))
+        a0, d0 = np.radians(self.ra0), np.radians(self.dec0)
+        dra = ra - a0
+        cos_c = np.sin(d0) * np.sin(dec) + np.cos(d0) * np.cos(dec) * np.cos(dra)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xi = np.cos(dec) * np.sin(dra) / cos_c
+            eta = (np.cos(d0) * np.sin(dec) - np.sin(d0) * np.cos(dec) * np.cos(dra)) / cos_c
+        bad = cos_c <= 0
+        xi = np.where(bad, np.nan, xi) * ARCSEC_PER_RAD
+        eta = np.where(bad, np.nan, eta) * ARCSEC_PER_RAD
+        return xi, eta
+
+    def tp_to_world(self, xi: Any, eta: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Tangent plane (arcsec) -> sky (deg), RA in [0, 360)."""
+        x = np.asarray(xi, dtype=float) / ARCSEC_PER_RAD
+        y = np.asarray(eta, dtype=float) / ARCSEC_PER_RAD
+        a0, d0 = np.radians(self.ra0), np.radians(self.dec0)
+        denom = np.cos(d0) - y * np.sin(d0)
+        ra = a0 + np.arctan2(x, denom)
+        dec = np.arctan2(np.sin(d0) + y * np.cos(d0), np.hypot(x, denom))
+        return np.degrees(ra) % 360.0, np.degrees(dec)
+
+    def summary(self) -> dict[str, float]:
+        return {"ra0": self.ra0, "dec0": self.dec0}
+
+
+def pixel_to_world(wcs: Any, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """0-based pixels -> (ra, dec) degrees through the full WCS (distortions included).
+
+    Works for `astropy.wcs.WCS` and for any object with the APE 14
+    ``pixel_to_world_values`` method (e.g. `gwcs.WCS`).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if hasattr(wcs, "all_pix2world"):
+        ra, dec = wcs.all_pix2world(x, y, 0)
+    else:
+        ra, dec = wcs.pixel_to_world_values(x, y)
+    return np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)
+
+
+def footprint_world(wcs: Any, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Sky positions (deg) of the four outer pixel corners, counter-clockwise."""
+    ny, nx = shape
+    x = np.array([-0.5, nx - 0.5, nx - 0.5, -0.5])
+    y = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
+    return pixel_to_world(wcs, x, y)
+
+
+def pixel_scale(wcs: Any, x: float, y: float, plane: TangentPlane | None = None) -> float:
+    """Pixel scale (arcsec) at pixel ``(x, y)``: sqrt of the area of a unit pixel square."""
+    xs = np.array([x - 0.5, x + 0.5, x + 0.5, x - 0.5])
+    ys = np.array([y - 0.5, y - 0.5, y + 0.5, y + 0.5])
+    ra, dec = pixel_to_world(wcs, xs, ys)
+    if plane is None:
+        plane = TangentPlane(float(ra[0]), float(dec[0]))
+    u, v = plane.world_to_tp(ra, dec)
+    area = 0.5 * abs(np.dot(u, np.roll(v, -1)) - np.dot(v, np.roll(u, -1)))
+    return float(np.sqrt(area))

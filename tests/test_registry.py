@@ -1,0 +1,219 @@
+"""The plugin registry: entry points, local files, duplicates, broken and misspelled plugins."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import textwrap
+import types
+import warnings
+
+import numpy as np
+import pluggy
+import pytest
+from astropy.table import QTable
+
+import aligncore
+from aligncore import registry as registry_module
+
+NEAREST_MATCHER = '''
+"""A third-party matcher in 25 lines: nearest neighbour within a radius."""
+import numpy as np
+from pydantic import Field
+from scipy.spatial import cKDTree
+
+import aligncore
+
+
+class NearestMatcher(aligncore.Matcher):
+    """Match each image source to its nearest reference source."""
+
+    name = "nearest"
+
+    class Params(aligncore.Params):
+        radius: float = Field(0.5, gt=0, description="arcsec")
+
+    def match(self, image_cat, ref_cat):
+        img = np.column_stack([image_cat[aligncore.COL_TP_X], image_cat[aligncore.COL_TP_Y]])
+        ref = np.column_stack([ref_cat[aligncore.COL_TP_X], ref_cat[aligncore.COL_TP_Y]])
+        dist, idx = cKDTree(ref).query(img, distance_upper_bound=self.params.radius)
+        keep = np.isfinite(dist)
+        first = {}
+        for i, j in zip(np.flatnonzero(keep), idx[keep]):
+            first.setdefault(int(j), int(i))
+        return aligncore.MatchResult(list(first.values()), list(first.keys()))
+
+
+@aligncore.hookimpl
+def aligncore_add_matchers():
+    return [NearestMatcher]
+'''
+
+
+@pytest.fixture
+def nearest_file(tmp_path):
+    path = tmp_path / "nearest_matcher.py"
+    path.write_text(NEAREST_MATCHER)
+    return path
+
+
+def test_default_plugins_one_per_stage():
+    registry = aligncore.build_registry()
+    for kind in ("detector", "matcher", "fitter", "refcatalog", "corrector"):
+        assert registry.names(kind), f"no {kind} plugin installed"
+    assert "daofind" in registry.names("detector")
+    assert "hist2d" in registry.names("matcher")
+    assert "affine" in registry.names("fitter")
+    assert "file" in registry.names("refcatalog")
+    assert "fitswcs" in registry.names("corrector")
+    info = registry.info("fitter", "affine")
+    assert info.distribution == "aligncore"
+    assert info.version == aligncore.__version__
+
+
+def test_local_plugin_file_is_found_and_usable(nearest_file):
+    registry = aligncore.build_registry([nearest_file])
+    cls = registry.get("matcher", "nearest")
+    assert registry.info("matcher", "nearest").distribution == "file:nearest_matcher.py"
+    ref = QTable({"tp_x": [0.0, 10.0, 20.0], "tp_y": [0.0, 5.0, -5.0]})
+    img = QTable({"tp_x": [10.1, 0.2, 50.0], "tp_y": [5.0, -0.1, 50.0]})
+    result = registry.run_stage(cls(radius=1.0), img, ref)
+    assert sorted(zip(result.image_idx.tolist(), result.ref_idx.tolist())) == [(0, 1), (1, 0)]
+
+
+def test_autoload_can_be_disabled(monkeypatch, nearest_file):
+    monkeypatch.setenv(registry_module.DISABLE_AUTOLOAD_ENV, "1")
+    registry = aligncore.build_registry([nearest_file])
+    assert registry.names("matcher") == ["nearest"]
+    assert registry.names("detector") == []
+    with pytest.raises(aligncore.PluginNotFoundError, match="Installed: nearest"):
+        registry.get("matcher", "hist2d")
+
+
+def test_not_found_suggests_the_closest_name():
+    registry = aligncore.build_registry()
+    with pytest.raises(aligncore.PluginNotFoundError, match=r"did you mean 'hist2d'\?"):
+        registry.get("matcher", "hist2")
+
+
+def _module_with(name, source):
+    module = types.ModuleType(name)
+    exec(textwrap.dedent(source), module.__dict__)
+    return module
+
+
+DUPLICATE = '''
+import aligncore
+from aligncore_affine import AffineFitter
+
+class OtherAffine(AffineFitter):
+    name = "affine"
+
+@aligncore.hookimpl
+def aligncore_add_fitters():
+    return [OtherAffine]
+'''
+
+
+def test_duplicate_names_are_rejected_naming_both():
+    plugin = _module_with("other_affine_plugin", DUPLICATE)
+    with pytest.raises(aligncore.DuplicatePluginError) as err:
+        aligncore.build_registry(plugins=[plugin])
+    message = str(err.value)
+    assert "'affine' is registered twice" in message
+    assert "aligncore (aligncore_affine" in message
+    assert "local:other_affine_plugin" in message
+
+
+def test_misspelled_hook_fails_loudly():
+    plugin = _module_with("typo_plugin", '''
+import aligncore
+
+@aligncore.hookimpl
+def aligncore_add_matcher():
+    return []
+''')
+    with pytest.raises(pluggy.PluginValidationError, match="aligncore_add_matcher"):
+        aligncore.build_registry(plugins=[plugin])
+
+
+def test_wrong_class_kind_is_rejected():
+    plugin = _module_with("wrong_kind_plugin", '''
+import aligncore
+from aligncore_affine import AffineFitter
+
+@aligncore.hookimpl
+def aligncore_add_matchers():
+    return [AffineFitter]
+''')
+    with pytest.raises(aligncore.PluginError, match="expected a subclass of aligncore.Matcher"):
+        aligncore.build_registry(plugins=[plugin])
+
+
+def test_broken_entry_point_warns_and_run_goes_on(monkeypatch):
+    real = importlib.metadata.entry_points
+
+    def fake_entry_points(**kwargs):
+        found = list(real(**kwargs))
+        if kwargs.get("group") == registry_module.ENTRY_POINT_GROUP:
+            found.append(importlib.metadata.EntryPoint(
+                name="broken", value="aligncore_no_such_module_xyz", group="aligncore"))
+        return found
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
+    with pytest.warns(UserWarning, match="plugin broken .* failed to import"):
+        registry = aligncore.build_registry()
+    assert "hist2d" in registry.names("matcher")
+    assert any("broken" in label for label in registry.failures)
+    with pytest.raises(aligncore.PluginNotFoundError, match="failed to load: broken"):
+        registry.get("matcher", "brokenmatcher")
+
+
+def test_broken_local_file_warns(tmp_path):
+    bad = tmp_path / "bad_plugin.py"
+    bad.write_text("this is not python(\n")
+    with pytest.warns(UserWarning, match="bad_plugin.py failed to import"):
+        registry = aligncore.build_registry([bad])
+    assert str(bad) in registry.failures
+
+
+def test_run_stage_wrapper_sees_every_call():
+    calls = []
+
+    class Timer:
+        @aligncore.hookimpl(wrapper=True)
+        def aligncore_run_stage(self, kind, stage, args):
+            result = yield
+            calls.append((kind, stage.name, type(result).__name__))
+            return result
+
+    registry = aligncore.build_registry(plugins=[Timer()])
+    fitter = registry.get("fitter", "affine")(fitgeometry="shift")
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    fit = registry.run_stage(fitter, xy, xy + [0.25, -0.5])
+    np.testing.assert_allclose(fit.shift, [0.25, -0.5], atol=1e-12)
+    assert calls == [("fitter", "affine", "FitResult")]
+
+
+def test_get_plugin_and_list_plugins_public_api():
+    fitter = aligncore.get_plugin("fitter", "affine")(fitgeometry="rshift")
+    xy = np.random.default_rng(1).uniform(-100, 100, (20, 2))
+    angle = np.radians(0.3)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    fit = fitter.fit(xy, xy @ rot.T + [1.0, 2.0])
+    assert abs(fit.rotation - 0.3) < 1e-10
+    kinds = {info.kind for info in aligncore.list_plugins()}
+    assert kinds == {"detector", "matcher", "fitter", "refcatalog", "corrector"}
+
+
+def test_unknown_stage_kind():
+    with pytest.raises(ValueError, match="unknown stage kind 'matchr'"):
+        aligncore.build_registry().names("matchr")
+
+
+def test_no_import_time_manager():
+    # building twice gives independent managers
+    first, second = aligncore.build_registry(), aligncore.build_registry()
+    assert first.manager is not second.manager
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert first.names("fitter") == second.names("fitter")
