@@ -34,3 +34,10 @@ def write_image(path, data, wcs: WCS | None, dq=None):
         hdus.append(fits.ImageHDU(np.asarray(dq, np.uint32), name="DQ"))
     fits.HDUList(hdus).writeto(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_scene(tmp_path_factory):
+    """Three 512^2 images, ~120 stars each: fast enough for failure-mode tests."""
+    return aligncore.simulate("dither", n_images=3, seed=5, shape=(512, 512), n_stars=120,
+                              outdir=tmp_path_factory.mktemp("small"))

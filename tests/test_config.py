@@ -77,7 +77,7 @@ def test_yaml_syntax_error_has_a_line(tmp_path):
 
 
 def test_missing_file():
-    with pytest.raises(ConfigError, match="nope.yaml: <top>: file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: <top>: file not found"):
         load_config("nope.yaml")
 
 
@@ -86,8 +86,8 @@ def test_overrides_apply_and_are_validated(tmp_path):
                                                          "align.minobj=7"])
     assert config.matcher.params["tolerance"] == 0.3
     assert config.align.minobj == 7
-    with pytest.raises(ConfigError, match="--set: fitter.params.nclip: Input should be greater "
-                                          "than or equal to 0 \\(got -2\\)"):
+    with pytest.raises(ConfigError, match=r"--set: fitter\.params\.nclip: Input should be greater "
+                                          r"than or equal to 0 \(got -2\)"):
         load_config(ROOT / "configs" / "jwst.yaml", ["fitter.params.nclip=-2"])
     with pytest.raises(ConfigError, match=r"jwst.yaml:31: matcher.params: separation \(0.5\"\) "
                                           r"must be larger than sqrt\(2\) x tolerance"):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import simple_wcs, write_image
 
 import aligncore
 from aligncore.io import atomic_path, open_image
+from conftest import simple_wcs, write_image
 
 
 def test_open_image_reads_header_lazily(tmp_path):
@@ -21,7 +21,8 @@ def test_open_image_reads_header_lazily(tmp_path):
 
 def test_primary_hdu_image(tmp_path):
     path = tmp_path / "p.fits"
-    fits.PrimaryHDU(np.zeros((8, 8), np.float32), simple_wcs(shape=(8, 8)).to_header()).writeto(path)
+    header = simple_wcs(shape=(8, 8)).to_header()
+    fits.PrimaryHDU(np.zeros((8, 8), np.float32), header).writeto(path)
     assert open_image(path).meta["sci_hdu"] == 0
 
 
@@ -47,7 +48,7 @@ def test_bad_inputs_raise_input_error_naming_the_file(tmp_path, maker, message):
 def test_all_nan_image_fails_when_read(tmp_path):
     path = write_image(tmp_path / "nan.fits", np.full((8, 8), np.nan), simple_wcs(shape=(8, 8)))
     image = open_image(path)
-    with pytest.raises(aligncore.InputError, match="nan.fits: the science array has no finite"):
+    with pytest.raises(aligncore.InputError, match=r"nan\.fits: the science array has no finite"):
         image.load_pixels()
 
 

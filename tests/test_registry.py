@@ -77,7 +77,8 @@ def test_local_plugin_file_is_found_and_usable(nearest_file):
     ref = QTable({"tp_x": [0.0, 10.0, 20.0], "tp_y": [0.0, 5.0, -5.0]})
     img = QTable({"tp_x": [10.1, 0.2, 50.0], "tp_y": [5.0, -0.1, 50.0]})
     result = registry.run_stage(cls(radius=1.0), img, ref)
-    assert sorted(zip(result.image_idx.tolist(), result.ref_idx.tolist())) == [(0, 1), (1, 0)]
+    pairs = zip(result.image_idx.tolist(), result.ref_idx.tolist(), strict=True)
+    assert sorted(pairs) == [(0, 1), (1, 0)]
 
 
 def test_autoload_can_be_disabled(monkeypatch, nearest_file):
@@ -145,7 +146,7 @@ from aligncore_affine import AffineFitter
 def aligncore_add_matchers():
     return [AffineFitter]
 ''')
-    with pytest.raises(aligncore.PluginError, match="expected a subclass of aligncore.Matcher"):
+    with pytest.raises(aligncore.PluginError, match=r"expected a subclass of aligncore\.Matcher"):
         aligncore.build_registry(plugins=[plugin])
 
 

@@ -76,9 +76,12 @@ if TYPE_CHECKING:
     )
     from aligncore.io import open_image
     from aligncore.pipeline import align
-    from aligncore.simulate import Scene, simulate
 
 __version__ = "0.1.0"
+
+# The function shadows its module's name, so it is bound eagerly (a lazy
+# attribute would lose to the submodule once ``aligncore.simulate`` is imported).
+from aligncore.simulate import Scene, simulate
 
 # Heavier modules are imported on first use so that a plugin importing
 # ``aligncore`` for its base classes stays cheap.
@@ -94,8 +97,6 @@ _LAZY = {
     "SingularMatrixError": "aligncore.errors",
     "open_image": "aligncore.io",
     "align": "aligncore.pipeline",
-    "Scene": "aligncore.simulate",
-    "simulate": "aligncore.simulate",
 }
 
 
