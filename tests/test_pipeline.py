@@ -181,3 +181,23 @@ def test_fake_plugins_for_every_stage_and_absolute_alignment(tmp_path):
     assert min(nominal["rms_mas"]) > 500  # 1.5" common error before
     assert max(relative["rms_mas"]) < 3.0
     assert max(absolute["rms_pix"]) < 0.1
+
+
+def test_local_plugin_selected_by_yaml_is_used(tmp_path):
+    from test_registry import NEAREST_MATCHER
+
+    scene = aligncore.simulate("dither", n_images=2, seed=4, shape=(512, 512), n_stars=120,
+                               pointing_error=(0.1, 0.25), outdir=tmp_path / "scene")
+    (tmp_path / "nearest_matcher.py").write_text(NEAREST_MATCHER)
+    (tmp_path / "config.yaml").write_text(
+        "plugins: [nearest_matcher.py]\n"
+        "matcher:\n"
+        "  plugin: nearest\n"
+        "  params: {radius: 0.6}\n")
+    config = load_config(tmp_path / "config.yaml")
+    result = aligncore.align(scene.paths, config)
+    assert result.ok
+    aligned = [r for r in result if r.status == Status.SUCCESS]
+    assert len(aligned) == 1 and aligned[0].meta["matcher"] == "nearest"
+    assert aligned[0].n_matched >= 30
+    assert max(scene.errors(result)["rms_pix"]) < 0.1
