@@ -31,7 +31,7 @@ from aligncore.types import (
 )
 
 if TYPE_CHECKING:
-    from aligncore.pipeline import Unit
+    from aligncore.units import Unit
 
 __all__ = ["absolute_align", "combined_catalog"]
 

@@ -1,0 +1,122 @@
+"""Alignment units: images (or rigid groups of images) with catalogs in the shared tangent plane."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from astropy.table import QTable, vstack
+from scipy.spatial import ConvexHull
+
+from aligncore.tangent import TangentPlane, footprint_world, pixel_scale, pixel_to_world
+from aligncore.types import (
+    COL_DEC,
+    COL_RA,
+    COL_TP_X,
+    COL_TP_Y,
+    COL_X,
+    COL_Y,
+    META_PIXEL_SCALE,
+    AlignImage,
+    FitResult,
+    Status,
+)
+
+__all__ = ["Unit", "build_units", "union_tangent_plane"]
+
+
+@dataclass
+class Unit:
+    """A rigid alignment unit: one image, or all images of a group."""
+
+    key: str
+    members: list[int]
+    catalog: QTable
+    footprint: np.ndarray
+    pixel_scale: float
+    fit: FitResult | None = None
+    status: Status | None = None
+    reason: str = ""
+    n_matched: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def xy(self) -> np.ndarray:
+        return np.column_stack([np.asarray(self.catalog[COL_TP_X], float),
+                                np.asarray(self.catalog[COL_TP_Y], float)])
+
+    def corrected_xy(self) -> np.ndarray:
+        return self.fit.apply(self.xy) if self.fit is not None else self.xy
+
+
+def union_tangent_plane(images: Sequence[AlignImage]) -> TangentPlane:
+    """Tangent plane at the centre of the union of the image footprints."""
+    vectors = []
+    for image in images:
+        ra, dec = footprint_world(image.wcs, image.shape)
+        ra, dec = np.radians(ra), np.radians(dec)
+        vectors.append(np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra),
+                                        np.sin(dec)]))
+    mean = np.concatenate(vectors).mean(axis=0)
+    ra0 = math.degrees(math.atan2(mean[1], mean[0])) % 360.0
+    dec0 = math.degrees(math.atan2(mean[2], math.hypot(mean[0], mean[1])))
+    return TangentPlane(ra0, dec0)
+
+
+def _project_catalog(catalog: QTable, image: AlignImage, plane: TangentPlane,
+                     index: int) -> QTable:
+    table = QTable()
+    x = np.asarray(catalog[COL_X], dtype=float) if len(catalog) else np.zeros(0)
+    y = np.asarray(catalog[COL_Y], dtype=float) if len(catalog) else np.zeros(0)
+    ra, dec = pixel_to_world(image.wcs, x, y)
+    xi, eta = plane.world_to_tp(ra, dec)
+    table[COL_X] = x
+    table[COL_Y] = y
+    table[COL_RA] = ra
+    table[COL_DEC] = dec
+    table[COL_TP_X] = xi
+    table[COL_TP_Y] = eta
+    table["image"] = np.full(len(x), index, dtype=int)
+    table["row"] = np.arange(len(x))
+    for name in ("flux", "x_err", "y_err"):
+        if name in catalog.colnames:
+            table[name] = np.asarray(catalog[name], dtype=float)
+    return table
+
+
+def build_units(images: Sequence[AlignImage], catalogs: Sequence[QTable],
+                plane: TangentPlane) -> list[Unit]:
+    """Group images into rigid units with their catalogs in the tangent plane."""
+    keys: dict[str, list[int]] = {}
+    for index, image in enumerate(images):
+        key = f"group:{image.group_id}" if image.group_id else f"image:{index}"
+        keys.setdefault(key, []).append(index)
+    units = []
+    for key, members in keys.items():
+        tables = [_project_catalog(catalogs[i], images[i], plane, i) for i in members]
+        catalog = tables[0] if len(tables) == 1 else _vstack(tables)
+        finite = np.isfinite(np.asarray(catalog[COL_TP_X])) & np.isfinite(
+            np.asarray(catalog[COL_TP_Y]))
+        catalog = catalog[finite]
+        corners = []
+        for i in members:
+            ra, dec = footprint_world(images[i].wcs, images[i].shape)
+            corners.append(np.column_stack(plane.world_to_tp(ra, dec)))
+        footprint = corners[0] if len(corners) == 1 else _hull(np.concatenate(corners))
+        image = images[members[0]]
+        scale = pixel_scale(image.wcs, image.shape[1] / 2.0, image.shape[0] / 2.0, plane)
+        catalog.meta[META_PIXEL_SCALE] = scale
+        units.append(Unit(key=key, members=members, catalog=catalog, footprint=footprint,
+                          pixel_scale=scale))
+    return units
+
+
+def _vstack(tables: Sequence[QTable]) -> QTable:
+    return QTable(vstack(tables, metadata_conflicts="silent"))
+
+
+def _hull(points: np.ndarray) -> np.ndarray:
+    return points[ConvexHull(points).vertices]
