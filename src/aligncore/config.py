@@ -83,6 +83,31 @@ class AlignSection(_Section):
         default_factory=dict,
         description="Image file name -> group id; images of one group move as one rigid body.",
     )
+    solver: Literal["global", "sequential"] = Field(
+        "global",
+        description="global: refine all corrections simultaneously over every overlap; "
+        "sequential: tweakreg's one-by-one alignment.",
+    )
+    max_correction: float | Literal["auto"] = Field(
+        "auto",
+        description="Largest accepted correction at the image corners (arcsec); auto: from the "
+        "matcher's search radius.",
+    )
+    max_rms_factor: float = Field(
+        5.0, gt=0, description="Reject a fit whose residual RMS exceeds this many times the RMS "
+        "expected from the centroid errors (and half a pixel).")
+    use_weights: bool = Field(
+        False, description="Weight fits by the catalogs' centroid uncertainties (x_err, y_err); "
+        "only useful when the detector's errors are realistic.")
+    tangent_point: tuple[float, float] | None = Field(
+        None, description="RA, Dec (deg) of the shared tangent plane; default: footprint centre.")
+
+    @field_validator("max_correction")
+    @classmethod
+    def _positive_correction(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and value <= 0:
+            raise ValueError("must be > 0 (arcsec) or 'auto'")
+        return value
 
 
 class AbsoluteSection(_Section):

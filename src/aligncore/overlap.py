@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["alignment_order", "convex_overlap_area", "overlap_matrix", "polygon_area"]
+__all__ = [
+    "alignment_order",
+    "candidate_pairs",
+    "convex_overlap_area",
+    "overlap_matrix",
+    "polygon_area",
+]
 
 
 def polygon_area(poly: np.ndarray) -> float:
@@ -57,21 +63,43 @@ def convex_overlap_area(a: np.ndarray, b: np.ndarray) -> float:
     return polygon_area(np.array(subject)) if len(subject) >= 3 else 0.0
 
 
+def candidate_pairs(footprints: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+    """Pairs ``(i, j)``, ``i < j``, whose bounding boxes intersect.
+
+    A sweep over the boxes sorted by their lower x edge: only boxes that can
+    still reach the current one are compared, so a tiled mosaic costs about
+    N log N instead of N^2.
+    """
+    n = len(footprints)
+    if n < 2:
+        return []
+    boxes = np.array([[f[:, 0].min(), f[:, 0].max(), f[:, 1].min(), f[:, 1].max()]
+                      for f in footprints])
+    order = np.argsort(boxes[:, 0], kind="stable")
+    sorted_boxes = boxes[order]
+    pairs = []
+    for k in range(n):
+        _, x1, y0, y1 = sorted_boxes[k]
+        stop = int(np.searchsorted(sorted_boxes[:, 0], x1, side="right"))
+        if stop <= k + 1:
+            continue
+        others = sorted_boxes[k + 1:stop]
+        hits = np.flatnonzero((others[:, 2] <= y1) & (others[:, 3] >= y0))
+        for h in hits:
+            i, j = int(order[k]), int(order[k + 1 + h])
+            pairs.append((min(i, j), max(i, j)))
+    return sorted(pairs)
+
+
 def overlap_matrix(footprints: Sequence[np.ndarray]) -> np.ndarray:
     """Pairwise overlap areas of convex footprints (symmetric, zero diagonal).
 
     Only pairs whose bounding boxes intersect are clipped.
     """
     n = len(footprints)
-    boxes = np.array([[f[:, 0].min(), f[:, 0].max(), f[:, 1].min(), f[:, 1].max()]
-                      for f in footprints]).reshape(n, 4)
     areas = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            if (boxes[i, 0] > boxes[j, 1] or boxes[j, 0] > boxes[i, 1]
-                    or boxes[i, 2] > boxes[j, 3] or boxes[j, 2] > boxes[i, 3]):
-                continue
-            areas[i, j] = areas[j, i] = convex_overlap_area(footprints[i], footprints[j])
+    for i, j in candidate_pairs(footprints):
+        areas[i, j] = areas[j, i] = convex_overlap_area(footprints[i], footprints[j])
     return areas
 
 
@@ -109,10 +137,13 @@ def alignment_order(overlaps: np.ndarray, weights: Sequence[float] | None = None
         order = [first]
     else:
         order = [int(i), int(j)] if weights[i] >= weights[j] else [int(j), int(i)]
-    remaining = [k for k in range(n) if k not in order]
-    while remaining:
-        totals = [overlaps[k, order].sum() for k in remaining]
-        best = remaining[int(np.argmax(totals))]
+    placed = np.zeros(n, dtype=bool)
+    placed[order] = True
+    totals = overlaps[:, order].sum(axis=1)
+    while not placed.all():
+        candidates = np.where(placed, -np.inf, totals)
+        best = int(np.argmax(candidates))  # first index wins ties
         order.append(best)
-        remaining.remove(best)
+        placed[best] = True
+        totals += overlaps[:, best]
     return order

@@ -150,10 +150,14 @@ def align(
     timings["detect"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    plane = union_tangent_plane(images)
+    if config.align.tangent_point is not None:
+        plane = TangentPlane(*config.align.tangent_point)
+    else:
+        plane = union_tangent_plane(images)
     units = build_units(images, catalogs, plane)
+    relative_info: dict[str, Any] = {}
     if len(units) >= 2:
-        relative_align(units, config, matchers, fitter, registry)
+        relative_info = relative_align(units, config, matchers, fitter, registry)
     else:
         for unit in units:
             unit.status = Status.REFERENCE if len(unit.catalog) else Status.FAILED
@@ -182,7 +186,8 @@ def align(
         absolute=absolute_fit,
         tangent_plane=plane,
         timings=timings,
-        meta={"absolute": absolute_info, "tangent_plane": plane.summary()},
+        meta={"relative": relative_info, "absolute": absolute_info,
+              "tangent_plane": plane.summary()},
     )
     registry.hook.aligncore_run_finished(result=result, config=config)
     return result

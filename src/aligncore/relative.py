@@ -1,30 +1,68 @@
-"""Relative alignment of units to each other: order, match, fit, guard."""
+"""Relative alignment of units to each other: order, match, fit, guard, global refinement.
+
+The sequential pass follows tweakreg: the units are ordered (user order, or by
+footprint overlap), each is matched and fitted to the reference catalog, and
+with ``expand_refcat`` its unmatched sources join the reference. Every fit is
+checked by a guard before it is accepted. With ``solver: global`` the
+sequential solution is then refined by solving all units simultaneously
+(`aligncore.global_solver`).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from astropy.table import QTable
 
 from aligncore.config import Config
 from aligncore.errors import AlignError
+from aligncore.global_solver import overlap_statistics, solve_global
 from aligncore.overlap import alignment_order, overlap_matrix
 from aligncore.registry import Registry
 from aligncore.stages import Fitter, Matcher
-from aligncore.types import COL_TP_X, COL_TP_Y, META_PIXEL_SCALE, FitResult, MatchResult, Status
-from aligncore.units import Unit
+from aligncore.types import (
+    COL_FLUX,
+    COL_TP_X,
+    COL_TP_Y,
+    META_PIXEL_SCALE,
+    FitResult,
+    MatchResult,
+    Status,
+)
+from aligncore.units import TP_ERR, Unit
 
-__all__ = ["relative_align"]
+__all__ = ["correction_size", "max_correction", "noise_bound", "relative_align"]
+
+_REF_COLUMNS = (COL_TP_X, COL_TP_Y, COL_FLUX, TP_ERR)
 
 
-def _order_units(units: Sequence[Unit], config: Config) -> list[int]:
+def _order_units(units: Sequence[Unit], config: Config) -> tuple[list[int], np.ndarray]:
+    """Unit indices in alignment order (reference first) and their overlap matrix."""
     candidates = [i for i, unit in enumerate(units) if len(unit.catalog) > 0]
+    overlaps = np.zeros((len(units), len(units)))
+    sub = overlap_matrix([units[i].footprint for i in candidates])
+    overlaps[np.ix_(candidates, candidates)] = sub
     if config.align.enforce_user_order:
-        return candidates
-    overlaps = overlap_matrix([units[i].footprint for i in candidates])
+        return candidates, overlaps
     weights = [len(units[i].catalog) for i in candidates]
-    return [candidates[k] for k in alignment_order(overlaps, weights)]
+    return [candidates[k] for k in alignment_order(sub, weights)], overlaps
+
+
+def _next_unit(pending: set[int], aligned: list[int], overlaps: np.ndarray,
+               tried_with: dict[int, float]) -> int | None:
+    """The pending unit overlapping most with the aligned ones, among those whose overlap
+    grew since their last failed attempt (ties: lowest index)."""
+    best, best_total = None, -1.0
+    for k in sorted(pending):
+        total = float(overlaps[k, aligned].sum())
+        if k in tried_with and total <= tried_with[k]:
+            continue
+        if total > best_total:
+            best, best_total = k, total
+    return best
 
 
 def _match_with_fallback(
@@ -33,91 +71,210 @@ def _match_with_fallback(
     matchers: Sequence[Matcher],
     registry: Registry,
     minobj: int,
-) -> tuple[MatchResult, Matcher]:
+) -> tuple[MatchResult, Matcher, list[str]]:
+    """Try the matchers in order until one finds >= minobj matches with a clear peak."""
     best: tuple[MatchResult, Matcher] | None = None
+    tried = []
     for matcher in matchers:
         result = registry.run_stage(matcher, unit_cat, ref_cat)
+        tried.append(f"{matcher.name}: {result.n_matched} matches"
+                     + (" (weak peak)" if result.meta.get("weak") else ""))
+        if result.n_matched >= minobj and not result.meta.get("weak", False):
+            return result, matcher, tried
         if best is None or result.n_matched > best[0].n_matched:
             best = (result, matcher)
-        if result.n_matched >= minobj and not result.meta.get("weak", False):
-            return result, matcher
     assert best is not None
-    return best
+    return best[0], best[1], tried
+
+
+def _columns(table: QTable, idx: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.asarray(table[COL_TP_X], float)[idx],
+                            np.asarray(table[COL_TP_Y], float)[idx]])
+
+
+def _pair_variance(unit_cat: QTable, ref_cat: QTable, match: MatchResult) -> np.ndarray | None:
+    """Per-pair positional variance (arcsec^2) from the catalogs' centroid errors, if known."""
+    if TP_ERR not in unit_cat.colnames or TP_ERR not in ref_cat.colnames:
+        return None
+    variance = (np.asarray(unit_cat[TP_ERR], float)[match.image_idx] ** 2
+                + np.asarray(ref_cat[TP_ERR], float)[match.ref_idx] ** 2)
+    if not np.all(np.isfinite(variance)) or not np.all(variance > 0):
+        return None
+    return variance
+
+
+def noise_bound(variance: np.ndarray | None, mask: np.ndarray | None = None) -> float:
+    """The centroid-noise limit of a fit: ``sqrt(sum sigma_k^2) / N`` (arcsec), NaN if unknown."""
+    if variance is None:
+        return math.nan
+    used = variance if mask is None else variance[mask]
+    if used.size == 0:
+        return math.nan
+    return float(math.sqrt(float(np.sum(used))) / used.size)
+
+
+def correction_size(fit: FitResult, footprint: np.ndarray) -> float:
+    """Largest displacement (arcsec) the correction applies to the unit's footprint corners."""
+    moved = fit.apply(footprint) - footprint
+    return float(np.max(np.hypot(moved[:, 0], moved[:, 1])))
+
+
+def max_correction(config: Config, matcher: Matcher) -> float:
+    """The largest correction the guard accepts (arcsec).
+
+    ``align.max_correction: auto`` derives it from the matcher's search radius
+    (1.5 x searchrad, or x max_searchrad with searchrad: auto, plus 1"); a
+    matcher without a search radius (e.g. triangles) is not bounded.
+    """
+    value = config.align.max_correction
+    if value != "auto":
+        return float(value)
+    params = matcher.params
+    radius = getattr(params, "searchrad", None)
+    if radius == "auto":
+        radius = getattr(params, "max_searchrad", None)
+    if not isinstance(radius, int | float):
+        return math.inf
+    return 1.5 * float(radius) + 1.0
+
+
+def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray | None,
+           config: Config, matcher: Matcher) -> str:
+    """Why a fit must not be applied ('' when it passes every check)."""
+    minobj = config.align.minobj
+    if fit.n_used < minobj:
+        return f"only {fit.n_used} sources left after clipping (minobj={minobj})"
+    if match.meta.get("weak"):
+        significance = match.meta.get("significance", math.nan)
+        return f"the match offset is not significant (histogram peak significance {significance})"
+    if variance is not None:
+        expected = math.sqrt(2.0 * float(np.median(variance)))
+        limit = max(config.align.max_rms_factor * expected, 0.5 * unit.pixel_scale)
+        if fit.rmse > limit:
+            return (f"residual RMS {fit.rmse * 1000:.1f} mas is inconsistent with the centroid "
+                    f"errors (expected ~{expected * 1000:.1f} mas, limit {limit * 1000:.1f} mas)")
+    size = correction_size(fit, unit.footprint)
+    bound = max_correction(config, matcher)
+    if size > bound:
+        return (f"correction of {size:.2f}\" exceeds max_correction ({bound:.2f}\"); "
+                "raise align.max_correction if the pointing error is really that large")
+    return ""
 
 
 def _fit_unit(unit: Unit, ref_cat: QTable, matchers: Sequence[Matcher], fitter: Fitter,
-              registry: Registry, minobj: int) -> None:
+              registry: Registry, config: Config) -> None:
     """Match and fit one unit against the reference catalog; sets status/fit on the unit."""
-    unit_cat = unit.catalog
-    ref_cat.meta[META_PIXEL_SCALE] = ref_cat.meta.get(META_PIXEL_SCALE, unit.pixel_scale)
-    match, matcher = _match_with_fallback(unit_cat, ref_cat, matchers, registry, minobj)
+    minobj = config.align.minobj
+    match, matcher, tried = _match_with_fallback(unit.catalog, ref_cat, matchers, registry,
+                                                 minobj)
     unit.n_matched = match.n_matched
-    unit.meta["matcher"] = matcher.name
-    unit.meta["match"] = dict(match.meta)
-    unit.meta["offset_arcsec"] = list(match.offset)
+    unit.meta.update({"matcher": matcher.name, "match": dict(match.meta),
+                      "offset_arcsec": list(match.offset)})
+    if len(matchers) > 1:
+        unit.meta["matchers_tried"] = tried
     if match.n_matched < minobj:
         unit.status = Status.FAILED
         unit.reason = (f"only {match.n_matched} matched sources (minobj={minobj}); "
-                       f"{len(unit_cat)} sources in the image, {len(ref_cat)} in the reference")
+                       f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the "
+                       f"reference" + (f"; tried {'; '.join(tried)}" if len(tried) > 1 else ""))
         return
-    image_xy = np.column_stack([np.asarray(unit_cat[COL_TP_X], float)[match.image_idx],
-                                np.asarray(unit_cat[COL_TP_Y], float)[match.image_idx]])
-    ref_xy = np.column_stack([np.asarray(ref_cat[COL_TP_X], float)[match.ref_idx],
-                              np.asarray(ref_cat[COL_TP_Y], float)[match.ref_idx]])
+    variance = _pair_variance(unit.catalog, ref_cat, match)
+    weights = 1.0 / variance if variance is not None and config.align.use_weights else None
     try:
-        fit = registry.run_stage(fitter, image_xy, ref_xy)
+        fit = registry.run_stage(fitter, _columns(unit.catalog, match.image_idx),
+                                 _columns(ref_cat, match.ref_idx), weights)
     except AlignError as exc:
         unit.status = Status.FAILED
         unit.reason = f"fit failed: {exc}"
         return
     if not (np.all(np.isfinite(fit.matrix)) and np.all(np.isfinite(fit.shift))):
-        unit.status = Status.FAILED
-        unit.reason = "fit failed: non-finite solution"
+        unit.status, unit.reason = Status.FAILED, "fit failed: non-finite solution"
         return
-    if fit.n_used < minobj:
-        unit.status = Status.FAILED
-        unit.reason = (f"only {fit.n_used} sources left after clipping (minobj={minobj})")
+    unit.meta["noise_bound_mas"] = noise_bound(variance, fit.fitmask) * 1000.0
+    reason = _guard(unit, fit, match, variance, config, matcher)
+    if reason:
+        unit.status, unit.reason = Status.FAILED, reason
+        unit.meta["rejected_fit"] = fit.summary()
         return
     unit.fit = fit
     unit.status = Status.SUCCESS
-    unit.meta["matched_ref_idx"] = match.ref_idx
     unit.meta["matched_image_idx"] = match.image_idx
+
+
+def _reference_catalog(unit: Unit, xy: np.ndarray | None = None,
+                       rows: np.ndarray | None = None) -> QTable:
+    catalog = unit.catalog if rows is None else unit.catalog[rows]
+    table = QTable({name: np.asarray(catalog[name], float) for name in _REF_COLUMNS
+                    if name in catalog.colnames})
+    if xy is not None:
+        table[COL_TP_X], table[COL_TP_Y] = xy[:, 0], xy[:, 1]
+    table.meta[META_PIXEL_SCALE] = unit.pixel_scale
+    return table
 
 
 def _append_unmatched(ref_cat: QTable, unit: Unit) -> QTable:
     matched = np.zeros(len(unit.catalog), dtype=bool)
     matched[unit.meta.get("matched_image_idx", np.zeros(0, int))] = True
-    extra = unit.catalog[~matched]
-    corrected = unit.fit.apply(np.column_stack([np.asarray(extra[COL_TP_X], float),
-                                                np.asarray(extra[COL_TP_Y], float)]))
-    addition = QTable({COL_TP_X: corrected[:, 0], COL_TP_Y: corrected[:, 1]})
-    merged = QTable({
-        COL_TP_X: np.concatenate([np.asarray(ref_cat[COL_TP_X], float), addition[COL_TP_X]]),
-        COL_TP_Y: np.concatenate([np.asarray(ref_cat[COL_TP_Y], float), addition[COL_TP_Y]]),
-    })
+    rows = np.flatnonzero(~matched)
+    addition = _reference_catalog(unit, unit.corrected_xy()[rows], rows)
+    common = [name for name in ref_cat.colnames if name in addition.colnames]
+    merged = QTable({name: np.concatenate([np.asarray(ref_cat[name], float),
+                                           np.asarray(addition[name], float)])
+                     for name in common})
     merged.meta.update(ref_cat.meta)
     return merged
 
 
 def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher],
-                   fitter: Fitter, registry: Registry) -> None:
-    """Sequential relative alignment of the units (sets fit/status on each)."""
+                   fitter: Fitter, registry: Registry) -> dict[str, Any]:
+    """Align the units to each other (sets ``fit``, ``status`` and ``reason`` on each).
+
+    Returns
+    -------
+    dict
+        Diagnostics: the order, the solver and its statistics, per-overlap residuals.
+    """
     for unit in units:
         if len(unit.catalog) == 0:
             unit.status = Status.FAILED
             unit.reason = "no sources detected"
-    order = _order_units(units, config)
+    order, overlaps = _order_units(units, config)
+    info: dict[str, Any] = {"solver": config.align.solver}
     if not order:
-        return
+        return info
     reference = units[order[0]]
     reference.status = Status.REFERENCE
     reference.fit = FitResult.identity(fitgeometry="shift")
-    ref_cat = QTable({COL_TP_X: np.asarray(reference.catalog[COL_TP_X], float),
-                      COL_TP_Y: np.asarray(reference.catalog[COL_TP_Y], float)})
-    ref_cat.meta[META_PIXEL_SCALE] = reference.pixel_scale
-    minobj = config.align.minobj
-    for index in order[1:]:
-        unit = units[index]
-        _fit_unit(unit, ref_cat, matchers, fitter, registry, minobj)
-        if unit.status == Status.SUCCESS and config.align.expand_refcat:
-            ref_cat = _append_unmatched(ref_cat, unit)
+    ref_cat = _reference_catalog(reference)
+    expand = config.align.expand_refcat or config.align.solver == "global"
+    attempts = [order[0]]
+    if config.align.enforce_user_order or not expand:
+        # one pass in a fixed order: the reference catalog does not grow, so a retry is futile
+        for index in order[1:]:
+            _fit_unit(units[index], ref_cat, matchers, fitter, registry, config)
+            attempts.append(index)
+            if units[index].status == Status.SUCCESS and expand:
+                ref_cat = _append_unmatched(ref_cat, units[index])
+    else:
+        # greedy: always the unit overlapping most with what is aligned; a unit that failed
+        # is retried once the aligned area around it has grown
+        aligned, pending, tried_with = [order[0]], set(order[1:]), {}
+        while (index := _next_unit(pending, aligned, overlaps, tried_with)) is not None:
+            _fit_unit(units[index], ref_cat, matchers, fitter, registry, config)
+            attempts.append(index)
+            if units[index].status == Status.SUCCESS:
+                aligned.append(index)
+                pending.discard(index)
+                tried_with.pop(index, None)
+                ref_cat = _append_unmatched(ref_cat, units[index])
+            else:
+                tried_with[index] = float(overlaps[index, aligned].sum())
+    info["order"] = [units[i].key for i in attempts]
+    aligned = sum(u.status == Status.SUCCESS for u in units)
+    if config.align.solver == "global" and aligned >= 1:
+        geometry = getattr(fitter.params, "fitgeometry", "rshift")
+        info["global"] = solve_global(units, geometry, nclip=getattr(fitter.params, "nclip", 3),
+                                      sigma=getattr(fitter.params, "sigma", 3.0),
+                                      weighted=config.align.use_weights)
+    info["overlaps"] = overlap_statistics(units)
+    return info

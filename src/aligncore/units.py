@@ -14,18 +14,24 @@ from scipy.spatial import ConvexHull
 from aligncore.tangent import TangentPlane, footprint_world, pixel_scale, pixel_to_world
 from aligncore.types import (
     COL_DEC,
+    COL_FLUX,
     COL_RA,
     COL_TP_X,
     COL_TP_Y,
     COL_X,
+    COL_X_ERR,
     COL_Y,
+    COL_Y_ERR,
     META_PIXEL_SCALE,
     AlignImage,
     FitResult,
     Status,
 )
 
-__all__ = ["Unit", "build_units", "union_tangent_plane"]
+__all__ = ["TP_ERR", "Unit", "build_units", "union_tangent_plane"]
+
+TP_ERR = "tp_err"
+"""Centroid uncertainty (arcsec, per axis) in the tangent plane, from ``x_err``/``y_err``."""
 
 
 @dataclass
@@ -67,7 +73,8 @@ def union_tangent_plane(images: Sequence[AlignImage]) -> TangentPlane:
 
 
 def _project_catalog(catalog: QTable, image: AlignImage, plane: TangentPlane,
-                     index: int) -> QTable:
+                     index: int, scale: float) -> QTable:
+    """Catalog rows with sky and tangent-plane positions (and ``tp_err`` from x_err/y_err)."""
     table = QTable()
     x = np.asarray(catalog[COL_X], dtype=float) if len(catalog) else np.zeros(0)
     y = np.asarray(catalog[COL_Y], dtype=float) if len(catalog) else np.zeros(0)
@@ -81,9 +88,13 @@ def _project_catalog(catalog: QTable, image: AlignImage, plane: TangentPlane,
     table[COL_TP_Y] = eta
     table["image"] = np.full(len(x), index, dtype=int)
     table["row"] = np.arange(len(x))
-    for name in ("flux", "x_err", "y_err"):
+    for name in (COL_FLUX, COL_X_ERR, COL_Y_ERR):
         if name in catalog.colnames:
             table[name] = np.asarray(catalog[name], dtype=float)
+    if COL_X_ERR in catalog.colnames and COL_Y_ERR in catalog.colnames:
+        x_err = np.asarray(catalog[COL_X_ERR], dtype=float)
+        y_err = np.asarray(catalog[COL_Y_ERR], dtype=float)
+        table[TP_ERR] = np.sqrt(0.5 * (x_err**2 + y_err**2)) * scale
     return table
 
 
@@ -96,7 +107,9 @@ def build_units(images: Sequence[AlignImage], catalogs: Sequence[QTable],
         keys.setdefault(key, []).append(index)
     units = []
     for key, members in keys.items():
-        tables = [_project_catalog(catalogs[i], images[i], plane, i) for i in members]
+        image = images[members[0]]
+        scale = pixel_scale(image.wcs, image.shape[1] / 2.0, image.shape[0] / 2.0, plane)
+        tables = [_project_catalog(catalogs[i], images[i], plane, i, scale) for i in members]
         catalog = tables[0] if len(tables) == 1 else _vstack(tables)
         finite = np.isfinite(np.asarray(catalog[COL_TP_X])) & np.isfinite(
             np.asarray(catalog[COL_TP_Y]))
@@ -106,8 +119,6 @@ def build_units(images: Sequence[AlignImage], catalogs: Sequence[QTable],
             ra, dec = footprint_world(images[i].wcs, images[i].shape)
             corners.append(np.column_stack(plane.world_to_tp(ra, dec)))
         footprint = corners[0] if len(corners) == 1 else _hull(np.concatenate(corners))
-        image = images[members[0]]
-        scale = pixel_scale(image.wcs, image.shape[1] / 2.0, image.shape[0] / 2.0, plane)
         catalog.meta[META_PIXEL_SCALE] = scale
         units.append(Unit(key=key, members=members, catalog=catalog, footprint=footprint,
                           pixel_scale=scale))

@@ -1,0 +1,325 @@
+"""Simultaneous relative alignment: all unit corrections from all overlaps at once.
+
+After a sequential pass has given every unit an approximate correction, the
+sources of every pair of overlapping units are matched (mutual nearest
+neighbours on the corrected positions) and one sparse weighted least-squares
+problem is solved for small updates of all unit corrections, with the
+reference unit held fixed. Match -> solve -> clip is iterated until the
+updates vanish. Unlike the greedy sequential chain, errors do not accumulate
+along the chain: every overlap constrains the solution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import spsolve
+from scipy.spatial import cKDTree
+
+from aligncore.overlap import candidate_pairs
+from aligncore.types import FitResult, Status
+from aligncore.units import Unit
+
+__all__ = ["PairMatches", "match_pairs", "overlap_statistics", "solve_global"]
+
+_N_PARAMS = {"shift": 2, "rshift": 3, "rscale": 4, "general": 6}
+_DENSE_COVARIANCE_LIMIT = 3000
+
+
+@dataclass
+class PairMatches:
+    """Matched sources between two units (indices into each unit's catalog)."""
+
+    a: int
+    b: int
+    idx_a: np.ndarray
+    idx_b: np.ndarray
+    keep: np.ndarray
+
+
+def _aligned(units: Sequence[Unit]) -> list[int]:
+    return [i for i, u in enumerate(units) if u.status in (Status.SUCCESS, Status.REFERENCE)]
+
+
+def _match_radius(units: Sequence[Unit], indices: Sequence[int]) -> float:
+    """Radius for re-matching corrected catalogs: a few times the fit residuals."""
+    rmses = [units[i].fit.rmse for i in indices if units[i].fit is not None
+             and units[i].fit.n_used > 0]
+    scale = float(np.median([units[i].pixel_scale for i in indices]))
+    typical = float(np.median(rmses)) if rmses else scale
+    return max(5.0 * typical, 0.5 * scale)
+
+
+def match_pairs(units: Sequence[Unit], radius: float | None = None) -> list[PairMatches]:
+    """Mutual nearest neighbours within ``radius`` between every overlapping pair of units."""
+    aligned = _aligned(units)
+    if radius is None:
+        radius = _match_radius(units, aligned)
+    positions = {i: units[i].corrected_xy() for i in aligned}
+    trees = {i: cKDTree(positions[i]) for i in aligned if len(positions[i])}
+    pairs = []
+    footprints = [units[i].footprint for i in aligned]
+    for ka, kb in candidate_pairs(footprints):
+        a, b = aligned[ka], aligned[kb]
+        if a not in trees or b not in trees:
+            continue
+        dist_ab, near_b = trees[b].query(positions[a], distance_upper_bound=radius)
+        _, near_a = trees[a].query(positions[b], distance_upper_bound=radius)
+        found = np.flatnonzero(np.isfinite(dist_ab))
+        mutual = found[near_a[near_b[found]] == found]
+        if mutual.size:
+            pairs.append(PairMatches(a, b, mutual, near_b[mutual],
+                                     np.ones(mutual.size, dtype=bool)))
+    return pairs
+
+
+def _design_block(xy: np.ndarray, center: np.ndarray, geometry: str) -> np.ndarray:
+    """Rows of d(displacement)/d(params) for points ``xy``: shape (2n, n_params)."""
+    n = len(xy)
+    u = xy[:, 0] - center[0]
+    v = xy[:, 1] - center[1]
+    one, zero = np.ones(n), np.zeros(n)
+    if geometry == "shift":
+        cols_x, cols_y = [one, zero], [zero, one]
+    elif geometry == "rshift":  # small rotation theta
+        cols_x, cols_y = [-v, one, zero], [u, zero, one]
+    elif geometry == "rscale":  # [[a, -b], [b, a]]
+        cols_x, cols_y = [u, -v, one, zero], [v, u, zero, one]
+    else:  # general
+        cols_x = [u, v, zero, zero, one, zero]
+        cols_y = [zero, zero, u, v, zero, one]
+    block = np.empty((2 * n, len(cols_x)))
+    block[0::2] = np.column_stack(cols_x)
+    block[1::2] = np.column_stack(cols_y)
+    return block
+
+
+def _update(params: np.ndarray, center: np.ndarray, geometry: str) -> FitResult:
+    """The small correction ``p -> p + dM (p - c) + t`` as a FitResult."""
+    if geometry == "shift":
+        delta, shift = np.zeros((2, 2)), params
+    elif geometry == "rshift":
+        theta = params[0]
+        delta = np.array([[math.cos(theta) - 1.0, -math.sin(theta)],
+                          [math.sin(theta), math.cos(theta) - 1.0]])
+        shift = params[1:]
+    elif geometry == "rscale":
+        a, b = params[:2]
+        delta = np.array([[a, -b], [b, a]])
+        shift = params[2:]
+    else:
+        delta = params[:4].reshape(2, 2)
+        shift = params[4:]
+    matrix = np.eye(2) + delta
+    return FitResult(matrix=matrix, shift=np.asarray(shift) - delta @ center)
+
+
+def _sigma2(unit: Unit, idx: np.ndarray) -> np.ndarray:
+    if "tp_err" not in unit.catalog.colnames:
+        return np.zeros(idx.size)
+    err = np.asarray(unit.catalog["tp_err"], float)[idx]
+    return np.where(np.isfinite(err), err**2, 0.0)
+
+
+def _weights(units: Sequence[Unit], pair: PairMatches) -> np.ndarray:
+    variance = _sigma2(units[pair.a], pair.idx_a) + _sigma2(units[pair.b], pair.idx_b)
+    if not np.any(variance > 0):
+        return np.ones(pair.idx_a.size)
+    floor = np.median(variance[variance > 0]) * 1e-2
+    return 1.0 / np.maximum(variance, floor)
+
+
+def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[int, int],
+                geometry: str, centers: dict[int, np.ndarray], weighted: bool
+                ) -> tuple[np.ndarray, sp.csc_matrix, np.ndarray, float, int]:
+    n_par = _N_PARAMS[geometry]
+    rows, cols, vals, rhs, wts = [], [], [], [], []
+    row0 = 0
+    for pair in pairs:
+        keep = pair.keep
+        if not np.any(keep):
+            continue
+        ia, ib = pair.idx_a[keep], pair.idx_b[keep]
+        pa = units[pair.a].corrected_xy()[ia]
+        pb = units[pair.b].corrected_xy()[ib]
+        w = np.repeat(_weights(units, pair)[keep], 2) if weighted else np.ones(2 * ia.size)
+        n_rows = 2 * ia.size
+        for unit, points, sign in ((pair.a, pa, 1.0), (pair.b, pb, -1.0)):
+            if unit not in free:
+                continue
+            block = sign * _design_block(points, centers[unit], geometry)
+            r, c = np.nonzero(np.ones_like(block, dtype=bool))
+            rows.append(row0 + r)
+            cols.append(free[unit] * n_par + c)
+            vals.append(block[r, c])
+        rhs.append((pb - pa).reshape(-1))
+        wts.append(w)
+        row0 += n_rows
+    n_unknowns = len(free) * n_par
+    if row0 == 0 or n_unknowns == 0:
+        return np.zeros(n_unknowns), sp.csc_matrix((n_unknowns, n_unknowns)), np.zeros(0), 0.0, 0
+    design = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                           shape=(row0, n_unknowns))
+    b = np.concatenate(rhs)
+    w = np.concatenate(wts)
+    weighted = sp.diags(w) @ design
+    normal = (design.T @ weighted).tocsc()
+    solution = spsolve(normal, weighted.T @ b) if n_unknowns > 1 else (
+        np.array([float((weighted.T @ b)[0] / normal[0, 0])]))
+    solution = np.atleast_1d(solution)
+    residual = b - design @ solution
+    chi2 = float(np.sum(w * residual**2))
+    return solution, normal, residual, chi2, row0
+
+
+def _clip(units: Sequence[Unit], pairs: Sequence[PairMatches], sigma: float) -> int:
+    """Reject matches whose corrected separation exceeds sigma x RMS; return the number clipped."""
+    separations = []
+    for pair in pairs:
+        d = units[pair.a].corrected_xy()[pair.idx_a] - units[pair.b].corrected_xy()[pair.idx_b]
+        separations.append(np.hypot(d[:, 0], d[:, 1]))
+    kept = np.concatenate([s[p.keep] for s, p in zip(separations, pairs, strict=True)]
+                          ) if pairs else np.zeros(0)
+    if kept.size < 3:
+        return 0
+    limit = sigma * math.sqrt(float(np.mean(kept**2)))
+    clipped = 0
+    for sep, pair in zip(separations, pairs, strict=True):
+        new_keep = pair.keep & (sep < limit)
+        clipped += int(np.count_nonzero(pair.keep & ~new_keep))
+        pair.keep = new_keep
+    return clipped
+
+
+def _connected_to_reference(n: int, pairs: Sequence[PairMatches], reference: int) -> set[int]:
+    if not pairs:
+        return {reference}
+    a = np.array([p.a for p in pairs])
+    b = np.array([p.b for p in pairs])
+    graph = sp.coo_matrix((np.ones(a.size), (a, b)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return {i for i in range(n) if labels[i] == labels[reference]}
+
+
+def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: float = 3.0,
+                 weighted: bool = False, max_iter: int = 10,
+                 tol: float = 1e-7) -> dict[str, object]:
+    """Refine the corrections of all aligned units simultaneously (in place).
+
+    Parameters
+    ----------
+    units : list of Unit
+        Units after a sequential pass; exactly one has status REFERENCE (held fixed).
+    geometry : str
+        ``shift``, ``rshift``, ``rscale`` or ``general``.
+    nclip, sigma : int, float
+        Sigma clipping of matched pairs per solve.
+    weighted : bool
+        Weight each pair by the inverse of its centroid variance (``tp_err``).
+    max_iter : int
+        Maximum number of match -> solve rounds.
+    tol : float
+        Stop when the largest update (arcsec, at the unit centres) is below this.
+
+    Returns
+    -------
+    dict
+        Diagnostics: iterations, number of pairs and matches, chi2 per degree of freedom.
+    """
+    reference = next((i for i, u in enumerate(units) if u.status == Status.REFERENCE), None)
+    if reference is None:
+        return {"solver": "global", "skipped": "no reference unit"}
+    n_par = _N_PARAMS[geometry]
+    info: dict[str, object] = {"solver": "global"}
+    # match once on the sequential solution; clipping only ever removes pairs, so the
+    # solve -> clip loop converges (re-matching inside it would undo the clipping)
+    pairs = match_pairs(units)
+    connected = _connected_to_reference(len(units), pairs, reference)
+    free_units = [i for i in _aligned(units) if i != reference and i in connected]
+    free = {unit: k for k, unit in enumerate(free_units)}
+    centers = {i: units[i].corrected_xy().mean(axis=0) for i in free_units}
+    normal, chi2, n_rows, clip_passes = None, 0.0, 0, 0
+    for iteration in range(1, max_iter + 1):
+        solution, normal, _, chi2, n_rows = _solve_once(units, pairs, free, geometry,
+                                                        centers, weighted)
+        if not np.all(np.isfinite(solution)):
+            info["failed"] = "singular global system; the sequential solution is kept"
+            return info
+        largest = 0.0
+        for u, k in free.items():
+            update = _update(solution[k * n_par:(k + 1) * n_par], centers[u], geometry)
+            moved = update.apply(centers[u][None, :])[0] - centers[u]
+            largest = max(largest, float(np.hypot(*moved)))
+            units[u].fit = update.compose(units[u].fit)
+        info["iterations"] = iteration
+        clipped = _clip(units, pairs, sigma) if clip_passes < nclip else 0
+        clip_passes += clipped > 0
+        if clipped == 0 and largest < tol:
+            break
+    dof = max(n_rows - len(free) * n_par, 1)
+    info.update({"pairs": len(pairs), "matches": int(sum(int(p.keep.sum()) for p in pairs)),
+                 "chi2_dof": chi2 / dof, "unconnected": sorted(
+                     units[i].key for i in _aligned(units) if i not in connected)})
+    _set_statistics(units, pairs, free, normal, chi2 / dof, geometry)
+    return info
+
+
+def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[int, int],
+                    normal: sp.csc_matrix | None, chi2_dof: float, geometry: str) -> None:
+    """Per-unit residual statistics and parameter uncertainties from the global solution."""
+    n_par = _N_PARAMS[geometry]
+    covariance = None
+    if normal is not None and 0 < normal.shape[0] <= _DENSE_COVARIANCE_LIMIT:
+        try:
+            covariance = np.linalg.inv(normal.toarray()) * chi2_dof
+        except np.linalg.LinAlgError:
+            covariance = None
+    residuals: dict[int, list[np.ndarray]] = {}
+    masks: dict[int, list[np.ndarray]] = {}
+    for pair in pairs:
+        d = units[pair.a].corrected_xy()[pair.idx_a] - units[pair.b].corrected_xy()[pair.idx_b]
+        for unit, sign in ((pair.a, -1.0), (pair.b, 1.0)):
+            residuals.setdefault(unit, []).append(sign * d)
+            masks.setdefault(unit, []).append(pair.keep)
+    for unit, k in free.items():
+        fit = units[unit].fit
+        r = np.concatenate(residuals.get(unit, [np.zeros((0, 2))]))
+        mask = np.concatenate(masks.get(unit, [np.zeros(0, bool)]))
+        used = r[mask]
+        rmse = float(np.sqrt(np.mean(np.sum(used**2, axis=1)))) if used.size else 0.0
+        mae = float(np.mean(np.hypot(used[:, 0], used[:, 1]))) if used.size else 0.0
+        shift_err = np.full(2, np.nan)
+        rotation_err = scale_err = math.nan
+        block = None
+        if covariance is not None:
+            block = covariance[k * n_par:(k + 1) * n_par, k * n_par:(k + 1) * n_par]
+            diag = np.sqrt(np.clip(np.diag(block), 0, None))
+            shift_err = diag[-2:]
+            if geometry == "rshift":
+                rotation_err = math.degrees(diag[0])
+            elif geometry == "rscale":
+                rotation_err = math.degrees(diag[1])
+                scale_err = diag[0]
+        units[unit].fit = FitResult(
+            matrix=fit.matrix, shift=fit.shift, center=fit.center, fitgeometry=geometry,
+            fitmask=mask, residuals=r, rmse=rmse, mae=mae, shift_err=shift_err,
+            rotation_err=rotation_err, scale_err=scale_err, covariance=block,
+            meta={**fit.meta, "solver": "global"},
+        )
+        units[unit].n_matched = int(mask.size)
+
+
+def overlap_statistics(units: Sequence[Unit]) -> list[dict[str, object]]:
+    """Residual RMS (mas) of the matched sources of every overlapping pair, after alignment."""
+    stats = []
+    for pair in match_pairs(units):
+        d = units[pair.a].corrected_xy()[pair.idx_a] - units[pair.b].corrected_xy()[pair.idx_b]
+        sep = np.hypot(d[:, 0], d[:, 1])
+        stats.append({"a": units[pair.a].key, "b": units[pair.b].key, "n": int(sep.size),
+                      "rms_mas": float(np.sqrt(np.mean(sep**2)) * 1000.0)})
+    return stats
