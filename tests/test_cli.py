@@ -32,7 +32,14 @@ def test_run_writes_corrected_copies_and_report(small_scene, tmp_path, capsys):
     assert {p: digest(p) for p in small_scene.paths} == sums  # inputs untouched
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([p.name for p in small_scene.paths]
-                           + [p.stem + "_cat.ecsv" for p in small_scene.paths] + ["report.json"])
+                           + [p.stem + "_cat.ecsv" for p in small_scene.paths]
+                           + ["combined_cat.ecsv", "report.json"])
+    from astropy.table import Table
+
+    combined = Table.read(out / "combined_cat.ecsv")
+    multiple = combined[combined["n_images"] >= 2]
+    assert len(multiple) > 30  # heavily overlapping dithers
+    assert np.nanmedian(multiple["scatter_mas"]) < 20.0  # 0.2 pixel: centroid noise level
     report = json.loads((out / "report.json").read_text())
     assert report["ok"] is True
     assert {i["status"] for i in report["images"]} == {"REFERENCE", "SUCCESS"}

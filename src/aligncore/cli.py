@@ -71,15 +71,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
+    from aligncore.execution import detect_images
     from aligncore.io import open_image
     from aligncore.outputs import write_catalogs
-    from aligncore.pipeline import detect_all
 
     config, registry = _load(args)
     images = [open_image(path) for path in args.images]
     detector = config.build_stage("detector", registry)
-    catalogs, _ = detect_all(images, detector, registry,
+    outcomes = detect_images(images, detector, config, registry,
                              _progress(sys.stderr.isatty() and not args.quiet))
+    catalogs = [o.catalog for o in outcomes]
     outdir = Path(args.output)
     paths = write_catalogs([i.name for i in images], catalogs, outdir, config.output.catalog_format)
     for image, catalog, path in zip(images, catalogs, paths, strict=True):

@@ -151,15 +151,22 @@ class OutputSection(_Section):
     in_place: bool = Field(False, description="Update the input files themselves.")
     save_catalogs: bool = Field(False, description="Write <name>_cat.<format> per image.")
     catalog_format: Literal["ecsv", "fits", "parquet"] = "ecsv"
+    save_combined: bool = Field(
+        True, description="Write the merged mosaic catalog as combined_cat.<format>.")
     report: str = Field("report.json", description="Run report file name in the output dir.")
 
 
 class ExecutionSection(_Section):
     """How detection is run."""
 
-    executor: Literal["serial", "processes", "dask"] = "serial"
-    workers: int | None = Field(None, ge=1)
-    address: str | None = None
+    executor: Literal["serial", "processes", "dask"] = Field(
+        "serial", description="Where detection runs: this process, a process pool, or Dask.")
+    workers: int | None = Field(None, ge=1, description="Number of workers (default: cores).")
+    address: str | None = Field(None, description="Dask scheduler address (default: a local "
+                                "cluster).")
+    on_error: Literal["raise", "skip"] = Field(
+        "raise", description="raise: an unreadable image stops the run before anything is "
+        "written; skip: that image is FAILED and the others go on.")
 
 
 class Config(_Section):

@@ -25,7 +25,13 @@ from aligncore.overlap import candidate_pairs
 from aligncore.types import FitResult, Status
 from aligncore.units import Unit
 
-__all__ = ["PairMatches", "match_pairs", "overlap_statistics", "solve_global"]
+__all__ = [
+    "PairMatches",
+    "match_pairs",
+    "match_radius",
+    "overlap_statistics",
+    "solve_global",
+]
 
 _N_PARAMS = {"shift": 2, "rshift": 3, "rscale": 4, "general": 6}
 _DENSE_COVARIANCE_LIMIT = 3000
@@ -46,8 +52,10 @@ def _aligned(units: Sequence[Unit]) -> list[int]:
     return [i for i, u in enumerate(units) if u.status in (Status.SUCCESS, Status.REFERENCE)]
 
 
-def _match_radius(units: Sequence[Unit], indices: Sequence[int]) -> float:
+def match_radius(units: Sequence[Unit], indices: Sequence[int] | None = None) -> float:
     """Radius for re-matching corrected catalogs: a few times the fit residuals."""
+    if indices is None:
+        indices = _aligned(units)
     rmses = [units[i].fit.rmse for i in indices if units[i].fit is not None
              and units[i].fit.n_used > 0]
     scale = float(np.median([units[i].pixel_scale for i in indices]))
@@ -59,7 +67,7 @@ def match_pairs(units: Sequence[Unit], radius: float | None = None) -> list[Pair
     """Mutual nearest neighbours within ``radius`` between every overlapping pair of units."""
     aligned = _aligned(units)
     if radius is None:
-        radius = _match_radius(units, aligned)
+        radius = match_radius(units, aligned)
     positions = {i: units[i].corrected_xy() for i in aligned}
     trees = {i: cKDTree(positions[i]) for i in aligned if len(positions[i])}
     pairs = []

@@ -78,6 +78,10 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
         catalogs = [r.catalog for r in result.images]
         written += write_catalogs([i.name for i in images], catalogs, outdir,
                                   config.output.catalog_format)
+    if config.output.save_combined and result.combined_catalog is not None:
+        fmt = config.output.catalog_format
+        written.append(write_catalog(result.combined_catalog,
+                                     outdir / f"combined_cat{CATALOG_FORMATS[fmt][1]}", fmt))
     report = run_report(result, config, registry, extra={"outputs": [str(p) for p in written]})
     written.append(write_json(report, outdir / config.output.report))
     return written

@@ -17,12 +17,14 @@ from typing import Any
 
 from astropy.table import QTable
 
+from aligncore.combined import merge_catalogs
 from aligncore.config import Config, load_config
 from aligncore.errors import AlignError, InputError
+from aligncore.execution import detect_images, empty_catalog
 from aligncore.io import open_image
 from aligncore.registry import Registry, build_registry
 from aligncore.relative import relative_align
-from aligncore.stages import Corrector, Detector
+from aligncore.stages import Corrector
 from aligncore.tangent import TangentPlane
 from aligncore.types import (
     AlignImage,
@@ -33,7 +35,7 @@ from aligncore.types import (
 )
 from aligncore.units import Unit, build_units, union_tangent_plane
 
-__all__ = ["Unit", "align", "detect_all"]
+__all__ = ["Unit", "align"]
 
 log = logging.getLogger("aligncore")
 
@@ -63,26 +65,6 @@ def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config) -
     if duplicates:
         raise InputError(f"{duplicates[0]}: the same image name is given twice")
     return opened
-
-
-def detect_all(
-    images: Sequence[AlignImage],
-    detector: Detector,
-    registry: Registry,
-    progress: Progress = _no_progress,
-) -> tuple[list[QTable], list[float]]:
-    """Run the detector on every image (serially); return catalogs and seconds per image."""
-    catalogs, seconds = [], []
-    for image in progress(images, "detect", len(images)):
-        start = time.perf_counter()
-        catalog = registry.run_stage(detector, image)
-        if catalog is None:
-            raise AlignError(f"{image.name}: detector {detector.name!r} returned None")
-        catalog = QTable(catalog)
-        catalog.meta.setdefault("image", image.name)
-        catalogs.append(catalog)
-        seconds.append(time.perf_counter() - start)
-    return catalogs, seconds
 
 
 def _pick_corrector(image: AlignImage, config: Config, registry: Registry) -> Corrector:
@@ -146,7 +128,9 @@ def align(
     timings["setup"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
-    catalogs, detect_seconds = detect_all(images, detector, registry, progress)
+    outcomes = detect_images(images, detector, config, registry, progress)
+    catalogs = [o.catalog if o.catalog is not None else empty_catalog() for o in outcomes]
+    detect_seconds = [o.seconds for o in outcomes]
     timings["detect"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -155,6 +139,12 @@ def align(
     else:
         plane = union_tangent_plane(images)
     units = build_units(images, catalogs, plane)
+    for unit in units:
+        errors = [f"{images[i].name}: {outcomes[i].error}" if len(unit.members) > 1
+                  else outcomes[i].error for i in unit.members if outcomes[i].error]
+        if errors:
+            unit.status, unit.reason = Status.FAILED, "; ".join(errors)
+            unit.catalog = unit.catalog[:0]
     relative_info: dict[str, Any] = {}
     if len(units) >= 2:
         relative_info = relative_align(units, config, matchers, fitter, registry)
@@ -181,11 +171,14 @@ def align(
     timings["correct"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
 
+    combined = merge_catalogs(units, plane) if any(
+        u.status in (Status.SUCCESS, Status.REFERENCE) for u in units) else None
     result = AlignResult(
         images=tuple(results),
         absolute=absolute_fit,
         tangent_plane=plane,
         timings=timings,
+        combined_catalog=combined,
         meta={"relative": relative_info, "absolute": absolute_info,
               "tangent_plane": plane.summary()},
     )

@@ -235,7 +235,7 @@ def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher
         Diagnostics: the order, the solver and its statistics, per-overlap residuals.
     """
     for unit in units:
-        if len(unit.catalog) == 0:
+        if len(unit.catalog) == 0 and unit.status is None:
             unit.status = Status.FAILED
             unit.reason = "no sources detected"
     order, overlaps = _order_units(units, config)

@@ -517,6 +517,8 @@ class AlignResult:
         The shared tangent plane the fits are expressed in.
     timings : dict
         Seconds per phase.
+    combined_catalog : QTable or None
+        The aligned images' sources merged into one mosaic catalog.
     meta : dict
         Run information (versions, config, warnings).
     """
@@ -525,6 +527,7 @@ class AlignResult:
     absolute: FitResult | None = None
     tangent_plane: Any = None
     timings: Mapping[str, float] = field(default_factory=dict)
+    combined_catalog: Any = field(default=None, repr=False)
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[ImageResult]:

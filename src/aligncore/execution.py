@@ -1,0 +1,160 @@
+"""Running detection on an executor: serially, on a process pool, or on a Dask cluster.
+
+Detection is a pure function (image file + detector config -> catalog) run as
+one task per image: pixels are read on the worker and only the catalog comes
+back. Images held only in memory are detected in this process.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.table import QTable
+
+from aligncore.config import Config
+from aligncore.errors import AlignError, InputError
+from aligncore.registry import Registry, build_registry
+from aligncore.stages import Detector
+from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, AlignImage
+
+__all__ = ["DetectTask", "DetectionOutcome", "detect_images", "empty_catalog", "run_detect_task"]
+
+Progress = Callable[[Iterable[Any], str, int], Iterable[Any]]
+
+
+@dataclass(frozen=True)
+class DetectTask:
+    """Everything a worker needs to detect the sources of one image file."""
+
+    path: str
+    group_id: str | None
+    detector: str
+    params: dict[str, Any]
+    plugin_files: tuple[str, ...] = ()
+
+
+@dataclass
+class DetectionOutcome:
+    """Catalog (or error) and time of one image's detection."""
+
+    catalog: QTable | None
+    seconds: float
+    error: str = ""
+
+
+def empty_catalog() -> QTable:
+    """A catalog with the required columns and no rows."""
+    return QTable({COL_ID: np.zeros(0, int), COL_X: np.zeros(0), COL_Y: np.zeros(0),
+                   COL_FLUX: np.zeros(0)})
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_registry(plugin_files: tuple[str, ...]) -> Registry:
+    return build_registry(plugin_files)
+
+
+def _detect(image: AlignImage, detector: Detector, registry: Registry) -> QTable:
+    catalog = registry.run_stage(detector, image)
+    if catalog is None:
+        raise AlignError(f"{image.name}: detector {detector.name!r} returned None")
+    catalog = QTable(catalog)
+    catalog.meta.setdefault("image", image.name)
+    return catalog
+
+
+def run_detect_task(task: DetectTask) -> tuple[QTable, float]:
+    """Detect one image file (runs on a worker); returns the catalog and the seconds taken."""
+    from aligncore.io import open_image
+
+    start = time.perf_counter()
+    registry = _worker_registry(task.plugin_files)
+    detector = registry.get("detector", task.detector)(task.params)
+    image = open_image(task.path, group_id=task.group_id)
+    return _detect(image, detector, registry), time.perf_counter() - start
+
+
+def _executor(config: Config, stack: ExitStack) -> concurrent.futures.Executor | None:
+    section = config.execution
+    if section.executor == "processes":
+        return stack.enter_context(
+            concurrent.futures.ProcessPoolExecutor(max_workers=section.workers))
+    if section.executor == "dask":
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise AlignError("execution.executor 'dask' needs dask.distributed: "
+                             "pip install 'aligncore[dask]'") from exc
+        if section.address:
+            client = stack.enter_context(Client(section.address))
+        else:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=section.workers or 2, threads_per_worker=1, processes=True,
+                dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        return client.get_executor(pure=False)
+    return None
+
+
+def detect_images(
+    images: Sequence[AlignImage],
+    detector: Detector,
+    config: Config,
+    registry: Registry,
+    progress: Progress,
+) -> list[DetectionOutcome]:
+    """Detect every image, on the configured executor.
+
+    Input errors (an unreadable file) raise `InputError` unless
+    ``execution.on_error: skip``, in which case that image's outcome carries
+    the error. A task lost with its worker is always recorded, never raised.
+    """
+    outcomes: list[DetectionOutcome | None] = [None] * len(images)
+    skip = config.execution.on_error == "skip"
+    with ExitStack() as stack:
+        executor = _executor(config, stack)
+        remote = {}
+        if executor is not None:
+            files = tuple(str(p) for p in config.plugin_files())
+            for index, image in enumerate(images):
+                if image.path is None:
+                    continue
+                task = DetectTask(str(Path(image.path)), image.group_id, detector.name,
+                                  detector.params.model_dump(), files)
+                remote[executor.submit(run_detect_task, task)] = index
+        local = [i for i in range(len(images)) if i not in remote.values()]
+        for index in progress(local, "detect", len(local)) if local else ():
+            start = time.perf_counter()
+            try:
+                catalog = _detect(images[index], detector, registry)
+            except InputError as exc:
+                if not skip:
+                    raise
+                outcomes[index] = DetectionOutcome(None, time.perf_counter() - start, str(exc))
+                continue
+            outcomes[index] = DetectionOutcome(catalog, time.perf_counter() - start)
+        done = concurrent.futures.as_completed(remote)
+        for future in progress(done, "detect", len(remote)):
+            index = remote[future]
+            try:
+                catalog, seconds = future.result()
+            except InputError as exc:
+                if not skip:
+                    for other in remote:
+                        other.cancel()
+                    raise
+                outcomes[index] = DetectionOutcome(None, 0.0, str(exc))
+                continue
+            except Exception as exc:  # a worker died or the task was lost
+                outcomes[index] = DetectionOutcome(
+                    None, 0.0, f"detection failed on a worker: {type(exc).__name__}: {exc}")
+                continue
+            outcomes[index] = DetectionOutcome(catalog, seconds)
+    return [o for o in outcomes if o is not None]
