@@ -1,0 +1,147 @@
+"""Relative alignment: groups, the guard, failures that leave the others aligned, invariances."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+import aligncore
+from aligncore import Status
+from aligncore.config import load_config
+
+
+def copies(scene, tmp_path):
+    paths = []
+    for path in scene.paths:
+        shutil.copy(path, tmp_path / path.name)
+        paths.append(tmp_path / path.name)
+    return paths
+
+
+def offset_pointing(path, dx_arcsec, dy_arcsec, target=None):
+    """Move an image's nominal pointing by (dx, dy) arcsec (East, North)."""
+    target = target or path
+    with fits.open(path) as hdul:
+        header = hdul["SCI"].header
+        dec = header["CRVAL2"]
+        header["CRVAL1"] += dx_arcsec / 3600.0 / np.cos(np.radians(dec))
+        header["CRVAL2"] += dy_arcsec / 3600.0
+        hdul.writeto(target, overwrite=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def quiet_scene(tmp_path_factory):
+    """Four 512^2 dithers whose nominal pointing is nearly exact (errors added by the tests)."""
+    return aligncore.simulate("dither", n_images=4, seed=21, shape=(512, 512), n_stars=150,
+                              pointing_error=(0.001, 0.002), roll_error=1e-6,
+                              scale_error=1e-9, outdir=tmp_path_factory.mktemp("quiet"))
+
+
+def test_group_moves_as_one_rigid_body(quiet_scene, tmp_path):
+    paths = copies(quiet_scene, tmp_path)
+    offset_pointing(paths[1], 1.2, -0.8)
+    offset_pointing(paths[2], 1.2, -0.8)   # same exposure: same pointing error
+    offset_pointing(paths[3], -0.6, 0.9)
+    config = load_config(None, ["align.groups={img_001.fits: visit1, img_002.fits: visit1}"])
+    result = aligncore.align(paths, config)
+    assert result.ok
+    one, two = result["img_001.fits"], result["img_002.fits"]
+    assert one.group_id == two.group_id == "visit1"
+    np.testing.assert_array_equal(one.fit.matrix, two.fit.matrix)
+    np.testing.assert_array_equal(one.fit.shift, two.fit.shift)
+    truth = [WCS(fits.getheader(p, "SCI")) for p in quiet_scene.paths]
+    for image in result:
+        if image.status == Status.SUCCESS:
+            assert image.wcs is not None
+    errors = quiet_scene.errors(result)
+    assert max(errors["rms_pix"]) < 0.1
+    assert len(truth) == 4
+
+
+def test_guard_rejects_a_correction_beyond_max_correction(quiet_scene, tmp_path):
+    paths = copies(quiet_scene, tmp_path)
+    offset_pointing(paths[2], 2.5, 1.5)
+    config = load_config(None, ["align.max_correction=1.0"])
+    images = [aligncore.open_image(p) for p in paths]
+    result = aligncore.align(images, config)
+    moved = result["img_002.fits"]
+    assert moved.status == Status.FAILED
+    assert "exceeds max_correction (1.00\")" in moved.reason
+    assert moved.wcs is images[2].wcs and moved.fit is None
+    assert sum(r.ok for r in result) == 3
+
+
+def test_non_overlapping_image_fails_alone(quiet_scene, tmp_path):
+    paths = copies(quiet_scene, tmp_path)
+    far = offset_pointing(paths[0], 1800.0, 0.0, target=tmp_path / "far.fits")
+    offset_pointing(paths[1], 0.8, 0.4)
+    result = aligncore.align([*paths, far])
+    assert result["far.fits"].status == Status.FAILED
+    assert result["far.fits"].reason.startswith("only 0 matched sources")
+    assert sum(r.ok for r in result) == 4
+    errors = quiet_scene.errors([r for r in result if r.name != "far.fits"])
+    assert max(errors["rms_pix"]) < 0.1
+
+
+def test_image_with_three_stars_fails_alone(quiet_scene, tmp_path):
+    paths = copies(quiet_scene, tmp_path)
+    stars = quiet_scene.true_sources(3)
+    bright = stars[np.argsort(-np.asarray(stars["snr"]))][:3]
+    with fits.open(paths[3]) as hdul:
+        data = hdul["SCI"].data
+        sky = np.random.default_rng(2).normal(np.median(data), 10.0, data.shape)
+        for x, y in zip(np.round(bright["x"]).astype(int), np.round(bright["y"]).astype(int),
+                        strict=True):
+            box = np.s_[max(y - 8, 0):y + 9, max(x - 8, 0):x + 9]
+            sky[box] = data[box]
+        hdul["SCI"].data = sky.astype(np.float32)
+        hdul.writeto(paths[3], overwrite=True)
+    result = aligncore.align(paths)
+    three = result["img_003.fits"]
+    assert three.status == Status.FAILED and three.n_sources <= 5
+    assert "minobj=15" in three.reason
+    assert sum(r.ok for r in result) == 3
+
+
+def test_twenty_arcsec_offset_fails_then_aligns_with_the_fallback(quiet_scene, tmp_path):
+    paths = copies(quiet_scene, tmp_path)
+    offset_pointing(paths[1], 20.0, 0.0)
+    plain = aligncore.align(paths, load_config(None, ["matcher.params.searchrad=1.0"]))
+    assert plain["img_001.fits"].status == Status.FAILED
+    assert "matched sources" in plain["img_001.fits"].reason or "not significant" in plain[
+        "img_001.fits"].reason
+    assert sum(r.ok for r in plain) == 3
+    config = load_config(None, ["matcher.params.searchrad=1.0", "align.fallback=[triangles]"])
+    rescued = aligncore.align(paths, config)
+    assert rescued.ok, [r.reason for r in rescued]
+    assert rescued["img_001.fits"].meta["matcher"] == "triangles"
+    assert max(quiet_scene.errors(rescued)["rms_pix"]) < 0.1
+
+
+def test_result_independent_of_the_tangent_plane(small_scene):
+    centre = aligncore.align(small_scene.paths)
+    plane = centre.tangent_plane
+    moved = aligncore.align(small_scene.paths, load_config(
+        None, [f"align.tangent_point=[{plane.ra0 + 2.0}, {plane.dec0 - 1.5}]"]))
+    y, x = np.mgrid[0:512:32, 0:512:32]
+    for a, b in zip(centre, moved, strict=True):
+        ra_a, dec_a = a.wcs.all_pix2world(x.ravel(), y.ravel(), 0)
+        ra_b, dec_b = b.wcs.all_pix2world(x.ravel(), y.ravel(), 0)
+        diff = np.hypot((ra_a - ra_b) * np.cos(np.radians(dec_a)), dec_a - dec_b) * 3.6e6
+        assert diff.max() < 0.05  # mas: 5e-4 pixel with the plane moved by 2.5 degrees
+
+
+def test_sequential_and_global_both_align_and_report_overlaps(small_scene):
+    for solver in ("sequential", "global"):
+        result = aligncore.align(small_scene.paths, load_config(None, [f"align.solver={solver}"]))
+        assert result.ok
+        overlaps = result.meta["relative"]["overlaps"]
+        assert len(overlaps) == 3 and all(o["n"] > 20 for o in overlaps)
+        assert all(o["rms_mas"] < 30.0 for o in overlaps)  # DAO centroid noise, ~0.2 px
+        assert max(small_scene.errors(result)["rms_pix"]) < 0.1
+    assert result.meta["relative"]["global"]["iterations"] < 10
