@@ -1,0 +1,221 @@
+"""Plain fitting functions: ``fit_affine`` (one pass) and ``iter_fit`` (sigma clipping).
+
+Both are usable without the pipeline or the plugin class::
+
+    from aligncore_affine import iter_fit
+    fit = iter_fit(image_xy, ref_xy, "rscale", nclip=3, sigma=3.0)
+    fit.rotation, fit.rotation_err, fit.scale, fit.shift
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from aligncore import FitResult, NotEnoughPointsError, SingularMatrixError
+from aligncore_affine.geometry import GEOMETRIES, MIN_POINTS, LinearSolution, solve
+
+__all__ = ["combine_weights", "fit_affine", "iter_fit"]
+
+
+def combine_weights(image_weights: np.ndarray, ref_weights: np.ndarray) -> np.ndarray:
+    """Combine per-catalog weights of matched pairs: ``1 / (1 / w_img + 1 / w_ref)``.
+
+    A zero weight in either catalog gives a zero combined weight.
+    """
+    wi = np.asarray(image_weights, dtype=float)
+    wr = np.asarray(ref_weights, dtype=float)
+    out = np.zeros(np.broadcast_shapes(wi.shape, wr.shape))
+    good = (wi > 0) & (wr > 0)
+    wi_b, wr_b = np.broadcast_to(wi, out.shape), np.broadcast_to(wr, out.shape)
+    out[good] = 1.0 / (1.0 / wi_b[good] + 1.0 / wr_b[good])
+    return out
+
+
+def _prepare(
+    image_xy: Any, ref_xy: Any, weights: Any, geometry: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if geometry not in MIN_POINTS:
+        raise ValueError(
+            f"unknown fitgeometry {geometry!r}; expected one of {', '.join(GEOMETRIES)}"
+        )
+    xy = np.asarray(image_xy, dtype=float)
+    uv = np.asarray(ref_xy, dtype=float)
+    if xy.ndim != 2 or xy.shape[-1] != 2 or uv.shape != xy.shape:
+        raise ValueError(
+            f"image_xy and ref_xy must both have shape (n, 2); got {xy.shape} and {uv.shape}"
+        )
+    if weights is None:
+        w = np.ones(xy.shape[0])
+    else:
+        w = np.asarray(weights, dtype=float).reshape(-1)
+        if w.shape[0] != xy.shape[0]:
+            raise ValueError(f"weights must have length {xy.shape[0]}, got {w.shape[0]}")
+        if np.any(w < 0) or not np.all(np.isfinite(w)):
+            raise ValueError("weights must be finite and >= 0")
+    # Points with a non-finite coordinate cannot take part in the fit.
+    finite = np.all(np.isfinite(xy), axis=1) & np.all(np.isfinite(uv), axis=1)
+    w = np.where(finite, w, 0.0)
+    xy = np.where(finite[:, None], xy, 0.0)
+    uv = np.where(finite[:, None], uv, 0.0)
+    return xy, uv, w
+
+
+def _check_count(n_usable: int, geometry: str) -> None:
+    need = MIN_POINTS[geometry]
+    if n_usable < need:
+        raise NotEnoughPointsError(
+            f"fitgeometry {geometry!r} needs at least {need} point{'s' if need > 1 else ''} "
+            f"with non-zero weight, got {n_usable}"
+        )
+
+
+def _stats(r: np.ndarray, w: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Weighted RMS and mean absolute residual length over ``mask``."""
+    wm = w[mask]
+    length = np.hypot(r[mask, 0], r[mask, 1])
+    wsum = float(np.sum(wm))
+    if wsum <= 0:
+        return math.nan, math.nan
+    return float(np.sqrt(wm @ (length * length) / wsum)), float(wm @ length / wsum)
+
+
+def _result(
+    sol: LinearSolution,
+    xy: np.ndarray,
+    uv: np.ndarray,
+    w: np.ndarray,
+    mask: np.ndarray,
+    geometry: str,
+    meta: dict[str, Any],
+) -> FitResult:
+    shift = sol.shift
+    residuals = uv - (xy @ sol.matrix.T + shift)
+    rmse, mae = _stats(residuals, w, mask)
+    meta = {
+        **meta,
+        "sigma_residual": math.sqrt(sol.sigma2) if math.isfinite(sol.sigma2) else math.nan,
+        "dof": sol.dof,
+        "min_points": MIN_POINTS[geometry],
+    }
+    return FitResult(
+        matrix=sol.matrix,
+        shift=shift,
+        center=sol.center,
+        fitgeometry=geometry,
+        fitmask=mask,
+        residuals=residuals,
+        rmse=rmse,
+        mae=mae,
+        shift_err=sol.shift_err,
+        rotation_err=sol.rotation_err,
+        scale_err=sol.scale_err,
+        covariance=sol.covariance,
+        param_names=sol.param_names,
+        meta=meta,
+    )
+
+
+def fit_affine(
+    image_xy: Any,
+    ref_xy: Any,
+    geometry: str = "rshift",
+    weights: Any = None,
+) -> FitResult:
+    """Fit ``ref_xy ~ matrix @ image_xy + shift`` in one weighted least-squares pass.
+
+    Parameters
+    ----------
+    image_xy, ref_xy : array-like, shape (n, 2)
+        Matched image and reference positions (any common unit).
+    geometry : {'shift', 'rshift', 'rscale', 'general'}, optional
+        ``shift``: translation only; ``rshift``: rotation + translation;
+        ``rscale``: rotation, one scale and translation; ``general``: full
+        6-parameter affine transform. ``rshift`` and ``rscale`` also fit a
+        reflection (flip) when that matches better.
+    weights : array-like, shape (n,), optional
+        Relative weights (>= 0); points with weight 0 are ignored but still get
+        a residual.
+
+    Returns
+    -------
+    aligncore.FitResult
+        With ``fitmask`` True for the points of non-zero weight and parameter
+        uncertainties from the covariance scaled by ``chi2 / dof``.
+
+    Raises
+    ------
+    aligncore.NotEnoughPointsError
+        Fewer usable points than the geometry needs (1, 2, 2, 3).
+    aligncore.SingularMatrixError
+        The points do not constrain the geometry (coincident or colinear).
+    """
+    xy, uv, w = _prepare(image_xy, ref_xy, weights, geometry)
+    mask = w > 0
+    _check_count(int(np.count_nonzero(mask)), geometry)
+    sol = solve(xy[mask], uv[mask], w[mask], geometry)
+    return _result(sol, xy, uv, w, mask, geometry, {"nclip_passes": 0, "n_clipped": 0})
+
+
+def iter_fit(
+    image_xy: Any,
+    ref_xy: Any,
+    geometry: str = "rshift",
+    weights: Any = None,
+    *,
+    nclip: int = 3,
+    sigma: float = 3.0,
+) -> FitResult:
+    """Fit like :func:`fit_affine`, then sigma-clip and refit up to ``nclip`` times.
+
+    After each fit the points whose residual length is at least ``sigma`` times
+    the weighted RMS residual of the kept points are rejected (all points with
+    non-zero weight are re-examined, so a point can come back). Clipping stops
+    when the kept set no longer changes, after ``nclip`` passes, or when fewer
+    points than the geometry needs would remain.
+
+    Parameters
+    ----------
+    image_xy, ref_xy, geometry, weights
+        As for :func:`fit_affine`.
+    nclip : int, optional
+        Maximum number of clipping passes (0: no clipping).
+    sigma : float, optional
+        Clipping threshold in units of the RMS residual.
+
+    Returns
+    -------
+    aligncore.FitResult
+        ``fitmask`` marks the points kept; ``meta['nclip_passes']`` and
+        ``meta['n_clipped']`` say what clipping did.
+    """
+    if nclip < 0:
+        raise ValueError(f"nclip must be >= 0, got {nclip}")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    xy, uv, w = _prepare(image_xy, ref_xy, weights, geometry)
+    usable = w > 0
+    _check_count(int(np.count_nonzero(usable)), geometry)
+    need = MIN_POINTS[geometry]
+    mask = usable.copy()
+    sol = solve(xy[mask], uv[mask], w[mask], geometry)
+    passes = 0
+    for _ in range(nclip):
+        resid = uv - (xy @ sol.matrix.T + sol.shift)
+        rms, _mae = _stats(resid, w, mask)
+        if not rms > 0:
+            break
+        new_mask = usable & (np.hypot(resid[:, 0], resid[:, 1]) < sigma * rms)
+        if np.array_equal(new_mask, mask) or np.count_nonzero(new_mask) < need:
+            break
+        try:
+            new_sol = solve(xy[new_mask], uv[new_mask], w[new_mask], geometry)
+        except SingularMatrixError:  # the kept points became degenerate: keep the last fit
+            break
+        mask, sol = new_mask, new_sol
+        passes += 1
+    n_clipped = int(np.count_nonzero(usable) - np.count_nonzero(mask))
+    meta = {"nclip_passes": passes, "n_clipped": n_clipped, "nclip": nclip, "sigma": sigma}
+    return _result(sol, xy, uv, w, mask, geometry, meta)

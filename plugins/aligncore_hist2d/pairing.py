@@ -1,0 +1,155 @@
+"""Confusion pruning and strictly one-to-one nearest-neighbour matching."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+__all__ = ["make_tree", "match_one_to_one", "median_nn_distance", "prune_close"]
+
+_MAX_ROUNDS = 50
+_PARALLEL_QUERIES = 20_000  # below this many points, threads cost more than they save
+
+
+def _workers(n: int) -> int:
+    return -1 if n >= _PARALLEL_QUERIES else 1
+
+
+def make_tree(xy: np.ndarray) -> cKDTree:
+    """A KD-tree built for speed (sliding-midpoint splits: fast to build, fast enough to query)."""
+    return cKDTree(xy, balanced_tree=False, compact_nodes=False)
+
+
+def prune_close(xy: np.ndarray, separation: float, *, tree: cKDTree | None = None) -> np.ndarray:
+    """Keep-mask dropping every source closer than ``separation`` to an earlier one.
+
+    Catalogs are usually sorted by decreasing brightness, so the brighter
+    source of a close pair is the one kept.
+
+    Parameters
+    ----------
+    xy : ndarray, shape (n, 2)
+    separation : float
+        Minimum distance (same unit as ``xy``); ``<= 0`` keeps everything.
+    tree : cKDTree, optional
+        A tree already built on ``xy``.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    keep = np.ones(len(xy), dtype=bool)
+    if separation <= 0 or len(xy) < 2:
+        return keep
+    tree = tree if tree is not None else make_tree(xy)
+    pairs = tree.query_pairs(separation, output_type="ndarray")
+    if pairs.size:
+        # query_pairs uses <= separation; "closer than" means strictly less.
+        d = np.hypot(*(xy[pairs[:, 0]] - xy[pairs[:, 1]]).T)
+        pairs = pairs[d < separation]
+        keep[pairs.max(axis=1)] = False
+    return keep
+
+
+def median_nn_distance(
+    xy: np.ndarray, *, tree: cKDTree | None = None, max_points: int = 20_000
+) -> float:
+    """Median distance from a source to its nearest neighbour (NaN if < 2 sources).
+
+    At most ``max_points`` evenly spaced sources are queried (the median of a
+    large sample is as good as the full one).
+    """
+    if len(xy) < 2:
+        return float("nan")
+    tree = tree if tree is not None else make_tree(xy)
+    step = max(1, len(xy) // max_points)
+    d, _ = tree.query(xy[::step], k=2, workers=_workers(len(xy) // step))
+    return float(np.median(d[:, 1]))
+
+
+def match_one_to_one(
+    image_xy: np.ndarray,
+    ref_xy: np.ndarray,
+    tolerance: float,
+    *,
+    shift: np.ndarray | tuple[float, float] = (0.0, 0.0),
+    image_tree: cKDTree | None = None,
+    ref_tree: cKDTree | None = None,
+    max_rounds: int = _MAX_ROUNDS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Strictly one-to-one matching of ``image_xy + shift`` to ``ref_xy`` within ``tolerance``.
+
+    Pairs of mutual nearest neighbours (each is the other's nearest within
+    ``tolerance``) are matched; the matched sources are removed and the rule
+    is applied again to the remaining ones until nothing changes. This is
+    the greedy matching by increasing distance (for distinct distances): no
+    source can appear in two pairs.
+
+    Parameters
+    ----------
+    image_xy, ref_xy : ndarray, shape (n, 2) and (m, 2)
+        Positions.
+    tolerance : float
+        Maximum distance of a pair (inclusive).
+    shift : array-like, shape (2,)
+        Added to the image positions before matching.
+    image_tree, ref_tree : cKDTree, optional
+        Trees already built on ``image_xy`` and ``ref_xy`` (unshifted).
+    max_rounds : int, optional
+        Rounds of mutual-nearest-neighbour matching (1: mutual pairs only).
+
+    Returns
+    -------
+    image_idx, ref_idx : ndarray of int
+        Indices of the matched pairs, sorted by ``ref_idx``.
+    """
+    shift = np.asarray(shift, dtype=float)
+    out_img: list[np.ndarray] = []
+    out_ref: list[np.ndarray] = []
+    free_img = np.arange(len(image_xy))
+    free_ref = np.arange(len(ref_xy))
+    for round_ in range(max_rounds):
+        if free_img.size == 0 or free_ref.size == 0:
+            break
+        a = image_xy[free_img]
+        b = ref_xy[free_ref]
+        first = round_ == 0
+        tree_b = ref_tree if first and ref_tree is not None else make_tree(b)
+        _, j_of_i = tree_b.query(
+            a + shift, k=1, distance_upper_bound=tolerance, workers=_workers(len(a))
+        )
+        has_i = j_of_i < b.shape[0]
+        if not np.any(has_i):
+            break
+        # Only reference sources that some image source points at can be matched.
+        cand = np.zeros(b.shape[0], dtype=bool)
+        cand[j_of_i[has_i]] = True
+        cand_ref = np.flatnonzero(cand)
+        tree_a = image_tree if first and image_tree is not None else make_tree(a)
+        _, i_of_j = tree_a.query(
+            b[cand_ref] - shift,
+            k=1,
+            distance_upper_bound=tolerance,
+            workers=_workers(cand_ref.size),
+        )
+        back = np.full(b.shape[0], -1, dtype=np.intp)
+        back[cand_ref] = np.where(i_of_j < a.shape[0], i_of_j, -1)
+        img_local = np.flatnonzero(has_i)
+        ref_local = j_of_i[has_i]
+        mutual = back[ref_local] == img_local
+        if not np.any(mutual):
+            break
+        out_img.append(free_img[img_local[mutual]])
+        out_ref.append(free_ref[ref_local[mutual]])
+        keep_img = has_i.copy()  # sources with no partner in range never match: drop them
+        keep_img[img_local[mutual]] = False
+        keep_ref = np.ones(free_ref.size, dtype=bool)
+        keep_ref[ref_local[mutual]] = False
+        free_img = free_img[keep_img]
+        free_ref = free_ref[keep_ref]
+    if not out_img:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    img = np.concatenate(out_img)
+    ref = np.concatenate(out_ref)
+    order = np.argsort(ref, kind="stable")
+    return img[order], ref[order]
