@@ -209,6 +209,8 @@ def _reference_catalog(unit: Unit, xy: np.ndarray | None = None,
     if xy is not None:
         table[COL_TP_X], table[COL_TP_Y] = xy[:, 0], xy[:, 1]
     table.meta[META_PIXEL_SCALE] = unit.pixel_scale
+    if "fwhm" in unit.catalog.meta:
+        table.meta["fwhm"] = unit.catalog.meta["fwhm"]
     return table
 
 

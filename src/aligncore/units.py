@@ -120,9 +120,22 @@ def build_units(images: Sequence[AlignImage], catalogs: Sequence[QTable],
             corners.append(np.column_stack(plane.world_to_tp(ra, dec)))
         footprint = corners[0] if len(corners) == 1 else _hull(np.concatenate(corners))
         catalog.meta[META_PIXEL_SCALE] = scale
+        fwhm = _catalog_fwhm(catalogs[members[0]])
+        if fwhm is not None:
+            catalog.meta["fwhm"] = fwhm
         units.append(Unit(key=key, members=members, catalog=catalog, footprint=footprint,
                           pixel_scale=scale))
     return units
+
+
+def _catalog_fwhm(catalog: QTable) -> float | None:
+    """The PSF FWHM (pixels) the detector worked with, if its provenance says."""
+    params = catalog.meta.get("params") or {}
+    for key in ("fwhm", "kernel_fwhm"):
+        value = catalog.meta.get(key, params.get(key))
+        if isinstance(value, int | float) and value > 0:
+            return float(value)
+    return None
 
 
 def _vstack(tables: Sequence[QTable]) -> QTable:
