@@ -140,3 +140,17 @@ def test_local_plugin_file_relative_to_config(tmp_path):
                                     "  params: {fitgeometry: shift}\n")
     config = load_config(tmp_path / "c.yaml")
     assert config.plugin_files() == [tmp_path / "mine.py"]
+
+
+def test_a_setting_given_under_two_names(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("absolute:\n  enabled: false\n  align_to_gaia: true\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value.problems[0]) == (
+        f"{path}:3: absolute.align_to_gaia: 'enabled' and 'align_to_gaia' are two names of the "
+        "same setting (enabled); give only one")
+    # a command-line override of the other name wins over the file
+    config = load_config(None, ["absolute.align_to_gaia=true",
+                                "absolute.refcat={plugin: file, params: {path: x.ecsv}}"])
+    assert config.absolute.enabled is True

@@ -41,6 +41,10 @@ is refused.
 """
 
 
+CONFIRMED_SIGNIFICANCE = 3.0
+"""A peak this many times ``min_significance`` is accepted without a wider look."""
+
+
 class Hist2dMatcher(Matcher):
     """2D-histogram initial offset, then strictly one-to-one nearest-neighbour matching.
 
@@ -258,6 +262,7 @@ class Hist2dMatcher(Matcher):
             radii = [float(p.searchrad)]
         tried: list[dict[str, Any]] = []
         best: HistogramPeak | None = None
+        accepted: HistogramPeak | None = None
         used = radii[0]
         for radius in radii:
             peak = find_offset(
@@ -271,11 +276,23 @@ class Hist2dMatcher(Matcher):
             tried.append(
                 {"searchrad": radius, "significance": peak.significance, "edge": peak.edge}
             )
-            if best is None or peak.significance > best.significance:
+            if accepted is None and (best is None or peak.significance > best.significance):
                 best, used = peak, radius
-            if peak.significance >= p.min_significance and not peak.edge:
-                best, used = peak, radius
-                break
+            if peak.significance < p.min_significance or peak.edge:
+                continue
+            if accepted is None:
+                accepted, best, used = peak, peak, radius
+                if peak.significance >= CONFIRMED_SIGNIFICANCE * p.min_significance:
+                    break
+                # a modest peak: look one radius further before trusting it, since a
+                # chance clump inside a too small search box can look significant
+                continue
+            if np.hypot(*(peak.offset - accepted.offset)) <= 2.0 * pscale:
+                break  # the wider search confirms the peak
+            if peak.peak_counts > accepted.peak_counts:
+                accepted, best, used = peak, peak, radius  # a stronger peak further out
+                continue
+            break
         assert best is not None
         meta.update(
             {

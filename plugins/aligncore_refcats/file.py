@@ -1,10 +1,12 @@
-"""A reference catalog read from a local table file (ECSV, FITS, CSV, ...)."""
+"""A reference catalog read from a local table file (ECSV, FITS, CSV, Parquet, VOTable)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from astropy import units as u
 from astropy.coordinates import Angle, SkyCoord
 from astropy.table import QTable, Table
 from astropy.time import Time
@@ -22,104 +24,180 @@ from aligncore import (
     COL_RA,
     COL_RA_ERR,
 )
+from aligncore.catalogs import as_jyear, propagate, reference_table
 
-__all__ = ["FileRefCatalog", "read_reference_table"]
+__all__ = ["COLUMN_ALIASES", "FileRefCatalog", "read_reference_table"]
 
-_ALIASES: dict[str, tuple[str, ...]] = {
-    COL_RA: ("ra", "ra_deg", "raj2000", "ra_icrs", "alpha"),
-    COL_DEC: ("dec", "dec_deg", "dej2000", "decj2000", "de_icrs", "delta"),
-    COL_ID: ("id", "objid", "source_id", "designation"),
-    COL_MAG: ("mag", "phot_g_mean_mag", "gmag", "g"),
-    COL_RA_ERR: ("ra_err", "ra_error"),
-    COL_DEC_ERR: ("dec_err", "dec_error"),
-    COL_PMRA: ("pmra",),
-    COL_PMDEC: ("pmdec",),
-    COL_EPOCH: ("epoch", "ref_epoch"),
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    COL_RA: ("ra", "ra_deg", "radeg", "raj2000", "ra_icrs", "alpha", "ra_j2000"),
+    COL_DEC: ("dec", "dec_deg", "decdeg", "dej2000", "decj2000", "de_icrs", "delta", "de",
+              "dec_j2000"),
+    COL_ID: ("id", "objid", "source_id", "sourceid", "designation", "name"),
+    COL_MAG: ("mag", "phot_g_mean_mag", "gmag", "g", "magnitude"),
+    COL_RA_ERR: ("ra_err", "ra_error", "e_ra", "e_radeg", "era", "raerr", "sig_ra"),
+    COL_DEC_ERR: ("dec_err", "dec_error", "e_dec", "e_de", "e_dedeg", "edec", "decerr",
+                  "sig_dec"),
+    COL_PMRA: ("pmra", "pm_ra", "pmra_cosdec", "pm_ra_cosdec", "pmracosdec"),
+    COL_PMDEC: ("pmdec", "pm_dec", "pmde"),
+    COL_EPOCH: ("epoch", "ref_epoch", "epoch_year", "jyear", "refepoch"),
 }
+"""aligncore column -> names looked for in a file (compared case-insensitively)."""
 
 _FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits", ".fit": "fits",
-            ".parquet": "parquet", ".vot": "votable", ".xml": "votable"}
+            ".fits.gz": "fits", ".parquet": "parquet", ".pq": "parquet", ".vot": "votable",
+            ".xml": "votable"}
+
+_UNITS = {COL_RA: u.deg, COL_DEC: u.deg, COL_RA_ERR: u.mas, COL_DEC_ERR: u.mas,
+          COL_PMRA: u.mas / u.yr, COL_PMDEC: u.mas / u.yr}
 
 
-def _find(table: Table, column: str) -> str | None:
-    lower = {name.lower(): name for name in table.colnames}
-    for alias in _ALIASES[column]:
+def _find(colnames: list[str], column: str) -> str | None:
+    lower = {name.lower(): name for name in colnames}
+    for alias in COLUMN_ALIASES[column]:
         if alias in lower:
             return lower[alias]
     return None
 
 
-def read_reference_table(path: Path) -> QTable:
-    """Read a reference table and rename its columns to aligncore's names.
+def _format_for(path: Path) -> str | None:
+    name = path.name.lower()
+    for suffix, fmt in sorted(_FORMATS.items(), key=lambda item: -len(item[0])):
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def _values(table: Table, name: str, column: str, path: Path) -> Any:
+    """Column values in aligncore's units (converted when the file gives a unit)."""
+    col = table[name]
+    unit = getattr(col, "unit", None)
+    target = _UNITS.get(column)
+    if unit is None or target is None or unit == u.dimensionless_unscaled:
+        return col
+    try:
+        factor = (1.0 * u.Unit(unit)).to_value(target)
+    except (u.UnitConversionError, ValueError, TypeError):
+        raise aligncore.InputError(
+            f"{path}: column {name!r} has unit {unit}, which cannot be converted to {target}"
+        ) from None
+    values = np.ma.asarray(getattr(col, "value", col), dtype=float)
+    return values * factor
+
+
+def read_reference_table(path: str | Path, *, fmt: str | None = None,
+                         epoch: float | None = None) -> QTable:
+    """Read a reference table and give its columns aligncore's names and units.
+
+    Columns are found case-insensitively among :data:`COLUMN_ALIASES`
+    (``ra``/``RA``/``RAJ2000``, ``pmra``, ``ra_error``, ``ref_epoch``, ...).
+    Without a unit, ``ra, dec`` are taken as degrees, errors as mas, proper
+    motions as mas/yr and epochs as decimal years.
+
+    Parameters
+    ----------
+    path : path
+        ECSV, FITS, CSV, Parquet (needs pyarrow) or VOTable file.
+    fmt : str, optional
+        astropy format name, when the extension does not say.
+    epoch : float, optional
+        Epoch of the positions when the file has no epoch column (else
+        ``meta['epoch']`` of the file, if any).
+
+    Returns
+    -------
+    QTable
+        ``id, ra, dec, mag, ra_err, dec_err, pmra, pmdec, epoch`` (NaN where unknown).
 
     Raises
     ------
     aligncore.InputError
-        The file is missing or unreadable, or has no RA/Dec columns.
+        The file is missing or unreadable, or has no RA/Dec columns (the
+        message lists the columns it has).
     """
+    path = Path(path)
     if not path.exists():
         raise aligncore.InputError(f"{path}: reference catalog file not found")
-    fmt = _FORMATS.get(path.suffix.lower())
+    fmt = fmt or _format_for(path)
     try:
         raw = Table.read(path, format=fmt) if fmt else Table.read(path)
+    except ImportError as exc:
+        raise aligncore.InputError(f"{path}: reading this format needs a package that is not "
+                                   f"installed ({exc}); e.g. pip install pyarrow for Parquet"
+                                   ) from None
     except Exception as exc:
         raise aligncore.InputError(f"{path}: cannot read the reference catalog: {exc}") from None
-    out = QTable()
-    for column in _ALIASES:
-        found = _find(raw, column)
-        if found is not None:
-            values = raw[found]
-            out[column] = np.asarray(getattr(values, "value", values))
-    if COL_RA not in out.colnames or COL_DEC not in out.colnames:
+    found = {column: _find(raw.colnames, column) for column in COLUMN_ALIASES}
+    if found[COL_RA] is None or found[COL_DEC] is None:
+        missing = " and ".join(c for c in (COL_RA, COL_DEC) if found[c] is None)
         raise aligncore.InputError(
-            f"{path}: no RA/Dec columns (looked for e.g. 'ra'/'dec'); "
-            f"columns present: {', '.join(raw.colnames)}"
+            f"{path}: no {missing} column (looked for {', '.join(COLUMN_ALIASES[COL_RA][:3])} "
+            f"/ {', '.join(COLUMN_ALIASES[COL_DEC][:3])}, any case); columns present: "
+            f"{', '.join(raw.colnames) or 'none'}"
         )
-    if COL_ID not in out.colnames:
-        out[COL_ID] = np.arange(1, len(out) + 1)
-    if COL_MAG not in out.colnames:
-        out[COL_MAG] = np.full(len(out), np.nan)
-    out.meta["source"] = str(path)
-    return out
-
-
-def _propagate(table: QTable, epoch: Time) -> QTable:
-    """Move stars with proper motions from their catalog epoch to ``epoch`` (linear)."""
-    needed = (COL_PMRA, COL_PMDEC, COL_EPOCH)
-    if not all(name in table.colnames for name in needed):
-        return table
-    dt = epoch.jyear - np.asarray(table[COL_EPOCH], dtype=float)
-    pmra = np.nan_to_num(np.asarray(table[COL_PMRA], dtype=float))
-    pmdec = np.nan_to_num(np.asarray(table[COL_PMDEC], dtype=float))
-    dec = np.asarray(table[COL_DEC], dtype=float)
-    table[COL_DEC] = dec + pmdec * dt / 3.6e6
-    table[COL_RA] = (np.asarray(table[COL_RA], float)
-                     + pmra * dt / 3.6e6 / np.cos(np.radians(dec))) % 360.0
-    table[COL_EPOCH] = np.full(len(table), epoch.jyear)
+    values = {c: (_values(raw, name, c, path) if name is not None else None)
+              for c, name in found.items()}
+    file_epoch = epoch if epoch is not None else _meta_epoch(raw.meta)
+    table = reference_table(
+        values[COL_RA], values[COL_DEC], ids=values[COL_ID], mag=values[COL_MAG],
+        ra_err=values[COL_RA_ERR], dec_err=values[COL_DEC_ERR], pmra=values[COL_PMRA],
+        pmdec=values[COL_PMDEC],
+        epoch=values[COL_EPOCH] if values[COL_EPOCH] is not None else file_epoch,
+        meta={"source": str(path)},
+    )
+    if file_epoch is not None:
+        table.meta["ref_epoch"] = float(file_epoch)
+        epochs = np.asarray(table[COL_EPOCH], dtype=float)
+        table[COL_EPOCH] = np.where(np.isfinite(epochs), epochs, float(file_epoch))
+    for key in ("catalog", "CATALOG"):
+        if key in raw.meta:
+            table.meta["catalog"] = str(raw.meta[key])
     return table
 
 
-class FileRefCatalog(aligncore.RefCatalog):
-    """Reference sources from a local table file.
+def _meta_epoch(meta: dict[str, Any]) -> float | None:
+    for key in ("epoch", "EPOCH", "ref_epoch", "REFEPOCH"):
+        if key in meta:
+            try:
+                return as_jyear(meta[key])
+            except (TypeError, ValueError):
+                continue
+    return None
 
-    Columns are found case-insensitively: ``ra``/``dec`` (degrees, required),
-    and optionally ``id``, ``mag``, ``ra_err``/``dec_err`` (mas), ``pmra``/``pmdec``
-    (mas/yr) and ``epoch`` (decimal year). With proper motions, positions are
-    moved to the requested epoch.
+
+class FileRefCatalog(aligncore.RefCatalog):
+    """Reference stars from a local table file (ECSV, FITS, CSV, Parquet, VOTable).
+
+    Columns are found case-insensitively: ``ra``/``dec`` (degrees, required)
+    and, when present, ``id``, ``mag``, ``ra_err``/``dec_err`` (mas),
+    ``pmra``/``pmdec`` (mas/yr) and ``epoch`` (decimal year); see
+    `aligncore_refcats.file.COLUMN_ALIASES` for the accepted spellings. Units
+    in the file are honoured. With an ``epoch`` argument, stars with proper
+    motions are moved to it; stars without keep their catalog position (NaN
+    proper motion) for the caller's ``refcat_pm`` policy.
     """
 
     name = "file"
 
     class Params(aligncore.Params):
         path: Path = Field(description="Table file: ECSV, FITS, CSV, Parquet or VOTable.")
+        format: str | None = Field(
+            None, description="astropy table format, when the file extension does not say."
+        )
+        epoch: float | None = Field(
+            None,
+            description="Epoch (decimal year) of the positions when the file has no epoch "
+            "column or metadata.",
+        )
 
     def query(self, center: SkyCoord, radius: Angle, epoch: Time | None = None) -> QTable:
-        table = read_reference_table(Path(self.params.path))
+        p = self.params
+        table = read_reference_table(p.path, fmt=p.format, epoch=p.epoch)
         if epoch is not None:
-            table = _propagate(table, epoch)
-        stars = SkyCoord(np.asarray(table[COL_RA], float), np.asarray(table[COL_DEC], float),
-                         unit="deg")
-        inside = stars.separation(center) <= radius
-        result = table[inside]
-        result.meta.update(self.provenance())
-        return result
+            table = propagate(table, epoch, pm_mode="keep")
+        if len(table):
+            stars = SkyCoord(np.asarray(table[COL_RA], float), np.asarray(table[COL_DEC], float),
+                             unit="deg")
+            table = table[stars.separation(center) <= Angle(radius)]
+        table.meta.update(self.provenance())
+        table.meta.setdefault("catalog", Path(p.path).stem)
+        return table

@@ -65,6 +65,7 @@ from aligncore.types import (
 )
 
 if TYPE_CHECKING:
+    from aligncore.catalogs import CatalogServiceError
     from aligncore.config import Config, ConfigError, load_config
     from aligncore.errors import (
         AlignError,
@@ -92,6 +93,7 @@ _LAZY = {
     "AlignError": "aligncore.errors",
     "FitError": "aligncore.errors",
     "InputError": "aligncore.errors",
+    "CatalogServiceError": "aligncore.catalogs",
     "MatchError": "aligncore.errors",
     "NotEnoughPointsError": "aligncore.errors",
     "SingularMatrixError": "aligncore.errors",
@@ -134,6 +136,7 @@ __all__ = [
     "AlignError",
     "AlignImage",
     "AlignResult",
+    "CatalogServiceError",
     "Config",
     "ConfigError",
     "Corrector",

@@ -1,9 +1,11 @@
-"""Files of a simulated scene: FITS images, truth JSON and catalogs.
+"""Files of a simulated scene: FITS or ASDF images, truth JSON and catalogs.
 
 Layout of a scene directory::
 
     img_000.fits ...   PRIMARY (DATE-OBS, MJD-OBS) + SCI (float32, nominal WCS,
                        SATURATE, BUNIT) + DQ (uint32, JWST bit values)
+    img_000.asdf ...   (wcs="gwcs") tree: data (float32), dq (uint32), wcs (the
+                       nominal gwcs), meta (wcsinfo, observation, saturate, ...)
     truth.json         parameters and, per image, true/nominal WCS keywords
                        and the applied errors
     stars.ecsv         the true star catalog
@@ -20,6 +22,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
+from aligncore import _sim_gwcs as sim_gwcs
 from aligncore._sim_render import DQ_DO_NOT_USE
 from aligncore._sim_sky import wcs_from_header
 from aligncore.types import AlignImage
@@ -36,6 +39,7 @@ __all__ = [
     "jsonable",
     "memory_image",
     "read_truth",
+    "wcs_from_truth",
     "write_scene",
 ]
 
@@ -50,11 +54,27 @@ def _shape(item: dict[str, Any]) -> tuple[int, int]:
     return int(ny), int(nx)
 
 
+def wcs_from_truth(spec: dict[str, Any], shape: tuple[int, int]) -> Any:
+    """The WCS of a truth entry: FITS keywords -> astropy WCS, GWCS spec -> gwcs.WCS."""
+    if sim_gwcs.is_spec(spec):
+        return sim_gwcs.build_wcs(spec, shape)
+    return wcs_from_header(spec, shape)
+
+
+def _nominal_wcs(item: dict[str, Any]) -> Any:
+    wcs = wcs_from_truth(item["nominal_wcs"], _shape(item))
+    if sim_gwcs.is_spec(item["nominal_wcs"]):
+        from aligncore.io_asdf import WCSINFO_ATTRIBUTE
+
+        setattr(wcs, WCSINFO_ATTRIBUTE, sim_gwcs.wcsinfo(item["nominal_wcs"]))
+    return wcs
+
+
 def memory_image(data: np.ndarray, dq: np.ndarray, item: dict[str, Any], epoch: Time) -> AlignImage:
     """An image held in memory; pixels flagged DO_NOT_USE are masked."""
     return AlignImage.from_arrays(
         data,
-        wcs_from_header(item["nominal_wcs"], _shape(item)),
+        _nominal_wcs(item),
         name=item["name"],
         mask=(dq & DQ_DO_NOT_USE) != 0,
         epoch=epoch,
@@ -69,8 +89,26 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, (dq & DQ_DO_NOT_USE) != 0
 
 
+def _read_asdf_pixels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    from aligncore.io_asdf import open_asdf
+
+    data, dq = open_asdf(path).load_pixels()
+    return data.astype(np.float32), (np.asarray(dq) & DQ_DO_NOT_USE) != 0
+
+
 def file_image(path: Path, item: dict[str, Any], epoch: Time) -> AlignImage:
-    """An image whose pixels are read from ``path`` on demand."""
+    """An image whose pixels are read from ``path`` on demand (DO_NOT_USE pixels masked).
+
+    ASDF images are opened with `aligncore.io_asdf.open_asdf` (their WCS is read
+    from the file); FITS images get the nominal WCS of the truth entry.
+    """
+    if path.suffix == ".asdf":
+        from aligncore.io_asdf import open_asdf
+
+        image = open_asdf(path)
+        image.loader = lambda: _read_asdf_pixels(path)
+        image.epoch = epoch
+        return image
     shape = _shape(item)
     return AlignImage(
         name=item["name"],
@@ -102,10 +140,37 @@ def _image_hdus(
     return fits.HDUList([primary, sci, fits.ImageHDU(dq.astype(np.uint32), name="DQ")])
 
 
+def _asdf_tree(
+    data: np.ndarray, dq: np.ndarray, item: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    epoch = Time(params["epoch"], format="jyear")
+    spec = item["nominal_wcs"]
+    return {
+        "data": data.astype(np.float32),
+        "dq": dq.astype(np.uint32),
+        "wcs": sim_gwcs.build_wcs(spec, _shape(item)),
+        "meta": {
+            "filename": item["name"],
+            "telescope": "ALIGNSIM",
+            "instrument": {"name": "NIRCAM-like"},
+            "bunit": "electron",
+            "saturate": float(item["saturate"]),
+            "wcsinfo": sim_gwcs.wcsinfo(spec),
+            "observation": {"date": epoch.utc.isot, "mjd": float(epoch.utc.mjd)},
+            "simulation": {"scenario": params["scenario"], "seed": params["seed"]},
+        },
+    }
+
+
 def write_scene(scene: Scene, pixels: list[tuple[np.ndarray, np.ndarray]], outdir: Path) -> None:
     """Write the images (``pixels``: science and DQ arrays), catalogs and truth."""
     outdir.mkdir(parents=True, exist_ok=True)
     for (data, dq), item in zip(pixels, scene.truth, strict=True):
+        if sim_gwcs.is_spec(item["nominal_wcs"]):
+            from aligncore.io_asdf import write_asdf
+
+            write_asdf(_asdf_tree(data, dq, item, scene.params), outdir / item["name"])
+            continue
         _image_hdus(data, dq, item, scene.params).writeto(outdir / item["name"], overwrite=True)
     scene.stars.write(outdir / STARS_FILE, format="ascii.ecsv", overwrite=True)
     scene.refcat.write(outdir / REFCAT_FILE, format="ascii.ecsv", overwrite=True)

@@ -1,8 +1,10 @@
 """The ``aligncore`` command line.
 
 Exit codes: 0 success; 1 an input error or an image that failed to align (the
-message names the file and the problem); 2 a configuration or usage error.
-Tracebacks are shown only with ``--debug``.
+message names the file and the problem); 2 a configuration or usage error; 3
+the images were aligned relative to each other and written, but the absolute
+alignment (reference catalog) was not applied. Tracebacks are shown only with
+``--debug``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from aligncore import __version__
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_ABSOLUTE_FAILED = 3
 
 
 class _UsageError(Exception):
@@ -55,6 +58,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.output.dir = str(args.output)
     if args.in_place:
         config.output.in_place = True
+    if args.resume:
+        config.execution.resume_dir = config.output.dir
+        config.output.save_catalogs = True
     from aligncore.io import open_image
 
     images = [open_image(path) for path in args.images]
@@ -67,7 +73,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
               else "inputs updated in place")
     for image in result.failed:
         print(f"error: {image.path or image.name}: {image.reason}", file=sys.stderr)
-    return EXIT_OK if result.ok else EXIT_FAILED
+    return _exit_code(result, config)
+
+
+def _exit_code(result: Any, config: Any) -> int:
+    if not result.ok:
+        return EXIT_FAILED
+    if config.absolute.enabled and result.absolute is None:
+        reason = result.meta.get("absolute", {}).get("reason", "unknown reason")
+        print(f"warning: absolute alignment not applied ({reason}); the relative alignment "
+              "was written", file=sys.stderr)
+        return EXIT_ABSOLUTE_FAILED
+    return EXIT_OK
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -214,12 +231,26 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from aligncore.simulate import simulate
 
     options: dict[str, Any] = {"n_images": args.n_images, "seed": args.seed, "outdir": args.output,
-                               "sip": args.sip}
+                               "sip": args.sip, "wcs": args.wcs}
     if args.size:
         options["shape"] = (args.size, args.size)
     scene = simulate(args.scenario, **options)
     print(f"wrote {len(scene.paths)} images, truth.json, stars.ecsv and refcat.ecsv to "
           f"{args.output}")
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from aligncore.compare import run_compare
+
+    if args.jobs < 1:
+        raise _UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    result = run_compare(args.spec, args.output, jobs=args.jobs, force=args.force,
+                         progress=sys.stderr.isatty() and not args.quiet, plots=not args.no_plots)
+    if not args.quiet:
+        print(result.markdown("variants"))
+        print(f"{result.n_new} runs done, {result.n_reused} reused; tables and figures in "
+              f"{args.output} (report.md)")
     return EXIT_OK
 
 
@@ -247,9 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="align images and write corrected copies")
     _add_config_args(run)
-    run.add_argument("images", nargs="+", help="FITS images")
+    run.add_argument("images", nargs="+", help="FITS or ASDF images")
     run.add_argument("-o", "--output", help="output directory (default: the config's output.dir)")
     run.add_argument("--in-place", action="store_true", help="update the input files themselves")
+    run.add_argument("--resume", action="store_true",
+                     help="reuse the catalogs a previous run saved in the output directory "
+                     "(and save them)")
     run.add_argument("-q", "--quiet", action="store_true")
     run.set_defaults(func=_cmd_run)
 
@@ -290,7 +324,20 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--n-images", type=int, default=4)
     simulate.add_argument("--size", type=int, help="image size in pixels (square)")
     simulate.add_argument("--sip", action="store_true", help="add SIP distortion")
+    simulate.add_argument("--wcs", choices=["fits", "gwcs"], default="fits",
+                          help="fits: FITS files with a FITS WCS; gwcs: ASDF files with a "
+                               "NIRCam-like GWCS (detector -> v2v3 -> world)")
     simulate.set_defaults(func=_cmd_simulate)
+
+    compare = sub.add_parser("compare", help="run several configs on the same scenes, tabulate "
+                             "accuracy against the truth and time")
+    compare.add_argument("spec", help="comparison spec (YAML)")
+    compare.add_argument("-o", "--output", required=True, help="output directory")
+    compare.add_argument("-j", "--jobs", type=int, default=1, help="worker processes")
+    compare.add_argument("--force", action="store_true", help="redo runs already stored")
+    compare.add_argument("--no-plots", action="store_true", help="do not write figures")
+    compare.add_argument("-q", "--quiet", action="store_true")
+    compare.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -46,6 +46,11 @@ class StageChoice(_Section):
 
 class DetectorSection(StageChoice):
     plugin: str = "daofind"
+    use_custom_catalogs: bool = Field(
+        False, description="Use <name>_cat.ecsv next to an image instead of detecting.")
+    catalogs: dict[str, str] = Field(
+        default_factory=dict, description="Image file name -> catalog file (relative to the "
+        "config file) used instead of detection.")
 
 
 class MatcherSection(StageChoice):
@@ -128,13 +133,57 @@ class AbsoluteSection(_Section):
         validation_alias=AliasChoices("min_gaia", "abs_minobj"),
         description="Minimum number of matched reference stars.",
     )
-    save_gaia_catalog: bool = Field(False, description="Write the reference catalog used.")
-    fitgeometry: Literal["shift", "rshift", "rscale", "general"] = "rshift"
-    searchrad: float | Literal["auto"] = Field(6.0, description="arcsec, or auto")
-    separation: float | Literal["auto"] = Field(1.0, description="arcsec, or auto")
-    tolerance: float | Literal["auto"] = Field(0.7, description="arcsec, or auto")
-    nclip: int = Field(3, ge=0)
-    sigma: float = Field(3.0, gt=0)
+    save_gaia_catalog: bool = Field(
+        False,
+        validation_alias=AliasChoices("save_gaia_catalog", "save_abs_catalog"),
+        description="Write the reference catalog used.",
+    )
+    fitgeometry: Literal["shift", "rshift", "rscale", "general"] = Field(
+        "rshift", validation_alias=AliasChoices("fitgeometry", "abs_fitgeometry")
+    )
+    searchrad: float | Literal["auto"] = Field(
+        6.0, validation_alias=AliasChoices("searchrad", "abs_searchrad"),
+        description="arcsec, or auto",
+    )
+    separation: float | Literal["auto"] = Field(
+        1.0, validation_alias=AliasChoices("separation", "abs_separation"),
+        description="arcsec, or auto",
+    )
+    tolerance: float | Literal["auto"] = Field(
+        0.7, validation_alias=AliasChoices("tolerance", "abs_tolerance"),
+        description="arcsec, or auto",
+    )
+    nclip: int = Field(3, ge=0, validation_alias=AliasChoices("nclip", "abs_nclip"))
+    sigma: float = Field(3.0, gt=0, validation_alias=AliasChoices("sigma", "abs_sigma"))
+    pointing_error: float = Field(
+        2.0, ge=0,
+        description="Expected absolute pointing error (arcsec): the reference search cone is "
+        "the union footprint plus searchrad plus this.",
+    )
+    mag_limits: tuple[float | None, float | None] = Field(
+        (None, None), description="(brightest, faintest) reference magnitudes used; null: no limit."
+    )
+    epoch: float | None = Field(
+        None, description="Observation epoch (decimal year) of images whose header has none."
+    )
+    propagate: bool = Field(
+        True, description="Move reference positions to each image's epoch with proper motions."
+    )
+    refcat_pm: Literal["require", "inflate"] = Field(
+        "inflate",
+        description="Reference stars without proper motion: require = drop them; inflate = keep "
+        "them with errors grown by unknown_pm x the epoch difference.",
+    )
+    unknown_pm: float = Field(
+        10.0, ge=0, description="Proper motion (mas/yr per axis) assumed as the uncertainty of "
+        "stars without one (refcat_pm: inflate).",
+    )
+    refcat_cache: Literal["use", "refresh", "off"] | None = Field(
+        None, description="Shortcut for refcat.params.cache (use | refresh | off)."
+    )
+    refcat_cache_dir: str | None = Field(
+        None, description="Shortcut for refcat.params.cache_dir."
+    )
 
     @field_validator("searchrad", "separation", "tolerance")
     @classmethod
@@ -164,6 +213,9 @@ class ExecutionSection(_Section):
     workers: int | None = Field(None, ge=1, description="Number of workers (default: cores).")
     address: str | None = Field(None, description="Dask scheduler address (default: a local "
                                 "cluster).")
+    resume_dir: str | None = Field(
+        None, description="Reuse <name>_cat.<format> catalogs found in this directory (set by "
+        "`aligncore run --resume` to the output directory).")
     on_error: Literal["raise", "skip"] = Field(
         "raise", description="raise: an unreadable image stops the run before anything is "
         "written; skip: that image is FAILED and the others go on.")
@@ -192,8 +244,12 @@ class Config(_Section):
 
     def plugin_files(self) -> list[Path]:
         """Local plugin files, resolved relative to the config file."""
+        return [self.resolve(p) for p in self.plugins]
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path named in the config, relative to the config file."""
         base = Path(self.source).parent if self.source else Path.cwd()
-        return [(base / p) if not Path(p).is_absolute() else Path(p) for p in self.plugins]
+        return Path(path) if Path(path).is_absolute() else base / path
 
     def stage_choice(self, kind: str) -> StageChoice:
         """The section selecting the plugin for a stage kind."""
@@ -402,6 +458,42 @@ def _check_stage(
     return []
 
 
+def _merge_aliases(data: dict[str, Any], origins: Mapping[tuple[str, ...], str],
+                   locator: _Locator) -> list[ConfigProblem]:
+    """Resolve a setting given under two of its names (e.g. enabled and align_to_gaia).
+
+    A ``--set`` override wins over the file; two names in the file are a problem.
+    """
+    problems = []
+    for section, field in Config.model_fields.items():
+        model = field.annotation
+        values = data.get(section)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)
+                and isinstance(values, dict)):
+            continue
+        for name, sub_field in model.model_fields.items():
+            alias = sub_field.validation_alias
+            if not isinstance(alias, AliasChoices):
+                continue
+            given = [str(a) for a in alias.choices if str(a) in values]
+            if len(given) < 2:
+                continue
+            overridden = [g for g in given if (section, g) in origins]
+            if overridden:
+                for other in given:
+                    if other != overridden[-1]:
+                        values.pop(other)
+                continue
+            key = (section, given[1])
+            problems.append(ConfigProblem(
+                locator.file, locator.line(key), ".".join(key),
+                f"{' and '.join(repr(g) for g in given)} are two names of the same setting "
+                f"({name}); give only one"))
+            for other in given[1:]:
+                values.pop(other)
+    return problems
+
+
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     try:
         text = path.read_text()
@@ -464,7 +556,7 @@ def load_config(
         _apply_override(data, keys, value)
         origins[tuple(keys)] = "--set"
 
-    problems: list[ConfigProblem] = []
+    problems: list[ConfigProblem] = _merge_aliases(data, origins, locator)
     try:
         config = Config(**data, source=str(path))
     except ValidationError as exc:

@@ -7,10 +7,12 @@ back. Images held only in memory are detected in this process.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import functools
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,19 @@ from astropy.table import QTable
 
 from aligncore.config import Config
 from aligncore.errors import AlignError, InputError
+from aligncore.io import catalog_path, read_catalog
 from aligncore.registry import Registry, build_registry
 from aligncore.stages import Detector
 from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, AlignImage
 
-__all__ = ["DetectTask", "DetectionOutcome", "detect_images", "empty_catalog", "run_detect_task"]
+__all__ = [
+    "DetectTask",
+    "DetectionOutcome",
+    "detect_images",
+    "empty_catalog",
+    "existing_catalog",
+    "run_detect_task",
+]
 
 Progress = Callable[[Iterable[Any], str, int], Iterable[Any]]
 
@@ -81,6 +91,27 @@ def run_detect_task(task: DetectTask) -> tuple[QTable, float]:
     return _detect(image, detector, registry), time.perf_counter() - start
 
 
+def existing_catalog(image: AlignImage, config: Config) -> Path | None:
+    """A catalog to use instead of detecting ``image``, if the config provides one.
+
+    In order: ``detector.catalogs[name]``; with ``detector.use_custom_catalogs``,
+    ``<stem>_cat.ecsv`` beside the image; with ``execution.resume_dir``, the
+    catalog a previous run saved there.
+    """
+    section = config.detector
+    if image.name in section.catalogs:
+        return config.resolve(section.catalogs[image.name])
+    if image.path is None:
+        return None
+    candidates = []
+    if section.use_custom_catalogs:
+        candidates.append(catalog_path(Path(image.path).parent, image.name, "ecsv"))
+    if config.execution.resume_dir:
+        candidates.append(catalog_path(Path(config.execution.resume_dir), image.name,
+                                       config.output.catalog_format))
+    return next((c for c in candidates if c.exists()), None)
+
+
 def _executor(config: Config, stack: ExitStack) -> concurrent.futures.Executor | None:
     section = config.execution
     if section.executor == "processes":
@@ -97,10 +128,41 @@ def _executor(config: Config, stack: ExitStack) -> concurrent.futures.Executor |
         else:
             cluster = stack.enter_context(LocalCluster(
                 n_workers=section.workers or 2, threads_per_worker=1, processes=True,
-                dashboard_address=None))
+                dashboard_address=":0"))
             client = stack.enter_context(Client(cluster))
         return client.get_executor(pure=False)
     return None
+
+
+def _run_windowed(executor: concurrent.futures.Executor, tasks: dict[int, DetectTask],
+                  window: int, skip: bool) -> Iterator[tuple[int, DetectionOutcome]]:
+    """Run tasks with at most ``window`` in flight (bounded memory, and a worker that dies
+    holds only the few tasks it was running); yield outcomes as they complete."""
+    queue = collections.deque(tasks.items())
+    running: dict[concurrent.futures.Future, int] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < window:
+                index, task = queue.popleft()
+                running[executor.submit(run_detect_task, task)] = index
+            done, _ = concurrent.futures.wait(running, return_when="FIRST_COMPLETED")
+            for future in done:
+                index = running.pop(future)
+                try:
+                    catalog, seconds = future.result()
+                except InputError as exc:
+                    if not skip:
+                        raise
+                    yield index, DetectionOutcome(None, 0.0, str(exc))
+                    continue
+                except Exception as exc:  # a worker died or the task was lost
+                    yield index, DetectionOutcome(
+                        None, 0.0, f"detection failed on a worker: {type(exc).__name__}: {exc}")
+                    continue
+                yield index, DetectionOutcome(catalog, seconds)
+    finally:
+        for future in running:
+            future.cancel()
 
 
 def detect_images(
@@ -120,16 +182,14 @@ def detect_images(
     skip = config.execution.on_error == "skip"
     with ExitStack() as stack:
         executor = _executor(config, stack)
-        remote = {}
-        if executor is not None:
-            files = tuple(str(p) for p in config.plugin_files())
-            for index, image in enumerate(images):
-                if image.path is None:
-                    continue
-                task = DetectTask(str(Path(image.path)), image.group_id, detector.name,
-                                  detector.params.model_dump(), files)
-                remote[executor.submit(run_detect_task, task)] = index
-        local = [i for i in range(len(images)) if i not in remote.values()]
+        for index, image in enumerate(images):
+            source = existing_catalog(image, config)
+            if source is not None:
+                catalog = read_catalog(source)
+                catalog.meta.setdefault("image", image.name)
+                outcomes[index] = DetectionOutcome(catalog, 0.0)
+        local = [i for i in range(len(images)) if outcomes[i] is None
+                 and (executor is None or images[i].path is None)]
         for index in progress(local, "detect", len(local)) if local else ():
             start = time.perf_counter()
             try:
@@ -140,21 +200,14 @@ def detect_images(
                 outcomes[index] = DetectionOutcome(None, time.perf_counter() - start, str(exc))
                 continue
             outcomes[index] = DetectionOutcome(catalog, time.perf_counter() - start)
-        done = concurrent.futures.as_completed(remote)
-        for future in progress(done, "detect", len(remote)):
-            index = remote[future]
-            try:
-                catalog, seconds = future.result()
-            except InputError as exc:
-                if not skip:
-                    for other in remote:
-                        other.cancel()
-                    raise
-                outcomes[index] = DetectionOutcome(None, 0.0, str(exc))
-                continue
-            except Exception as exc:  # a worker died or the task was lost
-                outcomes[index] = DetectionOutcome(
-                    None, 0.0, f"detection failed on a worker: {type(exc).__name__}: {exc}")
-                continue
-            outcomes[index] = DetectionOutcome(catalog, seconds)
+        if executor is not None:
+            pending = [i for i in range(len(images)) if outcomes[i] is None]
+            tasks = {i: DetectTask(str(Path(images[i].path)), images[i].group_id, detector.name,
+                                   detector.params.model_dump(),
+                                   tuple(str(p) for p in config.plugin_files()))
+                     for i in pending}
+            window = config.execution.workers or os.cpu_count() or 1
+            for index, outcome in progress(_run_windowed(executor, tasks, window, skip),
+                                           "detect", len(pending)):
+                outcomes[index] = outcome
     return [o for o in outcomes if o is not None]

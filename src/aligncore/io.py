@@ -18,17 +18,19 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import QTable, Table
 from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
 from aligncore.errors import InputError
-from aligncore.types import AlignImage, ImageResult
+from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, AlignImage, ImageResult
 
 __all__ = [
     "CATALOG_FORMATS",
     "atomic_path",
+    "catalog_path",
     "open_image",
+    "read_catalog",
     "write_catalog",
     "write_fits_image",
     "write_json",
@@ -115,6 +117,8 @@ def _pixel_loader(path: Path, sci_index: int) -> Callable[[], tuple[np.ndarray, 
 def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
     """Open a FITS image lazily: header, WCS and shape now, pixels on demand.
 
+    ``.asdf`` files are opened by `aligncore.io_asdf.open_asdf` (GWCS images).
+
     The science array is the ``SCI`` extension, or the primary HDU's data; an
     optional ``DQ`` extension gives the data-quality flags.
 
@@ -131,6 +135,10 @@ def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         The file is missing, not FITS, has no 2D image or no celestial WCS.
     """
     path = Path(path)
+    if path.suffix.lower() == ".asdf":
+        from aligncore.io_asdf import open_asdf
+
+        return open_asdf(path, group_id=group_id)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_dir():
@@ -241,6 +249,54 @@ def write_catalog(table: Table, target: str | Path, fmt: str = "ecsv") -> Path:
     with atomic_path(target) as tmp:
         table.write(tmp, format=astropy_format, overwrite=True)
     return Path(target)
+
+
+_CATALOG_ALIASES = {COL_X: ("x", "xcentroid", "x_centroid"),
+                    COL_Y: ("y", "ycentroid", "y_centroid")}
+
+
+def catalog_path(outdir: Path, image_name: str, fmt: str) -> Path:
+    """``<outdir>/<stem>_cat.<ext>`` for an image file name."""
+    stem = Path(image_name).name
+    for suffix in (".fits.gz", ".fits", ".fit", ".asdf"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return outdir / f"{stem}_cat{CATALOG_FORMATS[fmt][1]}"
+
+
+def read_catalog(path: str | Path) -> QTable:
+    """Read a source catalog (ECSV, FITS, CSV, Parquet) with 0-based ``x``, ``y`` pixel columns.
+
+    ``xcentroid``/``ycentroid`` are accepted for ``x``/``y``; ``id`` and ``flux``
+    are added when missing.
+
+    Raises
+    ------
+    InputError
+        The file is missing, unreadable, or lacks pixel coordinates.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: catalog file not found")
+    try:
+        table = QTable.read(path)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read the catalog: {exc}") from None
+    lower = {name.lower(): name for name in table.colnames}
+    for column, aliases in _CATALOG_ALIASES.items():
+        found = next((lower[a] for a in aliases if a in lower), None)
+        if found is None:
+            raise InputError(f"{path}: no {column!r} column (0-based pixels); columns present: "
+                             f"{', '.join(table.colnames)}")
+        if found != column:
+            table.rename_column(found, column)
+    if COL_ID not in table.colnames:
+        table[COL_ID] = np.arange(1, len(table) + 1)
+    if COL_FLUX not in table.colnames:
+        table[COL_FLUX] = np.ones(len(table))
+    table.meta["source_file"] = str(path)
+    return table
 
 
 def _serializable_meta(meta: Mapping[str, Any]) -> dict[str, Any]:

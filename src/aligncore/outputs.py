@@ -10,22 +10,19 @@ from astropy.table import QTable
 from aligncore import __version__
 from aligncore.config import Config
 from aligncore.errors import InputError
-from aligncore.io import CATALOG_FORMATS, write_catalog, write_fits_image, write_json
+from aligncore.io import (
+    CATALOG_FORMATS,
+    catalog_path,
+    write_catalog,
+    write_fits_image,
+    write_json,
+)
+from aligncore.io_asdf import is_asdf, write_asdf_image
 from aligncore.registry import Registry
 from aligncore.report import run_report
 from aligncore.types import AlignImage, AlignResult
 
-__all__ = ["catalog_path", "write_catalogs", "write_outputs"]
-
-
-def catalog_path(outdir: Path, image_name: str, fmt: str) -> Path:
-    """``<outdir>/<stem>_cat.<ext>`` for an image file name."""
-    stem = Path(image_name).name
-    for suffix in (".fits.gz", ".fits", ".fit", ".asdf"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return outdir / f"{stem}_cat{CATALOG_FORMATS[fmt][1]}"
+__all__ = ["write_catalogs", "write_outputs"]
 
 
 def write_catalogs(names: Sequence[str], catalogs: Sequence[QTable], outdir: Path,
@@ -38,8 +35,10 @@ def write_catalogs(names: Sequence[str], catalogs: Sequence[QTable], outdir: Pat
 def _wcsname(result: AlignResult, config: Config) -> str:
     if result.absolute is None:
         return "FIT-REL"
-    catalog = config.absolute.refcat.params.get("catalog") or config.absolute.refcat.plugin
-    return f"FIT-REL-{str(catalog).upper()}"
+    label = result.meta.get("absolute", {}).get("refcat_name")
+    if not label:
+        label = config.absolute.refcat.params.get("catalog") or config.absolute.refcat.plugin
+    return f"FIT-REL-{str(label).upper()}"
 
 
 def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Config,
@@ -72,6 +71,10 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
                     f"{image.path}: output would overwrite the input; choose another output "
                     "directory or set output.in_place: true"
                 )
+        if is_asdf(image.path):
+            written.append(write_asdf_image(image, image_result, target, wcsname=wcsname,
+                                            version=__version__))
+            continue
         written.append(write_fits_image(image, image_result, target, wcsname=wcsname,
                                         version=__version__))
     if config.output.save_catalogs:
@@ -82,6 +85,10 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
         fmt = config.output.catalog_format
         written.append(write_catalog(result.combined_catalog,
                                      outdir / f"combined_cat{CATALOG_FORMATS[fmt][1]}", fmt))
+    if config.absolute.save_gaia_catalog and result.reference_catalog is not None:
+        label = str(result.meta.get("absolute", {}).get("refcat_name") or "refcat").lower()
+        written.append(write_catalog(result.reference_catalog, outdir / f"refcat_{label}.ecsv",
+                                     "ecsv"))
     report = run_report(result, config, registry, extra={"outputs": [str(p) for p in written]})
     written.append(write_json(report, outdir / config.output.report))
     return written

@@ -156,11 +156,13 @@ def align(
     timings["relative"] = time.perf_counter() - t0
 
     absolute_fit, absolute_info = None, {"enabled": False}
+    reference_catalog = None
     if config.absolute.enabled:
         from aligncore.absolute import absolute_align
 
         t0 = time.perf_counter()
         absolute_fit, absolute_info = absolute_align(units, images, plane, config, registry)
+        reference_catalog = absolute_info.pop("reference_catalog", None)
         if absolute_fit is None:
             warnings.warn(f"absolute alignment not applied: {absolute_info.get('reason')}",
                           stacklevel=2)
@@ -179,6 +181,7 @@ def align(
         tangent_plane=plane,
         timings=timings,
         combined_catalog=combined,
+        reference_catalog=reference_catalog,
         meta={"relative": relative_info, "absolute": absolute_info,
               "tangent_plane": plane.summary()},
     )

@@ -1,11 +1,13 @@
 """Seeded synthetic scenes with ground truth, for tests, the demo and comparisons.
 
 A scene is a set of overlapping images of one random star field. Each image
-has a *true* FITS WCS (TAN, optionally TAN-SIP) used to render its pixels, and
-a *nominal* WCS (the truth plus a pointing error: shift, roll and scale) which
-is what the image header carries and what an alignment must correct. The
-scene knows the truth, so any WCS solution can be scored with
-:meth:`Scene.errors`.
+has a *true* WCS used to render its pixels, and a *nominal* WCS (the truth
+plus a pointing error: shift, roll and scale) which is what the image file
+carries and what an alignment must correct. The WCS is a FITS WCS (TAN,
+optionally TAN-SIP; FITS files) or, with ``wcs="gwcs"``, a JWST-style GWCS
+with a NIRCam-like distortion from detector to V2/V3 and the pointing from
+V2/V3 to the sky (ASDF files). The scene knows the truth, so any WCS solution
+can be scored with :meth:`Scene.errors`.
 
 Example
 -------
@@ -28,6 +30,7 @@ from astropy.table import QTable, Table
 from astropy.time import Time
 from astropy.wcs import WCS
 
+from aligncore import _sim_gwcs as sim_gwcs
 from aligncore import _sim_io as sim_io
 from aligncore import _sim_render as sim_render
 from aligncore import _sim_sky as sim_sky
@@ -48,6 +51,7 @@ from aligncore.types import (
 __all__ = ["SCENARIOS", "Scene", "simulate"]
 
 SCENARIOS = sim_sky.SCENARIOS
+WCS_KINDS = ("fits", "gwcs")
 _SATURATION_MARGIN = 1.25  # SATURATE / peak of the brightest unboosted star
 _SATURATED_BOOST = (4.0, 20.0)  # boosted stars: this many times the brightest flux
 _NOISE_FRACTION = 0.05  # PSF wings are cut below this fraction of the pixel noise
@@ -64,7 +68,7 @@ class Scene:
         The images with their *nominal* WCS, ready for :func:`aligncore.align`.
     paths : list of Path
         The written FITS files (empty when nothing was written).
-    true_wcs, nominal_wcs : list of astropy.wcs.WCS
+    true_wcs, nominal_wcs : list of astropy.wcs.WCS or gwcs.WCS
         Truth and nominal WCS of each image.
     stars : QTable
         True star catalog: ``id, ra, dec`` at the observation epoch, ``ra_refepoch,
@@ -76,12 +80,13 @@ class Scene:
     params : dict
         Parameters of :func:`simulate` and derived values (star counts, SATURATE, ...).
     truth : list of dict
-        Per image: file name, shape, true and nominal WCS keywords, applied errors.
+        Per image: file name, shape, true and nominal WCS (FITS keywords, or a
+        ``{"gwcs": {...}}`` spec), applied errors.
     """
 
     images: list[AlignImage]
-    true_wcs: list[WCS]
-    nominal_wcs: list[WCS]
+    true_wcs: list[Any]
+    nominal_wcs: list[Any]
     stars: QTable
     refcat: QTable
     params: dict[str, Any]
@@ -169,7 +174,7 @@ class Scene:
         epoch = Time(params["epoch"], format="jyear")
         paths = [directory / item["name"] for item in truth]
         true_wcs, nominal_wcs = (
-            [sim_sky.wcs_from_header(item[key], tuple(item["shape"])) for item in truth]
+            [sim_io.wcs_from_truth(item[key], tuple(item["shape"])) for item in truth]
             for key in ("true_wcs", "nominal_wcs")
         )
         return cls(
@@ -220,6 +225,7 @@ def _validate(p: dict[str, Any]) -> dict[str, Any]:
     out = dict(p)
     out["scenario"] = _check_choice("scenario", p["scenario"], SCENARIOS)
     out["psf"] = _check_choice("psf", p["psf"], sim_render.PSFS)
+    out["wcs"] = _check_choice("wcs", p["wcs"], WCS_KINDS)
     out["n_images"] = _check_int("n_images", p["n_images"], 1)
     out["seed"] = _check_int("seed", p["seed"], 0)
     shape = p["shape"]
@@ -259,6 +265,8 @@ def _validate(p: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(p[name], bool | np.bool_):
             _fail(name, "True or False", p[name])
         out[name] = bool(p[name])
+    if out["sip"] and out["wcs"] == "gwcs":
+        _fail("sip", "False with wcs='gwcs' (the GWCS always has its own distortion)", p["sip"])
     return out
 
 
@@ -290,6 +298,7 @@ def simulate(
     ra: float = 150.0,
     dec: float = 2.0,
     noise: bool = True,
+    wcs: str = "fits",
 ) -> Scene:
     """Simulate a seeded scene of overlapping images with known pointing errors.
 
@@ -304,7 +313,7 @@ def simulate(
     seed : int
         Seed of every random draw; the same arguments give the same scene.
     outdir : str or Path, optional
-        Write ``img_000.fits``..., ``truth.json``, ``stars.ecsv`` and
+        Write ``img_000.fits`` (``.asdf`` for GWCS)..., ``truth.json``, ``stars.ecsv`` and
         ``refcat.ecsv`` there (created if needed); the images then read their
         pixels from these files.
     shape : (ny, nx)
@@ -348,6 +357,13 @@ def simulate(
         Scene centre, degrees.
     noise : bool
         Add Poisson and read noise.
+    wcs : {"fits", "gwcs"}
+        ``fits``: FITS WCS (TAN, TAN-SIP with ``sip``), FITS files. ``gwcs``:
+        JWST-style GWCS (frames ``detector -> v2v3 -> world``) with a
+        NIRCam-like polynomial distortion (~5 px at the corners) and the
+        pointing given by ``meta.wcsinfo``-style reference angles, ASDF files
+        (tree: ``data``, ``dq``, ``wcs``, ``meta``). Pointing errors move the
+        reference point and the roll; the scale error scales the distortion.
 
     Returns
     -------
@@ -367,8 +383,8 @@ def simulate(
     r_layout, r_sip, r_errors, r_stars, r_refcat, r_pixels = rngs
     true_hdrs, nominal_hdrs, applied, pas = _plan_images(p, r_layout, r_sip, r_errors)
     shape = p["shape"]
-    true_wcs = [sim_sky.wcs_from_header(h, shape) for h in true_hdrs]
-    nominal_wcs = [sim_sky.wcs_from_header(h, shape) for h in nominal_hdrs]
+    true_wcs = [sim_io.wcs_from_truth(h, shape) for h in true_hdrs]
+    nominal_wcs = [sim_io.wcs_from_truth(h, shape) for h in nominal_hdrs]
 
     peak, area = sim_render.psf_properties(p["psf"], p["fwhm"])
     fluxes = sim_sky.FluxScale(area=area, pixel_variance=p["sky"] + p["read_noise"] ** 2)
@@ -398,7 +414,7 @@ def simulate(
     )
     truth = [
         {
-            "name": f"img_{i:03d}.fits",
+            "name": f"img_{i:03d}.{'asdf' if p['wcs'] == 'gwcs' else 'fits'}",
             "shape": list(shape),
             "position_angle": float(pas[i]),
             "saturate": saturate,
@@ -435,13 +451,15 @@ def _plan_images(
     r_sip: np.random.Generator,
     r_errors: np.random.Generator,
 ) -> tuple[list[dict], list[dict], list[dict], np.ndarray]:
-    """True and nominal WCS headers, applied errors and position angles of every image."""
+    """True and nominal WCS headers (or GWCS specs), applied errors and position angles."""
     n, shape = p["n_images"], p["shape"]
     offsets, pas, base_pa = sim_sky.layout(p["scenario"], n, shape, r_layout)
     base_cd = sim_sky.cd_matrix(p["pixel_scale"], base_pa)
     centres = offsets @ base_cd.T * 3600.0
     crval_ra, crval_dec = TangentPlane(p["ra"], p["dec"]).tp_to_world(centres[:, 0], centres[:, 1])
     sip = sim_sky.make_sip(shape, r_sip) if p["sip"] else None
+    distortion = (sim_gwcs.make_distortion(shape, p["pixel_scale"], r_sip)
+                  if p["wcs"] == "gwcs" else None)
 
     size = r_errors.uniform(*p["pointing_error"], size=n)
     angle = r_errors.uniform(0.0, 2.0 * np.pi, size=n)
@@ -453,11 +471,17 @@ def _plan_images(
 
     true_hdrs, nominal_hdrs, applied = [], [], []
     for i in range(n):
-        cd = sim_sky.cd_matrix(p["pixel_scale"], pas[i])
-        header = sim_sky.wcs_header((crval_ra[i], crval_dec[i]), cd, shape, sip)
         total = shifts[i] + common
+        if distortion is None:
+            cd = sim_sky.cd_matrix(p["pixel_scale"], pas[i])
+            header = sim_sky.wcs_header((crval_ra[i], crval_dec[i]), cd, shape, sip)
+            nominal = sim_sky.apply_pointing_error(header, total, rolls[i], scales[i])
+        else:
+            pointing = sim_gwcs.pointing_for(distortion, (crval_ra[i], crval_dec[i]), pas[i])
+            header = sim_gwcs.make_spec(distortion, *pointing, shape)
+            nominal = sim_gwcs.apply_pointing_error(header, total, rolls[i], scales[i])
         true_hdrs.append(header)
-        nominal_hdrs.append(sim_sky.apply_pointing_error(header, total, rolls[i], scales[i]))
+        nominal_hdrs.append(nominal)
         applied.append(
             {
                 "shift_arcsec": total.tolist(),
@@ -471,7 +495,7 @@ def _plan_images(
 
 
 def _make_star_field(
-    p: dict[str, Any], true_wcs: list[WCS], fluxes: sim_sky.FluxScale, rng: np.random.Generator
+    p: dict[str, Any], true_wcs: list[Any], fluxes: sim_sky.FluxScale, rng: np.random.Generator
 ) -> tuple[QTable, int]:
     """Stars over the union of the footprints plus a margin for pointing errors."""
     plane = TangentPlane(p["ra"], p["dec"])
@@ -495,7 +519,7 @@ def _make_star_field(
 
 
 def _star_pixels(
-    wcs: WCS, stars: QTable, shape: Sequence[int], margin: float
+    wcs: Any, stars: QTable, shape: Sequence[int], margin: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """True 0-based pixel positions of the stars within ``margin`` px of the image.
 
@@ -504,6 +528,8 @@ def _star_pixels(
     """
     ra = np.asarray(stars[COL_RA], dtype=float)
     dec = np.asarray(stars[COL_DEC], dtype=float)
+    if not isinstance(wcs, WCS):
+        return sim_gwcs.star_pixels(wcs, ra, dec, shape, margin)
     x = np.full(ra.size, np.nan)
     y = np.full(ra.size, np.nan)
     if ra.size == 0:

@@ -519,6 +519,8 @@ class AlignResult:
         Seconds per phase.
     combined_catalog : QTable or None
         The aligned images' sources merged into one mosaic catalog.
+    reference_catalog : QTable or None
+        The absolute reference catalog used (with ``save_gaia_catalog``).
     meta : dict
         Run information (versions, config, warnings).
     """
@@ -528,6 +530,7 @@ class AlignResult:
     tangent_plane: Any = None
     timings: Mapping[str, float] = field(default_factory=dict)
     combined_catalog: Any = field(default=None, repr=False)
+    reference_catalog: Any = field(default=None, repr=False)
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[ImageResult]:

@@ -1,0 +1,227 @@
+"""ASDF images with a GWCS: reading them lazily and writing corrected copies atomically.
+
+The tree of an image file::
+
+    data: 2D science array
+    dq: optional data-quality array (integer flags, or boolean with True = bad)
+    wcs: a gwcs.WCS (frames e.g. detector -> v2v3 -> world)
+    meta:
+      wcsinfo: {v2_ref, v3_ref (arcsec), roll_ref (deg), ra_ref, dec_ref (deg)}
+      observation: {mjd: float} or {date: "YYYY-MM-DD[Thh:mm:ss]", time: "hh:mm:ss"}
+      exposure: {group_id: str, mid_time or start_time: MJD}
+      saturate: optional saturation level (data units)
+
+A corrected copy is the same tree with the corrected ``wcs`` and the
+alignment recorded under ``meta.aligncore`` (status, reason, matched count,
+WCS name, aligncore version and the fit summary).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import asdf
+import numpy as np
+from astropy.time import Time
+from gwcs import WCS
+
+from aligncore.errors import InputError
+from aligncore.io import atomic_path
+from aligncore.types import AlignImage, ImageResult
+
+__all__ = [
+    "ASDF_SUFFIXES",
+    "WCSINFO_ATTRIBUTE",
+    "WCSINFO_KEYS",
+    "alignment_record",
+    "is_asdf",
+    "open_asdf",
+    "write_asdf",
+    "write_asdf_image",
+]
+
+ASDF_SUFFIXES = (".asdf",)
+WCSINFO_ATTRIBUTE = "aligncore_wcsinfo"
+"""Attribute set on the `gwcs.WCS` read from a file: its ``meta.wcsinfo`` (a dict).
+
+The ``gwcs`` corrector takes the V2/V3 tangent-plane angles from it."""
+WCSINFO_KEYS = ("v2_ref", "v3_ref", "roll_ref", "ra_ref", "dec_ref")
+_SKIP_KEYS = ("asdf_library", "history")
+
+
+def is_asdf(path: str | Path | None) -> bool:
+    """True when ``path`` names an ASDF file (by its suffix)."""
+    return path is not None and Path(path).suffix.lower() in ASDF_SUFFIXES
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return None
+    number = float(value)
+    return number if np.isfinite(number) else None
+
+
+def _read_wcsinfo(meta: Mapping[str, Any]) -> dict[str, float]:
+    info = _mapping(meta.get("wcsinfo"))
+    out = {}
+    for key in WCSINFO_KEYS:
+        number = _number(info.get(key))
+        if number is not None:
+            out[key] = number
+    return out
+
+
+def _read_epoch(meta: Mapping[str, Any]) -> Time | None:
+    observation = _mapping(meta.get("observation"))
+    exposure = _mapping(meta.get("exposure"))
+    for value in (observation.get("mjd"), exposure.get("mid_time"), exposure.get("start_time")):
+        if isinstance(value, Time):
+            return value
+        number = _number(value)
+        if number is not None:
+            return Time(number, format="mjd", scale="utc")
+    date = observation.get("date")
+    if isinstance(date, Time):
+        return date
+    if isinstance(date, str) and date:
+        time = observation.get("time")
+        text = f"{date}T{time}" if isinstance(time, str) and time and "T" not in date else date
+        with contextlib.suppress(ValueError):
+            return Time(text, scale="utc")
+    return None
+
+
+def _read_group(meta: Mapping[str, Any]) -> str | None:
+    for value in (_mapping(meta.get("exposure")).get("group_id"), meta.get("group_id")):
+        if value is not None and str(value):
+            return str(value)
+    return None
+
+
+def _pixel_loader(path: Path) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
+    def load() -> tuple[np.ndarray, np.ndarray | None]:
+        with asdf.open(path, lazy_load=True, memmap=False, lazy_tree=True) as af:
+            data = np.array(af.tree["data"], dtype=float)
+            dq = af.tree.get("dq")
+            dq = np.array(dq) if dq is not None else None
+        if dq is not None and dq.shape != data.shape:
+            raise InputError(f"{path}: dq shape {dq.shape} differs from data shape {data.shape}")
+        if not np.isfinite(data).any():
+            raise InputError(f"{path}: the science array has no finite pixel (all NaN/inf)")
+        return data, dq
+
+    return load
+
+
+def open_asdf(path: str | Path, *, group_id: str | None = None) -> AlignImage:
+    """Open an ASDF image lazily: WCS, shape and meta now, pixels on demand.
+
+    Parameters
+    ----------
+    path : path
+        ASDF file whose tree has ``data`` (2D) and ``wcs`` (a `gwcs.WCS`).
+    group_id : str, optional
+        Group of the image; default ``meta.exposure.group_id``.
+
+    Returns
+    -------
+    AlignImage
+        ``meta`` holds ``format`` ("asdf"), ``saturate`` and ``wcsinfo``; the
+        wcsinfo is also set on the WCS as ``aligncore_wcsinfo`` (the ``gwcs``
+        corrector reads its reference angles there).
+
+    Raises
+    ------
+    InputError
+        The file is missing or not ASDF, or has no 2D ``data`` or no GWCS.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an image file")
+    try:
+        af = asdf.open(path, lazy_load=True, memmap=False)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable ASDF file ({exc})") from None
+    with af:
+        tree = af.tree
+        shape = tuple(getattr(tree.get("data"), "shape", ()))
+        dq_shape = tuple(getattr(tree.get("dq"), "shape", shape))
+        wcs = tree.get("wcs")
+        meta = tree.get("meta")
+        meta = dict(meta) if isinstance(meta, Mapping) else {}
+    if len(shape) != 2:
+        raise InputError(f"{path}: the tree needs a 2D 'data' array, got shape {shape or None}")
+    if dq_shape != shape:
+        raise InputError(f"{path}: dq shape {dq_shape} differs from data shape {shape}")
+    if not isinstance(wcs, WCS):
+        raise InputError(f"{path}: the tree's 'wcs' must be a gwcs.WCS, got {type(wcs).__name__}")
+    if wcs.pixel_n_dim != 2 or wcs.world_n_dim != 2:
+        raise InputError(f"{path}: the GWCS must map 2 pixel axes to 2 sky axes "
+                         f"(got {wcs.pixel_n_dim} -> {wcs.world_n_dim})")
+    wcsinfo = _read_wcsinfo(meta)
+    if wcsinfo:
+        setattr(wcs, WCSINFO_ATTRIBUTE, wcsinfo)
+    if wcs.pixel_shape is None:
+        wcs.pixel_shape = (int(shape[1]), int(shape[0]))
+    return AlignImage(
+        name=path.name,
+        wcs=wcs,
+        shape=(int(shape[0]), int(shape[1])),
+        path=path,
+        group_id=group_id or _read_group(meta),
+        epoch=_read_epoch(meta),
+        loader=_pixel_loader(path),
+        meta={"format": "asdf", "saturate": _number(meta.get("saturate")), "wcsinfo": wcsinfo},
+    )
+
+
+def write_asdf(tree: Mapping[str, Any], target: str | Path) -> Path:
+    """Write ``tree`` as an ASDF file, atomically (a temporary file renamed over ``target``)."""
+    with atomic_path(target) as tmp:
+        asdf.AsdfFile(dict(tree)).write_to(tmp)
+    return Path(target)
+
+
+def alignment_record(result: ImageResult, *, wcsname: str, version: str) -> dict[str, Any]:
+    """What ``meta.aligncore`` records about the alignment of one image."""
+    return {
+        "status": result.status.value,
+        "reason": result.reason,
+        "n_matched": int(result.n_matched),
+        "wcsname": wcsname if result.ok else None,
+        "version": version,
+        "fit": result.fit.summary() if result.fit is not None else None,
+    }
+
+
+def write_asdf_image(
+    image: AlignImage, result: ImageResult, target: str | Path, *, wcsname: str, version: str
+) -> Path:
+    """Write a copy of ``image``'s tree with the WCS of ``result`` (atomically).
+
+    The tree's ``wcs`` is replaced by ``result.wcs`` when the image was
+    aligned; otherwise it is kept exactly as it was. ``meta.aligncore`` records
+    the outcome (see `alignment_record`). ``target`` may be the input itself.
+    """
+    if image.path is None:
+        raise InputError(f"{image.name}: cannot write an image that was not read from a file")
+    try:
+        with asdf.open(image.path, lazy_load=False, memmap=False) as af:
+            tree = {k: v for k, v in af.tree.items() if k not in _SKIP_KEYS}
+    except Exception as exc:
+        raise InputError(f"{image.path}: cannot read the ASDF tree ({exc})") from None
+    if result.ok and result.wcs is not image.wcs:
+        tree["wcs"] = result.wcs
+    meta = dict(_mapping(tree.get("meta")))
+    meta["aligncore"] = alignment_record(result, wcsname=wcsname, version=version)
+    tree["meta"] = meta
+    return write_asdf(tree, target)

@@ -1,0 +1,139 @@
+"""Detection on executors (processes, Dask), user catalogs, --resume, fault tolerance."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from astropy.table import QTable
+
+import aligncore
+from aligncore import Status
+from aligncore.cli import main
+from aligncore.config import load_config
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory):
+    """A 4x4 mosaic of 384^2 images with ~150 stars each and 25% overlaps."""
+    return aligncore.simulate("dither", n_images=16, seed=31, shape=(384, 384), n_stars=150,
+                              outdir=tmp_path_factory.mktemp("tiles"))
+
+
+def _fits(result):
+    return [(r.name, r.status.value, None if r.fit is None else r.fit.matrix.tolist(),
+             None if r.fit is None else r.fit.shift.tolist()) for r in result]
+
+
+def test_processes_give_the_serial_result(tiles):
+    serial = aligncore.align(tiles.paths)
+    pooled = aligncore.align(tiles.paths, load_config(
+        None, ["execution.executor=processes", "execution.workers=2"]))
+    assert _fits(pooled) == _fits(serial)
+    assert serial.ok
+
+
+def test_dask_local_cluster_gives_the_serial_result(tiles):
+    pytest.importorskip("dask.distributed")
+    serial = aligncore.align(tiles.paths)
+    distributed = aligncore.align(tiles.paths, load_config(
+        None, ["execution.executor=dask", "execution.workers=2"]))
+    assert _fits(distributed) == _fits(serial)
+
+
+KILLER = '''
+import os
+import aligncore
+from aligncore_daofind import DaofindDetector
+
+
+class KillerDetector(DaofindDetector):
+    """daofind, except that it kills its worker on one image."""
+
+    name = "killer"
+
+    def detect(self, image):
+        if image.name == "img_005.fits":
+            os._exit(1)
+        return super().detect(image)
+
+
+@aligncore.hookimpl
+def aligncore_add_detectors():
+    return [KillerDetector]
+'''
+
+
+def test_a_dead_dask_worker_fails_only_its_image(tiles, tmp_path):
+    pytest.importorskip("dask.distributed")
+    (tmp_path / "killer.py").write_text(KILLER)
+    config = load_config(None, [f"plugins=['{tmp_path / 'killer.py'}']", "detector.plugin=killer",
+                                "execution.executor=dask", "execution.workers=2"])
+    # dask retries the tasks of a dead worker elsewhere (allowed-failures, default 3);
+    # the killer kills every worker it lands on until dask gives up on that one task
+    result = aligncore.align(tiles.paths, config)
+    failed = [r.name for r in result if r.status == Status.FAILED]
+    assert "img_005.fits" in failed
+    # other images fail only if they were on a worker the killer took down with it
+    assert len(failed) <= 2
+    for name in failed:
+        assert "detection failed on a worker: KilledWorker" in result[name].reason
+    serial = aligncore.align(tiles.paths)
+    errors = tiles.errors([r.wcs if r.ok else serial[r.name].wcs for r in result])
+    ok = [i for i, r in enumerate(result) if r.ok]
+    assert len(ok) >= 14 and max(errors["rms_pix"][ok]) < 0.1
+
+
+def test_on_error_skip_marks_an_unreadable_image_failed(tiles, tmp_path):
+    paths = [tmp_path / p.name for p in tiles.paths[:4]]
+    for src, dst in zip(tiles.paths, paths, strict=False):
+        shutil.copy(src, dst)
+    from astropy.io import fits
+
+    with fits.open(paths[2], mode="update") as hdul:
+        hdul["SCI"].data[:] = np.nan
+    with pytest.raises(aligncore.InputError, match=r"img_002\.fits: the science array"):
+        aligncore.align(paths)
+    result = aligncore.align(paths, load_config(None, ["execution.on_error=skip"]))
+    assert result["img_002.fits"].status == Status.FAILED
+    assert "no finite pixel" in result["img_002.fits"].reason
+    assert sum(r.ok for r in result) == 3
+
+
+def test_user_catalogs_skip_detection(small_scene, tmp_path):
+    paths = [tmp_path / p.name for p in small_scene.paths]
+    for index, (src, dst) in enumerate(zip(small_scene.paths, paths, strict=True)):
+        shutil.copy(src, dst)
+        stars = small_scene.true_sources(index)
+        stars = stars[stars["snr"] > 20]
+        QTable({"xcentroid": stars["x"], "ycentroid": stars["y"],
+                "flux": stars["flux"]}).write(dst.with_name(dst.stem + "_cat.ecsv"))
+    config = load_config(None, ["detector.use_custom_catalogs=true"])
+    result = aligncore.align(paths, config)
+    assert result.ok
+    for index, image in enumerate(result):
+        assert image.catalog.meta["source_file"].endswith("_cat.ecsv")
+        assert len(image.catalog) == int(np.sum(small_scene.true_sources(index)["snr"] > 20))
+    # true positions: the alignment is essentially exact
+    assert max(small_scene.errors(result)["rms_mas"]) < 0.5
+
+
+def test_resume_reuses_saved_catalogs(tiles, tmp_path, capsys):
+    out = tmp_path / "out"
+    paths = [str(p) for p in tiles.paths[:3]]
+    assert main(["run", "--resume", "-o", str(out), "-q", _default(), *paths]) == 0
+    saved = out / "img_000_cat.ecsv"
+    assert saved.exists()
+    assert main(["run", "--resume", "-o", str(out), "-q", _default(), *paths]) == 0
+    import json
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["images"][0]["timings"]["detect"] == 0.0
+    assert report["images"][1]["timings"]["detect"] == 0.0
+
+
+def _default() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
