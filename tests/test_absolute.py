@@ -130,8 +130,10 @@ def run(scene, registry, refcat_params, *sets, images=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = aligncore.align(images or scene.images, config, registry=registry)
-    result.meta["absolute"]["python_warnings"] = [str(w.message) for w in caught]
-    return result, result.meta["absolute"]
+    info = dict(result.meta["absolute"])
+    info["python_warnings"] = [str(w.message) for w in caught]
+    info["reference_catalog"] = result.reference_catalog
+    return result, info
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +172,7 @@ def test_common_pointing_error_is_removed(scene, registry, service, tmp_path, so
                                     f"absolute.refcat.params={json.dumps(params)}",
                                     "absolute.save_gaia_catalog=true"], registry=registry)
         result = aligncore.align(scene.images, config, registry=registry)
-        info = result.meta["absolute"]
+        info = {**result.meta["absolute"], "reference_catalog": result.reference_catalog}
     else:
         url = service.tap_url if source == "tap" else service.url
         result, info = run(scene, registry, {"service": source, "url": url},

@@ -159,3 +159,36 @@ def test_config_error_exit_2(tmp_path, small_scene, capsys):
     assert "bad.yaml:2: fitter.plugin: fitter plugin 'afine' is not available" in err
     assert "did you mean 'affine'?" in err
     assert not out.exists()
+
+
+def test_absolute_alignment_with_a_file_catalog(tmp_path, capsys):
+    scene = aligncore.simulate("dither", n_images=3, seed=9, shape=(512, 512), n_stars=150,
+                               common_pointing_error=1.5, outdir=tmp_path / "scene")
+    out = tmp_path / "out"
+    refcat = tmp_path / "scene" / "refcat.ecsv"
+    args = ["run", DEFAULT, *map(str, scene.paths), "-o", str(out), "-q",
+            "--set", "absolute.enabled=true", "--set", "absolute.save_gaia_catalog=true",
+            "--set", f"absolute.refcat={{plugin: file, params: {{path: '{refcat}'}}}}"]
+    assert main(args) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert any(name.startswith("refcat_") and name.endswith(".ecsv") for name in written)
+    headers = [fits.getheader(out / p.name, "SCI") for p in scene.paths]
+    assert all(h["WCSNAME"].startswith("FIT-REL-") for h in headers)
+    absolute = scene.errors([WCS(h) for h in headers], relative=False)
+    assert max(absolute["rms_pix"]) < 0.1
+    report = json.loads((out / "report.json").read_text())
+    assert report["meta"]["absolute"]["status"] == "applied"
+
+
+def test_absolute_failure_keeps_relative_and_exits_3(small_scene, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", DEFAULT, *map(str, small_scene.paths), "-o", str(out), "-q",
+            "--set", "absolute.enabled=true",
+            "--set", f"absolute.refcat={{plugin: file, params: {{path: '{tmp_path / 'no.ecsv'}'}}}}"]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "warning: absolute alignment not applied" in err and "no.ecsv" in err
+    headers = [fits.getheader(out / p.name, "SCI") for p in small_scene.paths]
+    assert {h["WCSNAME"] for h in headers if h["ALNSTAT"] == "SUCCESS"} == {"FIT-REL"}
+    corrected = [WCS(h) for h in headers]
+    assert max(small_scene.errors(corrected)["rms_pix"]) < 0.1

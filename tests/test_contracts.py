@@ -75,3 +75,12 @@ def test_every_hook_is_exercised_by_a_test():
                         if p.name != Path(__file__).name)
     for name in hook_names():
         assert re.search(rf"def {name}\b|hook\.{name}\b", sources), f"no test implements {name}"
+
+
+def test_config_reference_is_current():
+    from aligncore.config import render_config_reference
+
+    current = (ROOT / "docs" / "config-reference.md").read_text()
+    assert current.strip() == render_config_reference().strip(), (
+        "docs/config-reference.md is stale: `aligncore config-reference > "
+        "docs/config-reference.md`")

@@ -78,7 +78,10 @@ def test_guard_rejects_a_correction_beyond_max_correction(quiet_scene, tmp_path)
 
 def test_non_overlapping_image_fails_alone(quiet_scene, tmp_path):
     paths = copies(quiet_scene, tmp_path)
-    far = offset_pointing(paths[0], 1800.0, 0.0, target=tmp_path / "far.fits")
+    other = aligncore.simulate("dither", n_images=1, seed=99, shape=(512, 512), n_stars=150,
+                               ra=150.5, outdir=tmp_path / "other")
+    far = tmp_path / "far.fits"
+    shutil.copy(other.paths[0], far)
     offset_pointing(paths[1], 0.8, 0.4)
     result = aligncore.align([*paths, far])
     assert result["far.fits"].status == Status.FAILED
@@ -111,7 +114,8 @@ def test_image_with_three_stars_fails_alone(quiet_scene, tmp_path):
 def test_twenty_arcsec_offset_fails_then_aligns_with_the_fallback(quiet_scene, tmp_path):
     paths = copies(quiet_scene, tmp_path)
     offset_pointing(paths[1], 20.0, 0.0)
-    plain = aligncore.align(paths, load_config(None, ["matcher.params.searchrad=1.0"]))
+    plain = aligncore.align(paths, load_config(None, ["matcher.params.searchrad=1.0",
+                                                      "align.fallback=[]"]))
     assert plain["img_001.fits"].status == Status.FAILED
     assert "matched sources" in plain["img_001.fits"].reason or "not significant" in plain[
         "img_001.fits"].reason
@@ -145,3 +149,17 @@ def test_sequential_and_global_both_align_and_report_overlaps(small_scene):
         assert all(o["rms_mas"] < 30.0 for o in overlaps)  # DAO centroid noise, ~0.2 px
         assert max(small_scene.errors(result)["rms_pix"]) < 0.1
     assert result.meta["relative"]["global"]["iterations"] < 10
+
+
+def test_crowded_field_at_fine_pixel_scale_with_default_config():
+    scene = aligncore.simulate("crowded", n_images=3, seed=2, pixel_scale=0.03)
+    assert min(len(scene.true_sources(i)) for i in range(3)) >= 5000  # per 1024^2 image
+    result = aligncore.align(scene.images)
+    assert result.ok
+    assert max(scene.errors(result)["rms_pix"]) < 0.05
+    # the seed's literal matching parameters drown in confusion here
+    from pathlib import Path
+
+    jwst = Path(__file__).resolve().parents[1] / "configs" / "jwst.yaml"
+    seed_result = aligncore.align(scene.images, load_config(jwst))
+    assert not seed_result.ok or max(scene.errors(seed_result)["rms_pix"]) > 0.05

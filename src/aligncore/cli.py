@@ -254,6 +254,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_config_reference(args: argparse.Namespace) -> int:
+    from aligncore.config import render_config_reference
+
+    print(render_config_reference())
+    return EXIT_OK
+
+
 def _cmd_hooks(args: argparse.Namespace) -> int:
     from aligncore.hookspecs import render_reference
 
@@ -313,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("name", help="plugin name, e.g. hist2d")
     params.add_argument("--plugin-file", action="append", help="also load a local plugin file")
     params.set_defaults(func=_cmd_params)
+
+    reference = sub.add_parser("config-reference",
+                               help="print every config section and key (Markdown)")
+    reference.set_defaults(func=_cmd_config_reference)
 
     hooks = sub.add_parser("hooks", help="print the plugin hook reference (Markdown)")
     hooks.set_defaults(func=_cmd_hooks)
