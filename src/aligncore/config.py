@@ -33,6 +33,13 @@ DEFAULT_CONFIG_PATH = Path(__file__).parent / "data" / "default.yaml"
 """The configuration ``aligncore demo`` and ``align(images)`` use (same as configs/default.yaml)."""
 
 
+def _positive_or_auto(value: float | str) -> float | str:
+    """Validator: an angle in arcsec must be > 0 (or the string 'auto')."""
+    if isinstance(value, float) and value <= 0:
+        raise ValueError("must be > 0 (arcsec) or 'auto'")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -117,12 +124,7 @@ class AlignSection(_Section):
     tangent_point: tuple[float, float] | None = Field(
         None, description="RA, Dec (deg) of the shared tangent plane; default: footprint centre.")
 
-    @field_validator("max_correction")
-    @classmethod
-    def _positive_correction(cls, value: float | str) -> float | str:
-        if isinstance(value, float) and value <= 0:
-            raise ValueError("must be > 0 (arcsec) or 'auto'")
-        return value
+    _positive_correction = field_validator("max_correction")(_positive_or_auto)
 
 
 class AbsoluteSection(_Section):
@@ -195,12 +197,7 @@ class AbsoluteSection(_Section):
         None, description="Shortcut for refcat.params.cache_dir."
     )
 
-    @field_validator("searchrad", "separation", "tolerance")
-    @classmethod
-    def _positive(cls, value: float | str) -> float | str:
-        if isinstance(value, float) and value <= 0:
-            raise ValueError("must be > 0 (arcsec) or 'auto'")
-        return value
+    _positive = field_validator("searchrad", "separation", "tolerance")(_positive_or_auto)
 
 
 class OutputSection(_Section):

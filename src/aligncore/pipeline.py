@@ -8,7 +8,6 @@ untouched (the very same object), never a half-applied correction.
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -35,9 +34,7 @@ from aligncore.types import (
 )
 from aligncore.units import Unit, build_units, union_tangent_plane
 
-__all__ = ["Unit", "align"]
-
-log = logging.getLogger("aligncore")
+__all__ = ["align"]
 
 Progress = Callable[[Iterable[Any], str, int], Iterable[Any]]
 
