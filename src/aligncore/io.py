@@ -117,7 +117,9 @@ def _pixel_loader(path: Path, sci_index: int) -> Callable[[], tuple[np.ndarray, 
 def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
     """Open a FITS image lazily: header, WCS and shape now, pixels on demand.
 
-    ``.asdf`` files are opened by `aligncore.io_asdf.open_asdf` (GWCS images).
+    ``.asdf`` files are opened by `aligncore.io_asdf.open_asdf` (GWCS images);
+    JWST data-model files (``DATAMODL`` keyword or an ``ASDF`` extension, e.g.
+    ``*_cal.fits``) by `aligncore.io_jwst.open_jwst` (needs the ``jwst`` extra).
 
     The science array is the ``SCI`` extension, or the primary HDU's data; an
     optional ``DQ`` extension gives the data-quality flags.
@@ -143,6 +145,10 @@ def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         raise InputError(f"{path}: file not found")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not an image file")
+    from aligncore.io_jwst import is_jwst_fits, open_jwst
+
+    if is_jwst_fits(path):
+        return open_jwst(path, group_id=group_id)
     try:
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             hdul.verify("silentfix")

@@ -18,6 +18,7 @@ from aligncore.io import (
     write_json,
 )
 from aligncore.io_asdf import is_asdf, write_asdf_image
+from aligncore.io_jwst import output_name, write_jwst_image
 from aligncore.registry import Registry
 from aligncore.report import run_report
 from aligncore.types import AlignImage, AlignResult
@@ -47,8 +48,9 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
     """Write the corrected image copies, optional catalogs and the JSON report.
 
     Every image gets an output (failed ones with their WCS exactly as it was
-    and ``ALNSTAT = 'FAILED'``). With ``output.in_place`` the inputs themselves
-    are updated instead (still atomically).
+    and ``ALNSTAT = 'FAILED'``), named like its input except JWST ``*_cal.fits``
+    files, written as ``*_tweakreg.fits``. With ``output.in_place`` the inputs
+    themselves are updated instead (still atomically).
 
     Returns
     -------
@@ -62,15 +64,20 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
     for image, image_result in zip(images, result.images, strict=True):
         if image.path is None:
             raise InputError(f"{image.name}: in-memory images cannot be written; use align()")
+        jwst = image.meta.get("format") == "jwst"
         if config.output.in_place:
             target = image.path
         else:
-            target = outdir / image.path.name
+            target = outdir / (output_name(image.path.name) if jwst else image.path.name)
             if target.resolve() == image.path.resolve():
                 raise InputError(
                     f"{image.path}: output would overwrite the input; choose another output "
                     "directory or set output.in_place: true"
                 )
+        if jwst:
+            written.append(write_jwst_image(image, image_result, target, wcsname=wcsname,
+                                            version=__version__))
+            continue
         if is_asdf(image.path):
             written.append(write_asdf_image(image, image_result, target, wcsname=wcsname,
                                             version=__version__))

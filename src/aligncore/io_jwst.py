@@ -1,0 +1,357 @@
+"""JWST ``*_cal.fits`` images: stdatamodels ImageModels with a GWCS in their ASDF extension.
+
+Reading needs the optional extra ``jwst`` (``pip install 'aligncore[jwst]'``,
+which installs ``stdatamodels``); it is imported only when such a file is
+opened. A file is treated as a JWST data model when its primary header has a
+``DATAMODL`` keyword or it has an ``ASDF`` extension (`is_jwst_fits`).
+
+Read (`open_jwst`): the ``SCI`` and ``DQ`` arrays (on demand), the GWCS
+(``meta.wcs``), ``meta.wcsinfo`` (attached to the WCS as ``aligncore_wcsinfo``
+for the ``gwcs`` corrector), the epoch (``meta.exposure.mid_time`` or
+``start_time``, else ``meta.observation.date`` + ``time``) and the group: the
+file's ``meta.group_id`` if set, else the JWST exposure name
+``jw<program><observation><visit>_<visit group><sequence><activity>_<exposure>``
+built from ``meta.observation`` (or read from the file name), so that the
+detectors of one exposure move together, as in the JWST pipeline.
+
+Written (`write_jwst_image`): a copy of the model with the corrected GWCS, a
+FITS SIP approximation of it in ``meta.wcsinfo`` (hence in the ``SCI`` header;
+forward only, ``max_pix_error`` 0.01 px, degree <= 6 as the JWST schema
+allows), an updated ``S_REGION``, ``meta.cal_step.tweakreg = "COMPLETE"``, the
+outcome under ``meta.aligncore`` and the ``ALN*`` keywords in the ``SCI``
+header. The output name replaces a ``_cal`` suffix by ``_tweakreg``
+(`output_name`).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from aligncore.errors import InputError
+from aligncore.io import atomic_path, fit_keywords
+from aligncore.types import AlignImage, ImageResult
+
+__all__ = [
+    "INSTALL_HINT",
+    "SIP_MAX_DEGREE",
+    "SIP_MAX_PIX_ERROR",
+    "exposure_group",
+    "is_jwst_fits",
+    "open_jwst",
+    "output_name",
+    "sip_approximation",
+    "write_jwst_image",
+]
+
+INSTALL_HINT = "pip install 'aligncore[jwst]'"
+SIP_MAX_PIX_ERROR = 0.01
+"""Largest error (pixels) of the FITS SIP approximation written with a corrected GWCS."""
+SIP_MAX_DEGREE = 6
+"""Highest SIP degree tried (the JWST ``wcsinfo`` schema holds coefficients up to 6)."""
+
+_GROUP_FIELDS = ("program_number", "observation_number", "visit_number", "visit_group",
+                 "sequence_id", "activity_id", "exposure_number")
+_EXPOSURE_NAME = re.compile(r"^(jw\d{11}_\d{5}_\d{5})", re.IGNORECASE)
+_CAL_SUFFIX = re.compile(r"_cal(\.fits(?:\.gz)?)$", re.IGNORECASE)
+_SIP_KEY = re.compile(r"^(a|b|ap|bp)_(order|\d+_\d+)$", re.IGNORECASE)
+_LINEAR_KEYS = ("cdelt1", "cdelt2", "pc1_1", "pc1_2", "pc2_1", "pc2_2",
+                "cd1_1", "cd1_2", "cd2_1", "cd2_2", "sipmxerr", "sipiverr")
+_ALN_CARD = re.compile(r"^ALN[A-Z0-9]*$")
+_SIP_ERROR_CARDS = ("SIPMXERR", "SIPIVERR")
+
+
+def is_jwst_fits(path: str | Path) -> bool:
+    """True when ``path`` is a FITS file with a ``DATAMODL`` keyword or an ``ASDF`` extension.
+
+    Never raises: unreadable files give False (the FITS reader reports them).
+    """
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            return "DATAMODL" in hdul[0].header or "ASDF" in hdul
+    except Exception:
+        return False
+
+
+def _datamodels(path: Path) -> Any:
+    try:
+        from stdatamodels.jwst import datamodels
+    except ImportError:
+        raise InputError(
+            f"{path}: is a JWST data-model file (GWCS in an ASDF extension); reading it needs "
+            f"the optional 'jwst' extra: {INSTALL_HINT}"
+        ) from None
+    return datamodels
+
+
+def _open_model(path: Path) -> Any:
+    datamodels = _datamodels(path)
+    try:
+        model = datamodels.open(path)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read the JWST data model ({exc})") from None
+    if not isinstance(model, datamodels.ImageModel):
+        kind = type(model).__name__
+        model.close()
+        raise InputError(f"{path}: aligncore reads JWST ImageModel files (2D images such as "
+                         f"*_cal.fits); this file holds a {kind}")
+    return model
+
+
+def exposure_group(meta: Mapping[str, Any], name: str = "") -> str | None:
+    """The alignment group of a JWST image: ``meta.group_id``, else its exposure name.
+
+    The exposure name ``jw<ppppp><ooo><vvv>_<gg><s><aa>_<eeeee>`` is built from
+    ``meta.observation`` when all seven fields are present, otherwise taken from
+    the start of the file ``name`` (``jw01234001001_02101_00001_nrca1_cal.fits``).
+    Returns None when neither is available.
+    """
+    group = meta.get("group_id")
+    if group is not None and str(group):
+        return str(group)
+    observation = meta.get("observation")
+    observation = observation if isinstance(observation, Mapping) else {}
+    parts = [observation.get(key) for key in _GROUP_FIELDS]
+    if all(p is not None and str(p) for p in parts):
+        p = [str(v) for v in parts]
+        return f"jw{p[0]}{p[1]}{p[2]}_{p[3]}{p[4]}{p[5]}_{p[6]}"
+    found = _EXPOSURE_NAME.match(Path(name).name)
+    return found.group(1).lower() if found else None
+
+
+def output_name(name: str) -> str:
+    """Output file name of a corrected JWST image: ``*_cal.fits`` -> ``*_tweakreg.fits``.
+
+    Other names are kept as they are.
+    """
+    return _CAL_SUFFIX.sub(r"_tweakreg\1", name)
+
+
+def _pixel_loader(path: Path) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
+    def load() -> tuple[np.ndarray, np.ndarray | None]:
+        with fits.open(path, memmap=False) as hdul:
+            data = np.asarray(hdul["SCI"].data, dtype=float)
+            dq = np.asarray(hdul["DQ"].data) if "DQ" in hdul else None
+        if dq is not None and dq.shape != data.shape:
+            raise InputError(f"{path}: DQ shape {dq.shape} differs from SCI shape {data.shape}")
+        if not np.isfinite(data).any():
+            raise InputError(f"{path}: the science array has no finite pixel (all NaN/inf)")
+        return data, dq
+
+    return load
+
+
+def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
+    """Open a JWST ImageModel file (e.g. ``*_cal.fits``): GWCS and meta now, pixels on demand.
+
+    Parameters
+    ----------
+    path : path
+        FITS file written by stdatamodels, with the GWCS in its ASDF extension.
+    group_id : str, optional
+        Group of the image; default: `exposure_group` (``meta.group_id`` or the
+        JWST exposure name).
+
+    Returns
+    -------
+    AlignImage
+        ``meta`` holds ``format`` ("jwst"), ``saturate`` (None: JWST flags
+        saturation in DQ), ``wcsinfo`` and ``model_type``.
+
+    Raises
+    ------
+    InputError
+        stdatamodels is not installed (the message names ``pip install
+        'aligncore[jwst]'``), the file is not an ImageModel, or has no GWCS.
+    """
+    # io_asdf (asdf, gwcs) is imported here so that opening plain FITS files stays light
+    from aligncore.io_asdf import WCSINFO_ATTRIBUTE, _read_epoch, _read_wcsinfo
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    model = _open_model(path)
+    with model:
+        wcs = model.meta.wcs
+        shape = tuple(model.data.shape)
+        meta = model.meta.instance
+        wcsinfo = _read_wcsinfo(meta)
+        epoch = _read_epoch(meta)
+        group = group_id or exposure_group(meta, path.name)
+        model_type = type(model).__name__
+    if wcs is None:
+        raise InputError(f"{path}: no GWCS (meta.wcs) in the ASDF extension; "
+                         "run the JWST assign_wcs step first")
+    if len(shape) != 2:
+        raise InputError(f"{path}: science data must be 2D, got shape {shape}")
+    if wcs.pixel_n_dim != 2 or wcs.world_n_dim != 2:
+        raise InputError(f"{path}: the GWCS must map 2 pixel axes to 2 sky axes "
+                         f"(got {wcs.pixel_n_dim} -> {wcs.world_n_dim})")
+    if wcsinfo:
+        setattr(wcs, WCSINFO_ATTRIBUTE, wcsinfo)
+    if wcs.pixel_shape is None:
+        wcs.pixel_shape = (int(shape[1]), int(shape[0]))
+    return AlignImage(
+        name=path.name,
+        wcs=wcs,
+        shape=(int(shape[0]), int(shape[1])),
+        path=path,
+        group_id=group,
+        epoch=epoch,
+        loader=_pixel_loader(path),
+        meta={"format": "jwst", "saturate": None, "wcsinfo": wcsinfo, "model_type": model_type},
+    )
+
+
+def _pixel_box(wcs: Any, shape: tuple[int, int]) -> tuple[tuple[float, float], ...]:
+    try:
+        box = wcs.bounding_box
+    except (NotImplementedError, AttributeError):
+        box = None
+    if box is not None:
+        return tuple((float(lo), float(hi)) for lo, hi in box.bounding_box(order="F"))
+    ny, nx = shape
+    return ((-0.5, nx - 0.5), (-0.5, ny - 0.5))
+
+
+def sip_approximation(
+    wcs: Any, shape: tuple[int, int], crpix: tuple[float, float] | None = None
+) -> fits.Header:
+    """FITS TAN-SIP header approximating a GWCS to `SIP_MAX_PIX_ERROR` pixels (forward only).
+
+    gwcs ``to_fits_sip`` fits SIP degrees 1 to `SIP_MAX_DEGREE` over the pixel
+    box and keeps the lowest one meeting the error; ``SIPMXERR`` in the header
+    is the largest error reached (pixels, checked on a doubly dense grid too).
+    When no degree meets it, the best fit is returned and a warning gives its
+    error (gwcs 1.0.3 warns instead of raising; its own warnings are replaced
+    by this one).
+
+    Parameters
+    ----------
+    wcs : gwcs.WCS
+        The WCS to approximate.
+    shape : (ny, nx)
+        Image shape, for the pixel box when the WCS has no bounding box.
+    crpix : (float, float), optional
+        1-based reference pixel to keep (default: the centre of the box).
+    """
+    box = _pixel_box(wcs, shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        header = wcs.to_fits_sip(
+            bounding_box=box, max_pix_error=SIP_MAX_PIX_ERROR,
+            degree=range(1, SIP_MAX_DEGREE + 1), max_inv_pix_error=None,
+            crpix=None if crpix is None else [float(crpix[0]), float(crpix[1])],
+        )
+    error = float(header.get("SIPMXERR", np.nan))
+    if not error <= SIP_MAX_PIX_ERROR:
+        warnings.warn(
+            f"the FITS SIP approximation of the GWCS reaches {error:.3g} px, not "
+            f"{SIP_MAX_PIX_ERROR} px (degree {header.get('A_ORDER', 1)}, at most "
+            f"{SIP_MAX_DEGREE}); the GWCS itself is exact",
+            stacklevel=2,
+        )
+    return header
+
+
+def _update_wcsinfo(model: Any, header: fits.Header) -> None:
+    """Replace the FITS WCS keywords of ``meta.wcsinfo`` by those of ``header``."""
+    info = model.meta.wcsinfo.instance
+    for key in list(info):
+        if key in _LINEAR_KEYS or _SIP_KEY.match(key):
+            del info[key]
+    for key, value in header.items():
+        if not key.upper().startswith("NAXIS"):
+            info[key.lower()] = value
+
+
+def _s_region(wcs: Any, shape: tuple[int, int]) -> str | None:
+    (x0, x1), (y0, y1) = _pixel_box(wcs, shape)
+    ra, dec = wcs(np.array([x0, x1, x1, x0]), np.array([y0, y0, y1, y1]))
+    ra, dec = np.asarray(ra, float), np.asarray(dec, float)
+    if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec))):
+        return None
+    corners = " ".join(f"{a % 360.0:.9f} {d:.9f}" for a, d in zip(ra, dec, strict=True))
+    return f"POLYGON ICRS  {corners}"
+
+
+def _tree_safe(value: Any) -> Any:
+    """``value`` without None (stdatamodels drops None from mappings but not from lists):
+    None entries of mappings are removed, None items of lists become NaN."""
+    if isinstance(value, Mapping):
+        return {k: _tree_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [np.nan if v is None else _tree_safe(v) for v in value]
+    return value
+
+
+def _replace_sci_cards(model: Any, cards: Mapping[str, tuple[Any, str]], *, new_sip: bool) -> None:
+    """Set ``cards`` in the SCI header kept by the model (``extra_fits``).
+
+    Cards of an earlier run (``ALN*``, and those in ``cards``) are dropped; with
+    ``new_sip``, so are SIP cards the JWST schema does not hold (e.g. an inverse
+    SIP's ``AP_0_1``), which would contradict the new SIP keywords.
+    """
+    def stale(key: str) -> bool:
+        key = key.upper()
+        if key in cards or _ALN_CARD.match(key):
+            return True
+        return new_sip and (key in _SIP_ERROR_CARDS or _SIP_KEY.match(key) is not None)
+
+    extra = model.instance.setdefault("extra_fits", {}).setdefault("SCI", {})
+    kept = [card for card in extra.get("header", []) if not stale(str(card[0]))]
+    extra["header"] = kept + [[key, value, comment] for key, (value, comment) in cards.items()]
+
+
+def write_jwst_image(
+    image: AlignImage, result: ImageResult, target: str | Path, *, wcsname: str, version: str
+) -> Path:
+    """Write a copy of a JWST image with the WCS of ``result`` (atomically).
+
+    When the image was aligned, ``meta.wcs`` becomes ``result.wcs``, its FITS
+    SIP approximation replaces the WCS keywords of ``meta.wcsinfo``
+    (`sip_approximation`), ``S_REGION`` follows the new footprint and
+    ``WCSNAME`` is set. Otherwise the WCS and its keywords are kept exactly as
+    they were. ``meta.cal_step.tweakreg`` becomes ``COMPLETE`` for every image
+    aligned (reference included). In all cases ``meta.aligncore``
+    records the outcome (`aligncore.io_asdf.alignment_record`, plus the SIP
+    error reached) and the ``SCI`` header gets the ``ALN*`` keywords.
+    ``target`` may be the input itself.
+    """
+    from aligncore.io_asdf import alignment_record
+
+    if image.path is None:
+        raise InputError(f"{image.name}: cannot write an image that was not read from a file")
+    target = Path(target)
+    model = _open_model(Path(image.path))
+    with model:
+        record = alignment_record(result, wcsname=wcsname, version=version)
+        cards = dict(fit_keywords(result))
+        new_wcs = result.ok and result.wcs is not image.wcs
+        if result.ok:
+            model.meta.cal_step.tweakreg = "COMPLETE"
+        if new_wcs:
+            wcsinfo = model.meta.wcsinfo
+            crpix = (wcsinfo.crpix1, wcsinfo.crpix2)
+            header = sip_approximation(result.wcs, image.shape,
+                                       crpix if None not in crpix else None)
+            model.meta.wcs = result.wcs
+            _update_wcsinfo(model, header)
+            region = _s_region(result.wcs, image.shape)
+            if region is not None:
+                model.meta.wcsinfo.s_region = region
+            record["sip_max_error_pix"] = float(header.get("SIPMXERR", np.nan))
+            cards["WCSNAME"] = (wcsname, "aligncore corrected WCS")
+        cards["ALNVERS"] = (version, "aligncore version")
+        model.meta.aligncore = _tree_safe(record)
+        _replace_sci_cards(model, cards, new_sip=new_wcs)
+        model.meta.filename = target.name
+        with atomic_path(target) as tmp:
+            model.to_fits(tmp, overwrite=True)
+    return target
