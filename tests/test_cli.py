@@ -182,9 +182,10 @@ def test_absolute_alignment_with_a_file_catalog(tmp_path, capsys):
 
 def test_absolute_failure_keeps_relative_and_exits_3(small_scene, tmp_path, capsys):
     out = tmp_path / "out"
+    missing = tmp_path / "no.ecsv"
     args = ["run", DEFAULT, *map(str, small_scene.paths), "-o", str(out), "-q",
             "--set", "absolute.enabled=true",
-            "--set", f"absolute.refcat={{plugin: file, params: {{path: '{tmp_path / 'no.ecsv'}'}}}}"]
+            "--set", f"absolute.refcat={{plugin: file, params: {{path: '{missing}'}}}}"]
     assert main(args) == 3
     err = capsys.readouterr().err
     assert "warning: absolute alignment not applied" in err and "no.ecsv" in err

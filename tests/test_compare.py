@@ -133,6 +133,8 @@ def test_numbers_match_an_independent_error_computation(small):
         assert before["rel_rms_mas"] > 200.0 and row["rel_rms_mas"] < 10.0
         assert row["status"] == "success" and row["n_failed"] == 0
         assert row["rel_rms_pix"] == pytest.approx(row["rel_rms_mas"] / 100.0, rel=1e-3)
+        assert row["rel_max_pix"] == pytest.approx(row["rel_max_mas"] / 100.0, rel=1e-3)
+        assert row["abs_max_pix"] == pytest.approx(row["abs_max_mas"] / 100.0, rel=1e-3)
         assert row["n_matched"] == sum(r.n_matched for r in again if r.status == "SUCCESS")
         bounds = [r.meta["noise_bound_mas"] for r in again if r.status == "SUCCESS"]
         assert row["noise_bound_mas"] == pytest.approx(np.sqrt(np.mean(np.square(bounds))))
@@ -149,8 +151,14 @@ def test_numbers_match_an_independent_error_computation(small):
 def test_outputs_summary_and_provenance(small):
     spec, out, result = small
     for name in ("results.ecsv", "results.md", "summary.ecsv", "summary.md", "variants.md",
-                 "report.md", "spec.yaml", "spec.json", "fig_time.png"):
+                 "report.md", "spec.yaml", "spec.json", "fig_time.png",
+                 "fig_residuals_dither.png"):
         assert (out / name).is_file(), name
+    assert result.files["fig_residuals_dither.png"] == out / "fig_residuals_dither.png"
+    report = (out / "report.md").read_text()
+    assert "![fig_residuals_dither](fig_residuals_dither.png)" in report
+    assert f"aligncore compare small.yaml -o {out}" in report
+    assert "- seeds: dither: 1, 2" in report and "numpy 2." in report
     assert (out / "spec.yaml").read_text() == spec.read_text()
     doc = json.loads((out / "spec.json").read_text())
     assert doc["versions"]["aligncore"] and [v["name"] for v in doc["variants"]] == [
@@ -304,7 +312,7 @@ def test_spec_problems_are_all_reported_with_lines(tmp_path):
 
 def test_command_line(small, tmp_path, capsys):
     spec, out, _ = small
-    assert main(["compare", str(spec), "-o", str(out)]) == 0
+    assert main(["compare", str(spec), "-o", str(out), "--no-plots"]) == 0
     text = capsys.readouterr().out
     assert "| dither | triangles | 2 | 100% |" in text and "0 runs done, 4 reused" in text
     bad = write(tmp_path / "bad.yaml", "variants: []\ndatasets: []\n")
@@ -334,3 +342,97 @@ def test_status_rules_and_agreement():
     assert agreement(grid, shifted) == pytest.approx(0.0, abs=1e-3)  # common: not counted
     moved = [grid[0], [grid[1][0], list(np.add(grid[1][1], 10.0 / 3.6e6))]]  # 10 mas
     assert 2.0 < agreement(grid, moved) < 10.0
+
+
+# --- residual maps -------------------------------------------------------------------
+def test_residual_vectors_are_the_scored_errors(small):
+    from aligncore._compare_maps import residual_panels
+    from aligncore._compare_metrics import residual_vectors
+
+    _, out, result = small
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").rglob("*.json"))]
+    assert len(records) == 4
+    for record in records:
+        row = result.results[(result.results["seed"] == record["seed"])
+                             & (result.results["variant"] == record["variant"])][0]
+        truth = record["truth"]
+        assert truth["center"] == [150.0, 2.0] and len(truth["grid"]) == 3
+        rel = np.concatenate(residual_vectors(record["grid"], truth["grid"], truth["center"]))
+        length = np.hypot(*rel.T)
+        assert rel.shape == (3 * 16 * 16, 2)
+        assert np.sqrt(np.mean(length**2)) == pytest.approx(row["rel_rms_mas"], rel=1e-6)
+        assert length.max() == pytest.approx(row["rel_max_mas"], rel=1e-6)
+        absolute = residual_vectors(record["grid"], truth["grid"], truth["center"],
+                                    relative=False)
+        length = np.hypot(*np.concatenate(absolute).T)
+        assert np.sqrt(np.mean(length**2)) == pytest.approx(row["abs_rms_mas"], rel=1e-5)
+    # the maps: the first seed, one panel per variant, the run's own error
+    panels = residual_panels(records)["dither"]
+    assert sorted(panels) == [("hist2d", "-"), ("triangles", "-")]
+    panel = panels[("hist2d", "-")]
+    assert panel.seed == 1 and len(panel.xy) == 3 and panel.vectors[0].shape == (16, 16, 2)
+    first = result.results[(result.results["seed"] == 1) & (result.results["variant"] == "hist2d")]
+    assert panel.rms_mas == pytest.approx(first["rel_rms_mas"][0], rel=1e-6)
+
+
+def test_residual_vector_directions():
+    from aligncore._compare_metrics import residual_vectors
+
+    # two images on the same footprint; the second solution is 10 mas too far East
+    ra, dec = np.meshgrid(150.0 + np.linspace(-0.005, 0.005, 5),
+                          2.0 + np.linspace(-0.004, 0.006, 5))
+    ra, dec = ra.ravel(), dec.ravel()
+    truth = [[list(ra), list(dec)], [list(ra), list(dec)]]
+    east = 10.0 / 3.6e6 / np.cos(np.radians(dec))
+    solved = [truth[0], [list(ra + east), list(dec)]]
+    image0, image1 = residual_vectors(solved, truth, (150.0, 2.0), relative=False)
+    np.testing.assert_allclose(image0, 0.0, atol=1e-9)
+    np.testing.assert_allclose(image1, [[10.0, 0.0]] * 25, atol=0.01)
+    # relative: the common half of the shift is not observable
+    image0, image1 = residual_vectors(solved, truth, (150.0, 2.0))
+    np.testing.assert_allclose(image0, [[-5.0, 0.0]] * 25, atol=0.01)
+    np.testing.assert_allclose(image1, [[5.0, 0.0]] * 25, atol=0.01)
+    with pytest.raises(ValueError, match="grid and truth must hold the same images"):
+        residual_vectors(solved[:1], truth, (150.0, 2.0))
+
+
+# --- the expected physics of the matcher comparison ----------------------------------
+def test_hist2d_fails_past_its_search_radius_and_fallbacks_are_counted(tmp_path):
+    spec = write(tmp_path / "radius.yaml", """\
+        base:
+          set: {matcher.params.searchrad: 1.0}
+        variants:
+          - name: hist2d
+            set: {align.fallback: []}
+          - name: triangles
+            set: {matcher.plugin: triangles, matcher.params: {}, align.fallback: []}
+          - name: rescued
+            set: {align.fallback: [triangles]}
+        metrics: {memory: false}
+        datasets:
+          - name: p
+            simulate: {n_images: 3, shape: [256, 256], n_stars: 60}
+            sweep: {pointing_error: [0.3, 3.0]}
+        """)
+    result = run_compare(spec, tmp_path / "out", plots=False)
+    status = {(r["pointing_error"], r["variant"]): (r["status"], r["n_fallback"])
+              for r in result.results}
+    assert status == {
+        (0.3, "hist2d"): ("success", 0), (0.3, "triangles"): ("success", 0),
+        (0.3, "rescued"): ("success", 0),
+        (3.0, "hist2d"): ("failed", 0), (3.0, "triangles"): ("success", 0),
+        (3.0, "rescued"): ("success", 2),  # both non-reference images aligned by triangles
+    }
+    assert "matched sources" in result.results["reason"][3]
+    assert "n_fallback" in result.markdown("summary").splitlines()[0]
+    assert list(result.variants["n_fallback"]) == [0, 0, 1]
+
+
+def test_shipped_specs_are_valid():
+    root = Path(__file__).parent.parent / "configs"
+    runs = {name: load_spec(root / f"compare-{name}.yaml")
+            for name in ("matchers", "centroids", "solvers")}
+    assert {name: c.n_runs for name, c in runs.items()} == {
+        "matchers": 114, "centroids": 72, "solvers": 40}
+    # the matchers are compared alone, without the default fallback to triangles
+    assert all(v.config["align"]["fallback"] == [] for v in runs["matchers"].variants)

@@ -6,7 +6,9 @@ there is one, the scene's truth:
 - relative / absolute RMS and max error on a pixel grid (`Scene.errors_summary`),
   before (nominal WCS) and after alignment;
 - the centroid-noise bound of the fits and the ratio of the error to it;
-- matched / used counts, overlap residuals, and the status of the run.
+- matched / used counts, overlap residuals, and the status of the run;
+- the error *vectors* on the grid (:func:`residual_vectors`), drawn as residual
+  maps, from the solved and true grid positions each run stores.
 
 Without truth, a run is scored by its overlap residuals, by a reference
 catalog if one is given, and by its agreement with the baseline variant
@@ -24,7 +26,7 @@ import numpy as np
 from astropy.table import QTable
 from scipy.spatial import cKDTree
 
-from aligncore.tangent import TangentPlane, pixel_to_world
+from aligncore.tangent import TangentPlane, pixel_scale, pixel_to_world
 from aligncore.types import COL_DEC, COL_RA, COL_X, COL_Y, AlignResult, Status
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "agreement",
     "grid_positions",
     "refcat_metrics",
+    "residual_vectors",
     "result_metrics",
     "truth_metrics",
 ]
@@ -85,24 +88,77 @@ def agreement(grid_a: Sequence[Sequence[Sequence[float]]],
     return _rms(1000.0 * np.hypot(*(design @ coeff - a).T))
 
 
+def residual_vectors(grid: Sequence[Sequence[Sequence[float]]],
+                     truth: Sequence[Sequence[Sequence[float]]],
+                     center: Sequence[float], *, relative: bool = True) -> list[np.ndarray]:
+    """Error vectors (mas) of a solution on each image's pixel grid.
+
+    Parameters
+    ----------
+    grid, truth : sequence of ``[ra, dec]`` lists (deg)
+        Per image, the sky positions of the same pixel grid through the solved
+        and through the true WCS (:func:`grid_positions`).
+    center : (ra, dec)
+        Tangent point (deg) of the plane the vectors are measured in: the
+        scene centre, as for `Scene.errors`.
+    relative : bool
+        Move the solved positions of all images by the one least-squares affine
+        transform onto the truth first (what relative alignment cannot
+        observe); False keeps the absolute offsets.
+
+    Returns
+    -------
+    list of ndarray
+        Per image, an ``(m, 2)`` array of the offsets (East, North) in mas of
+        where the solution puts each grid pixel from where it truly is. Their
+        lengths are the distances `Scene.errors` summarises.
+    """
+    if len(grid) != len(truth):
+        raise ValueError(f"grid and truth must hold the same images, got {len(grid)} "
+                         f"and {len(truth)}")
+    plane = TangentPlane(float(center[0]), float(center[1]))
+    solved = [np.column_stack(plane.world_to_tp(*np.asarray(g, float))) for g in grid]
+    true = [np.column_stack(plane.world_to_tp(*np.asarray(g, float))) for g in truth]
+    if not solved:
+        return []
+    s, t = np.vstack(solved), np.vstack(true)
+    moved = s.copy()
+    ok = np.all(np.isfinite(s), axis=1) & np.all(np.isfinite(t), axis=1)
+    if relative and np.count_nonzero(ok) >= 3:
+        centre = s[ok].mean(axis=0)
+        design = np.column_stack([s - centre, np.ones(len(s))])
+        coeff = np.linalg.lstsq(design[ok], t[ok], rcond=None)[0]
+        moved = design @ coeff
+    elif relative:
+        moved[:] = np.nan
+    vectors = 1000.0 * (moved - t)
+    return np.split(vectors, np.cumsum([len(v) for v in solved])[:-1])
+
+
 def truth_metrics(scene: Any, result: AlignResult | None, grid: int
                   ) -> tuple[dict[str, float], list[dict[str, float]]]:
     """Errors after (the result's WCS) and before (nominal WCS) alignment.
 
-    Returns the run-level numbers and, per image, ``rel_rms_mas``,
-    ``abs_rms_mas`` and ``nominal_rel_rms_mas``.
+    Returns the run-level numbers (``rel_`` and ``abs_`` ``rms_mas, max_mas,
+    rms_pix, max_pix``, ``nominal_rel_rms_mas``, ``nominal_abs_rms_mas``) and, per
+    image, ``rel_rms_mas``, ``abs_rms_mas`` and ``nominal_rel_rms_mas``.
     """
     nominal = [image.wcs for image in scene.images]
     after = nominal if result is None else [r.wcs for r in result.images]
+    scales = np.array([1000.0 * pixel_scale(wcs, (shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0)
+                       for wcs, shape in zip(scene.true_wcs,
+                                             [image.shape for image in scene.images],
+                                             strict=True)])
+    rel = scene.errors(after, relative=True, grid=grid)
+    absolute = scene.errors(after, relative=False, grid=grid)
     out: dict[str, float] = {}
-    for prefix, relative in (("rel", True), ("abs", False)):
+    for prefix, relative, table in (("rel", True, rel), ("abs", False, absolute)):
         summary = scene.errors_summary(after, relative=relative, grid=grid)
         for key, value in summary.items():
             out[f"{prefix}_{key}"] = value
+        out[f"{prefix}_max_pix"] = float(np.max(np.asarray(table["max_mas"], float) / scales))
         out[f"nominal_{prefix}_rms_mas"] = scene.errors_summary(
             nominal, relative=relative, grid=grid)["rms_mas"]
-    rel = scene.errors(after, relative=True, grid=grid)
-    absolute = scene.errors(after, relative=False, grid=grid)
     before = scene.errors(nominal, relative=True, grid=grid)
     per_image = [
         {"rel_rms_mas": float(r), "abs_rms_mas": float(a), "nominal_rel_rms_mas": float(b)}
@@ -164,7 +220,7 @@ def empty_metrics(n_images: int, reason: str) -> dict[str, Any]:
     """The numbers of a run that raised before producing a result."""
     out: dict[str, Any] = {
         "n_images": n_images, "n_aligned": 0, "n_failed": n_images, "reason": reason,
-        "n_sources": 0, "n_matched": 0, "n_used": 0, "fit_rmse_mas": math.nan,
+        "n_sources": 0, "n_matched": 0, "n_used": 0, "n_fallback": 0, "fit_rmse_mas": math.nan,
         "noise_bound_mas": math.nan, "overlap_rms_mas": math.nan,
     }
     for key in _TIMING_KEYS:

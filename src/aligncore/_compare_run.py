@@ -4,7 +4,10 @@ A *task* is one scene (a simulated case and seed, or a directory of images)
 with the variants still to run on it; the scene is built once and shared. Each
 run's record is written to ``runs/<dataset>/<case>/s<seed>/<variant>.json`` as
 soon as it is finished, with a fingerprint of everything that determines it,
-so that an interrupted comparison resumes where it stopped.
+so that an interrupted comparison resumes where it stopped. A record keeps the
+sky positions of a pixel grid over each image through the solved WCS (and,
+with a truth, through the true WCS), from which the agreement between variants
+and the residual maps are computed later.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from aligncore._compare_spec import Case, Variant
 
 __all__ = ["RUN_FORMAT", "Task", "execute", "fingerprint", "read_record", "run_path"]
 
-RUN_FORMAT = "aligncore-compare-run/1"
+RUN_FORMAT = "aligncore-compare-run/2"
 _MAX_WARNINGS = 10
 
 
@@ -200,13 +203,17 @@ def _align_measured(variant: Variant, scene: _Scene, memory: bool) -> _Outcome:
 
 def _run_variant(variant: Variant, case: Case, scene: _Scene, grid: int, memory: bool
                  ) -> dict[str, Any]:
-    """The record of one run: identification, metrics, per-image numbers, grid positions."""
+    """The record of one run: identification, metrics, per-image numbers, grid positions
+    (solved, and true under ``truth`` with the tangent point of the scene)."""
     outcome = _align_measured(variant, scene, memory)
     result = outcome.result
     if result is None:
         metrics, images = empty_metrics(len(scene.images), outcome.exception), []
     else:
         metrics, images = result_metrics(result)
+    matcher = (variant.config.get("matcher") or {}).get("plugin")
+    metrics["n_fallback"] = sum(1 for image in images if image["status"] == "SUCCESS"
+                                and image.get("matcher") not in (None, matcher))
     metrics["t_wall"] = outcome.wall
     metrics["peak_mem_mb"] = outcome.peak_mb
     if scene.truth is not None:
@@ -235,6 +242,10 @@ def _run_variant(variant: Variant, case: Case, scene: _Scene, grid: int, memory:
         "shapes": [list(shape) for shape in shapes],
         "grid": grid_positions(wcs_list, shapes, grid),
     }
+    if scene.truth is not None:
+        plane = scene.truth.plane
+        record["truth"] = {"center": [plane.ra0, plane.dec0],
+                           "grid": grid_positions(scene.truth.true_wcs, shapes, grid)}
     if outcome.exception:
         record["exception"] = outcome.exception
         record["traceback"] = outcome.trace

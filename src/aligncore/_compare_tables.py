@@ -29,16 +29,18 @@ __all__ = [
 ]
 
 METRIC_COLUMNS = (
-    "rel_rms_mas", "rel_max_mas", "rel_rms_pix", "abs_rms_mas", "abs_max_mas", "abs_rms_pix",
+    "rel_rms_mas", "rel_max_mas", "rel_rms_pix", "rel_max_pix",
+    "abs_rms_mas", "abs_max_mas", "abs_rms_pix", "abs_max_pix",
     "nominal_rel_rms_mas", "nominal_abs_rms_mas", "noise_bound_mas", "noise_ratio",
-    "n_images", "n_aligned", "n_failed", "n_sources", "n_matched", "n_used", "fit_rmse_mas",
+    "n_images", "n_aligned", "n_failed", "n_sources", "n_matched", "n_used", "n_fallback",
+    "fit_rmse_mas",
     "overlap_rms_mas", "agree_rms_mas", "refcat_rms_mas", "refcat_n",
     "t_detect", "t_relative", "t_absolute", "t_correct", "t_total", "t_wall", "peak_mem_mb",
 )
 """Numeric columns of the results table, in order (after the identifying ones)."""
 
 _INT_COLUMNS = {"n_images", "n_aligned", "n_failed", "n_sources", "n_matched", "n_used",
-                "refcat_n"}
+                "n_fallback", "refcat_n"}
 _SUMMARY_MEDIANS = ("rel_rms_mas", "rel_max_mas", "abs_rms_mas", "noise_bound_mas",
                     "noise_ratio", "n_matched", "overlap_rms_mas", "agree_rms_mas",
                     "refcat_rms_mas", "t_total", "peak_mem_mb")
@@ -150,6 +152,7 @@ def summary_table(results: Table, keys: Sequence[str], carry: Sequence[str] = ()
         row["success_rate"] = len(ok) / len(sub)
         row["n_worse"] = int(np.count_nonzero(sub["status"] == "worse"))
         row["n_failed"] = int(np.count_nonzero(sub["status"] == "failed"))
+        row["n_fallback"] = int(np.count_nonzero(np.asarray(sub["n_fallback"]) > 0))
         for name in _SUMMARY_MEDIANS:
             values = np.asarray(ok[name], dtype=float) if len(ok) else np.zeros(0)
             values = values[np.isfinite(values)]
@@ -317,6 +320,7 @@ def plot_times(results: Table, outdir: Path) -> Path | None:
             ax.annotate(f" {np.median(mem):.0f} MB", (left[i], i), va="center",
                         fontsize="small")
     ax.set_yticks(range(len(variants)), variants)
+    ax.invert_yaxis()  # the first variant on top
     ax.set_xlabel("median time per run [s] (label: peak memory)")
     ax.set_xlim(0, 1.25 * max(left.max(), 1e-3))
     fig.legend(fontsize="small", ncols=len(_STAGES), loc="outside upper center")

@@ -19,6 +19,10 @@ Outputs in DIR::
     report.md              all of the above, with the figures
     fig_<dataset>.png      error and success rate vs the swept parameter
     fig_time.png           time per stage and peak memory per variant
+    fig_residuals_<dataset>.png
+                           residual maps: each variant's relative error field
+                           over every image's pixel grid (first seed, up to
+                           four cases)
 
 Example
 -------
@@ -40,8 +44,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from astropy.table import Table
 
+from aligncore._compare_maps import plot_residuals
+from aligncore._compare_metrics import residual_vectors
 from aligncore._compare_run import Task, execute, fingerprint, read_record, run_path
 from aligncore._compare_spec import Case, CompareSpecError, Comparison, Variant, load_spec
 from aligncore._compare_tables import (
@@ -59,18 +66,19 @@ __all__ = [
     "Comparison",
     "load_spec",
     "markdown_table",
+    "residual_vectors",
     "run_compare",
 ]
 
 SUMMARY_COLUMNS = ("dataset", "case", "variant", "n_runs", "success_rate", "n_worse",
-                   "n_failed", "rel_rms_mas", "rel_rms_mas_spread", "rel_max_mas",
+                   "n_failed", "n_fallback", "rel_rms_mas", "rel_rms_mas_spread", "rel_max_mas",
                    "abs_rms_mas", "noise_bound_mas", "noise_ratio", "n_matched",
                    "overlap_rms_mas", "agree_rms_mas", "refcat_rms_mas", "t_total",
                    "peak_mem_mb")
 RESULT_COLUMNS = ("dataset", "case", "seed", "variant", "status", "rel_rms_mas", "rel_max_mas",
                   "abs_rms_mas", "nominal_rel_rms_mas", "noise_bound_mas", "noise_ratio",
-                  "n_matched", "n_used", "overlap_rms_mas", "agree_rms_mas", "refcat_rms_mas",
-                  "t_detect", "t_relative", "t_total", "peak_mem_mb")
+                  "n_matched", "n_used", "n_fallback", "overlap_rms_mas", "agree_rms_mas",
+                  "refcat_rms_mas", "t_detect", "t_relative", "t_total", "peak_mem_mb")
 
 
 @dataclass
@@ -111,6 +119,10 @@ class CompareResult:
         return markdown_table(table, _informative(table, columns))
 
 
+_ZERO_HIDDEN = ("n_fallback",)
+"""Count columns shown only when one of their values is not zero."""
+
+
 def _informative(table: Table, columns: Sequence[str]) -> list[str]:
     """Columns that hold at least one value (all-NaN / all-empty ones are left out)."""
     keep = []
@@ -119,6 +131,8 @@ def _informative(table: Table, columns: Sequence[str]) -> list[str]:
             continue
         column = table[name]
         if column.dtype.kind == "f" and not any(math.isfinite(v) for v in column):
+            continue
+        if name in _ZERO_HIDDEN and not np.any(np.asarray(column) > 0):
             continue
         keep.append(name)
     return keep
@@ -218,7 +232,8 @@ class _Progress:
 
 
 # --- outputs -------------------------------------------------------------------------
-def _write_spec(comparison: Comparison, outdir: Path, n_new: int, n_reused: int) -> Path:
+def _write_spec(comparison: Comparison, outdir: Path, n_new: int, n_reused: int
+                ) -> tuple[Path, dict[str, Any]]:
     from aligncore.registry import build_registry
     from aligncore.report import versions
 
@@ -240,7 +255,7 @@ def _write_spec(comparison: Comparison, outdir: Path, n_new: int, n_reused: int)
     }
     path = outdir / "spec.json"
     path.write_text(json.dumps(doc, indent=1, default=str))
-    return path
+    return path, doc
 
 
 def _write_tables(result: CompareResult, outdir: Path) -> None:
@@ -255,7 +270,8 @@ def _write_tables(result: CompareResult, outdir: Path) -> None:
         result.files[f"{name}.md"] = path
 
 
-def _write_figures(result: CompareResult, outdir: Path) -> list[Path]:
+def _write_figures(result: CompareResult, records: Sequence[dict[str, Any]], outdir: Path
+                   ) -> list[Path]:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -264,12 +280,42 @@ def _write_figures(result: CompareResult, outdir: Path) -> list[Path]:
     time_figure = plot_times(result.results, outdir)
     if time_figure is not None:
         paths.append(time_figure)
+    paths += plot_residuals(records, outdir)
     for path in paths:
         result.files[path.name] = path
     return paths
 
 
-def _report(result: CompareResult, figures: Sequence[Path]) -> str:
+def _reproduce(comparison: Comparison, outdir: Path, versions: dict[str, str]) -> list[str]:
+    seeds = {}
+    for case in comparison.cases:
+        if case.seed is not None:
+            seeds.setdefault(case.dataset, []).append(case.seed)
+    lines = [
+        "## Reproduce",
+        "",
+        f"The spec `{comparison.source.name}` (copied to `spec.yaml`; the config and plugin "
+        "files it names are relative to it), from its directory:",
+        "",
+        "```bash",
+        f"aligncore compare {comparison.source.name} -o {outdir}",
+        "```",
+        "",
+        "Stored runs whose fingerprint (resolved config, plugin file contents, scene "
+        "parameters and seed) is unchanged are reused; `--force` runs everything again.",
+        "",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "- seeds: " + ("; ".join(f"{d}: {', '.join(map(str, dict.fromkeys(s)))}"
+                                 for d, s in seeds.items()) or "-"),
+    ]
+    for variant in comparison.variants:
+        for path, digest in variant.plugin_hashes.items():
+            lines.append(f"- {variant.name}: plugin file `{Path(path).name}` "
+                         f"(SHA-256 {digest[:16]}...)")
+    return [*lines, ""]
+
+
+def _report(result: CompareResult, figures: Sequence[Path], reproduce: Sequence[str]) -> str:
     comparison = result.comparison
     spec = comparison.spec
     lines = [f"# Comparison: {comparison.name}", ""]
@@ -307,8 +353,10 @@ def _report(result: CompareResult, figures: Sequence[Path]) -> str:
         "removing the best common affine transform); `noise_bound_mas` centroid-noise limit "
         "of the fits and `noise_ratio` = rel_rms / bound; `agree_rms_mas` relative distance "
         f"to the `{comparison.baseline}` solution; status `worse`: an aligned image ended "
-        "farther from the truth than its nominal WCS.",
+        "farther from the truth than its nominal WCS; `n_fallback` (shown when not zero): runs "
+        "in which a fallback matcher (`align.fallback`) aligned an image.",
         "",
+        *reproduce,
     ]
     return "\n".join(lines)
 
@@ -392,12 +440,12 @@ def _finish(comparison: Comparison, outdir: Path, records: list[dict[str, Any]],
         n_new=n_new,
         n_reused=n_reused,
     )
-    result.files["spec.json"] = _write_spec(comparison, outdir, n_new, n_reused)
+    result.files["spec.json"], doc = _write_spec(comparison, outdir, n_new, n_reused)
     result.files["spec.yaml"] = outdir / "spec.yaml"
     _write_tables(result, outdir)
-    figures = _write_figures(result, outdir) if plots else []
+    figures = _write_figures(result, records, outdir) if plots else []
     report = outdir / "report.md"
-    report.write_text(_report(result, figures))
+    report.write_text(_report(result, figures, _reproduce(comparison, outdir, doc["versions"])))
     result.files["report.md"] = report
     return result
 
