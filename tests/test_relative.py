@@ -107,7 +107,7 @@ def test_image_with_three_stars_fails_alone(quiet_scene, tmp_path):
     result = aligncore.align(paths)
     three = result["img_003.fits"]
     assert three.status == Status.FAILED and three.n_sources <= 5
-    assert "minobj=15" in three.reason
+    assert "matched sources (minobj=" in three.reason
     assert sum(r.ok for r in result) == 3
 
 

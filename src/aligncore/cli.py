@@ -67,6 +67,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = align(images, config, registry=registry,
                    progress=_progress(sys.stderr.isatty() and not args.quiet))
     write_outputs(result, images, config, registry=registry)
+    if args.plots:
+        from aligncore.plots import write_plots
+
+        try:
+            write_plots(result, config.output.dir, images)
+        except ImportError as exc:
+            print(f"warning: no plots written: {exc}", file=sys.stderr)
     if not args.quiet:
         print(format_table(result))
         print(f"outputs written to {config.output.dir}" if not config.output.in_place
@@ -291,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="reuse the catalogs a previous run saved in the output directory "
                      "(and save them)")
+    run.add_argument("--plots", action="store_true",
+                     help="also write residual and 2D-histogram figures per image (PNG, in the "
+                     "output directory; needs matplotlib)")
     run.add_argument("-q", "--quiet", action="store_true")
     run.set_defaults(func=_cmd_run)
 

@@ -86,6 +86,12 @@ def match_pairs(units: Sequence[Unit], radius: float | None = None) -> list[Pair
     return pairs
 
 
+def _positions(units: Sequence[Unit], pairs: Sequence[PairMatches]) -> dict[int, np.ndarray]:
+    """Corrected positions of every unit in ``pairs`` (computed once per pass, not per pair)."""
+    used = {p.a for p in pairs} | {p.b for p in pairs}
+    return {i: units[i].corrected_xy() for i in used}
+
+
 def _design_block(xy: np.ndarray, center: np.ndarray, geometry: str) -> np.ndarray:
     """Rows of d(displacement)/d(params) for points ``xy``: shape (2n, n_params)."""
     n = len(xy)
@@ -148,13 +154,14 @@ def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[
     n_par = _N_PARAMS[geometry]
     rows, cols, vals, rhs, wts = [], [], [], [], []
     row0 = 0
+    positions = _positions(units, pairs)
     for pair in pairs:
         keep = pair.keep
         if not np.any(keep):
             continue
         ia, ib = pair.idx_a[keep], pair.idx_b[keep]
-        pa = units[pair.a].corrected_xy()[ia]
-        pb = units[pair.b].corrected_xy()[ib]
+        pa = positions[pair.a][ia]
+        pb = positions[pair.b][ib]
         w = np.repeat(_weights(units, pair)[keep], 2) if weighted else np.ones(2 * ia.size)
         n_rows = 2 * ia.size
         for unit, points, sign in ((pair.a, pa, 1.0), (pair.b, pb, -1.0)):
@@ -188,8 +195,9 @@ def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[
 def _clip(units: Sequence[Unit], pairs: Sequence[PairMatches], sigma: float) -> int:
     """Reject matches whose corrected separation exceeds sigma x RMS; return the number clipped."""
     separations = []
+    positions = _positions(units, pairs)
     for pair in pairs:
-        d = units[pair.a].corrected_xy()[pair.idx_a] - units[pair.b].corrected_xy()[pair.idx_b]
+        d = positions[pair.a][pair.idx_a] - positions[pair.b][pair.idx_b]
         separations.append(np.hypot(d[:, 0], d[:, 1]))
     kept = np.concatenate([s[p.keep] for s, p in zip(separations, pairs, strict=True)]
                           ) if pairs else np.zeros(0)
@@ -289,8 +297,9 @@ def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[
             covariance = None
     residuals: dict[int, list[np.ndarray]] = {}
     masks: dict[int, list[np.ndarray]] = {}
+    positions = _positions(units, pairs)
     for pair in pairs:
-        d = units[pair.a].corrected_xy()[pair.idx_a] - units[pair.b].corrected_xy()[pair.idx_b]
+        d = positions[pair.a][pair.idx_a] - positions[pair.b][pair.idx_b]
         for unit, sign in ((pair.a, -1.0), (pair.b, 1.0)):
             residuals.setdefault(unit, []).append(sign * d)
             masks.setdefault(unit, []).append(pair.keep)
@@ -325,8 +334,10 @@ def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[
 def overlap_statistics(units: Sequence[Unit]) -> list[dict[str, object]]:
     """Residual RMS (mas) of the matched sources of every overlapping pair, after alignment."""
     stats = []
-    for pair in match_pairs(units):
-        d = units[pair.a].corrected_xy()[pair.idx_a] - units[pair.b].corrected_xy()[pair.idx_b]
+    pairs = match_pairs(units)
+    positions = _positions(units, pairs)
+    for pair in pairs:
+        d = positions[pair.a][pair.idx_a] - positions[pair.b][pair.idx_b]
         sep = np.hypot(d[:, 0], d[:, 1])
         stats.append({"a": units[pair.a].key, "b": units[pair.b].key, "n": int(sep.size),
                       "rms_mas": float(np.sqrt(np.mean(sep**2)) * 1000.0)})

@@ -51,40 +51,45 @@ def _order_units(units: Sequence[Unit], config: Config) -> tuple[list[int], np.n
     return [candidates[k] for k in alignment_order(sub, weights)], overlaps
 
 
-def _next_unit(pending: set[int], aligned: list[int], overlaps: np.ndarray,
-               tried_with: dict[int, float]) -> int | None:
+def _next_unit(pending: np.ndarray, totals: np.ndarray, tried_with: np.ndarray) -> int | None:
     """The pending unit overlapping most with the aligned ones, among those whose overlap
-    grew since their last failed attempt (ties: lowest index)."""
-    best, best_total = None, -1.0
-    for k in sorted(pending):
-        total = float(overlaps[k, aligned].sum())
-        if k in tried_with and total <= tried_with[k]:
-            continue
-        if total > best_total:
-            best, best_total = k, total
-    return best
+    grew since their last failed attempt (ties: lowest index).
+
+    ``totals`` holds each unit's overlap with the aligned units and ``tried_with``
+    that total at its last failed attempt (-inf if never tried).
+    """
+    eligible = pending & (totals > tried_with)
+    if not eligible.any():
+        return None
+    return int(np.argmax(np.where(eligible, totals, -np.inf)))
 
 
 def _match_with_fallback(
-    unit_cat: QTable,
-    ref_cat: QTable,
+    unit: Unit,
+    reference: _Reference,
     matchers: Sequence[Matcher],
     registry: Registry,
-    minobj: int,
-) -> tuple[MatchResult, Matcher, list[str]]:
-    """Try the matchers in order until one finds >= minobj matches with a clear peak."""
-    best: tuple[MatchResult, Matcher] | None = None
+    config: Config,
+) -> tuple[MatchResult, Matcher, QTable, list[str]]:
+    """Try the matchers in order until one finds >= minobj matches with a clear peak.
+
+    Each matcher sees the reference sources within its `search_margin` of the
+    unit's footprint; the table it saw is returned with its result.
+    """
+    minobj = config.align.minobj
+    best: tuple[MatchResult, Matcher, QTable] | None = None
     tried = []
     for matcher in matchers:
-        result = registry.run_stage(matcher, unit_cat, ref_cat)
+        ref_cat = reference.near(unit.footprint, search_margin(config, matcher, unit.footprint))
+        result = registry.run_stage(matcher, unit.catalog, ref_cat)
         tried.append(f"{matcher.name}: {result.n_matched} matches"
                      + (" (weak peak)" if result.meta.get("weak") else ""))
         if result.n_matched >= minobj and not result.meta.get("weak", False):
-            return result, matcher, tried
+            return result, matcher, ref_cat, tried
         if best is None or result.n_matched > best[0].n_matched:
-            best = (result, matcher)
+            best = (result, matcher, ref_cat)
     assert best is not None
-    return best[0], best[1], tried
+    return best[0], best[1], best[2], tried
 
 
 def _columns(table: QTable, idx: np.ndarray) -> np.ndarray:
@@ -138,6 +143,31 @@ def max_correction(config: Config, matcher: Matcher) -> float:
     return 1.5 * float(radius) + 1.0
 
 
+def search_margin(config: Config, matcher: Matcher, footprint: np.ndarray) -> float:
+    """How far (arcsec) beyond a unit's footprint the reference is shown to a matcher.
+
+    A reference source farther from the footprint than the largest offset the
+    matcher searches (``searchrad``, ``max_searchrad``) or the guard accepts
+    (`max_correction`), plus the matching tolerance and separation, can take
+    part in no histogram pair and no match; the margin is twice that reach.
+    A matcher without a search radius (e.g. triangles) under
+    ``max_correction: auto`` sees one footprint size around the footprint.
+    """
+    params = matcher.params
+    reach = max_correction(config, matcher)
+    if not math.isfinite(reach):
+        return float(np.max(np.ptp(footprint, axis=0)))
+    radius = getattr(params, "searchrad", None)
+    if radius == "auto":
+        radius = getattr(params, "max_searchrad", None)
+    if isinstance(radius, int | float):
+        reach = max(reach, float(radius))
+    slack = sum(float(v) for v in (getattr(params, "tolerance", None),
+                                   getattr(params, "separation", None))
+                if isinstance(v, int | float))
+    return 2.0 * reach + slack
+
+
 def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray | None,
            config: Config, matcher: Matcher) -> str:
     """Why a fit must not be applied ('' when it passes every check)."""
@@ -161,12 +191,12 @@ def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray 
     return ""
 
 
-def _fit_unit(unit: Unit, ref_cat: QTable, matchers: Sequence[Matcher], fitter: Fitter,
+def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fitter: Fitter,
               registry: Registry, config: Config) -> None:
     """Match and fit one unit against the reference catalog; sets status/fit on the unit."""
     minobj = config.align.minobj
-    match, matcher, tried = _match_with_fallback(unit.catalog, ref_cat, matchers, registry,
-                                                 minobj)
+    match, matcher, ref_cat, tried = _match_with_fallback(unit, reference, matchers, registry,
+                                                          config)
     unit.n_matched = match.n_matched
     unit.meta.update({"matcher": matcher.name, "match": dict(match.meta),
                       "offset_arcsec": list(match.offset)})
@@ -201,30 +231,68 @@ def _fit_unit(unit: Unit, ref_cat: QTable, matchers: Sequence[Matcher], fitter: 
     unit.meta["matched_image_idx"] = match.image_idx
 
 
-def _reference_catalog(unit: Unit, xy: np.ndarray | None = None,
-                       rows: np.ndarray | None = None) -> QTable:
-    catalog = unit.catalog if rows is None else unit.catalog[rows]
-    table = QTable({name: np.asarray(catalog[name], float) for name in _REF_COLUMNS
-                    if name in catalog.colnames})
-    if xy is not None:
-        table[COL_TP_X], table[COL_TP_Y] = xy[:, 0], xy[:, 1]
+def _reference_catalog(unit: Unit) -> QTable:
+    """The reference unit's sources as the first block of the reference catalog."""
+    table = QTable({name: np.asarray(unit.catalog[name], float) for name in _REF_COLUMNS
+                    if name in unit.catalog.colnames})
     table.meta[META_PIXEL_SCALE] = unit.pixel_scale
     if "fwhm" in unit.catalog.meta:
         table.meta["fwhm"] = unit.catalog.meta["fwhm"]
     return table
 
 
-def _append_unmatched(ref_cat: QTable, unit: Unit) -> QTable:
+def _unmatched(unit: Unit) -> dict[str, np.ndarray]:
+    """The unit's sources its match did not use, at their corrected positions."""
     matched = np.zeros(len(unit.catalog), dtype=bool)
     matched[unit.meta.get("matched_image_idx", np.zeros(0, int))] = True
     rows = np.flatnonzero(~matched)
-    addition = _reference_catalog(unit, unit.corrected_xy()[rows], rows)
-    common = [name for name in ref_cat.colnames if name in addition.colnames]
-    merged = QTable({name: np.concatenate([np.asarray(ref_cat[name], float),
-                                           np.asarray(addition[name], float)])
-                     for name in common})
-    merged.meta.update(ref_cat.meta)
-    return merged
+    block = {name: np.asarray(unit.catalog[name], float)[rows] for name in _REF_COLUMNS
+             if name in unit.catalog.colnames}
+    xy = unit.corrected_xy()[rows]
+    block[COL_TP_X], block[COL_TP_Y] = xy[:, 0], xy[:, 1]
+    return block
+
+
+class _Reference:
+    """The (expanding) reference catalog of the sequential pass, one block per unit.
+
+    The blocks keep their bounding boxes, so `near` hands a matcher only the
+    reference sources around one footprint: the cost of a match does not grow
+    with the number of units already aligned. Rows keep the order of the
+    whole catalog (reference unit first, then the units in alignment order).
+    """
+
+    def __init__(self, first: QTable) -> None:
+        self.meta = dict(first.meta)
+        self.columns = list(first.colnames)
+        self.blocks: list[dict[str, np.ndarray]] = []
+        self.boxes: list[tuple[float, float, float, float]] = []
+        self.add(first)
+
+    def add(self, table: QTable | dict[str, np.ndarray]) -> None:
+        """Append the rows of ``table`` (columns missing from it are dropped from all)."""
+        names = list(table.keys())
+        self.columns = [name for name in self.columns if name in names]
+        block = {name: np.asarray(table[name], float) for name in names}
+        x, y = block[COL_TP_X], block[COL_TP_Y]
+        self.blocks.append(block)
+        self.boxes.append((float(x.min()), float(x.max()), float(y.min()), float(y.max()))
+                          if x.size else (math.inf, -math.inf, math.inf, -math.inf))
+
+    def near(self, footprint: np.ndarray, margin: float) -> QTable:
+        """The reference sources within ``margin`` (arcsec) of the footprint's bounding box."""
+        x0, y0 = np.min(footprint, axis=0) - margin
+        x1, y1 = np.max(footprint, axis=0) + margin
+        boxes = np.asarray(self.boxes)
+        hits = np.flatnonzero((boxes[:, 0] <= x1) & (boxes[:, 1] >= x0)
+                              & (boxes[:, 2] <= y1) & (boxes[:, 3] >= y0))
+        columns = {name: np.concatenate([self.blocks[k][name] for k in hits]
+                                        or [np.zeros(0)]) for name in self.columns}
+        x, y = columns[COL_TP_X], columns[COL_TP_Y]
+        inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+        table = QTable({name: values[inside] for name, values in columns.items()})
+        table.meta.update(self.meta)
+        return table
 
 
 def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher],
@@ -247,7 +315,7 @@ def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher
     reference = units[order[0]]
     reference.status = Status.REFERENCE
     reference.fit = FitResult.identity(fitgeometry="shift")
-    ref_cat = _reference_catalog(reference)
+    ref_cat = _Reference(_reference_catalog(reference))
     expand = config.align.expand_refcat or config.align.solver == "global"
     attempts = [order[0]]
     if config.align.enforce_user_order or not expand:
@@ -256,21 +324,23 @@ def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher
             _fit_unit(units[index], ref_cat, matchers, fitter, registry, config)
             attempts.append(index)
             if units[index].status == Status.SUCCESS and expand:
-                ref_cat = _append_unmatched(ref_cat, units[index])
+                ref_cat.add(_unmatched(units[index]))
     else:
         # greedy: always the unit overlapping most with what is aligned; a unit that failed
         # is retried once the aligned area around it has grown
-        aligned, pending, tried_with = [order[0]], set(order[1:]), {}
-        while (index := _next_unit(pending, aligned, overlaps, tried_with)) is not None:
+        pending = np.zeros(len(units), dtype=bool)
+        pending[order[1:]] = True
+        totals = overlaps[:, order[0]].copy()
+        tried_with = np.full(len(units), -np.inf)
+        while (index := _next_unit(pending, totals, tried_with)) is not None:
             _fit_unit(units[index], ref_cat, matchers, fitter, registry, config)
             attempts.append(index)
             if units[index].status == Status.SUCCESS:
-                aligned.append(index)
-                pending.discard(index)
-                tried_with.pop(index, None)
-                ref_cat = _append_unmatched(ref_cat, units[index])
+                pending[index] = False
+                totals += overlaps[:, index]
+                ref_cat.add(_unmatched(units[index]))
             else:
-                tried_with[index] = float(overlaps[index, aligned].sum())
+                tried_with[index] = totals[index]
     info["order"] = [units[i].key for i in attempts]
     aligned = sum(u.status == Status.SUCCESS for u in units)
     if config.align.solver == "global" and aligned >= 1:

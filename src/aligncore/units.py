@@ -48,11 +48,18 @@ class Unit:
     reason: str = ""
     n_matched: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    _xy: tuple[QTable, np.ndarray] | None = field(default=None, init=False, repr=False,
+                                                   compare=False)
 
     @property
     def xy(self) -> np.ndarray:
-        return np.column_stack([np.asarray(self.catalog[COL_TP_X], float),
-                                np.asarray(self.catalog[COL_TP_Y], float)])
+        """Tangent-plane positions ``(n, 2)`` of the catalog (read-only; cached per catalog)."""
+        if self._xy is None or self._xy[0] is not self.catalog:
+            xy = np.column_stack([np.asarray(self.catalog[COL_TP_X], float),
+                                  np.asarray(self.catalog[COL_TP_Y], float)])
+            xy.flags.writeable = False
+            self._xy = (self.catalog, xy)
+        return self._xy[1]
 
     def corrected_xy(self) -> np.ndarray:
         return self.fit.apply(self.xy) if self.fit is not None else self.xy

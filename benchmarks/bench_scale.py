@@ -1,0 +1,300 @@
+"""Scaling benchmark: mosaics of many images on the serial, process-pool and Dask executors.
+
+Run ``python benchmarks/bench_scale.py`` (``--sizes 16,64`` for a quick run).
+It prints:
+
+1. end to end, per mosaic size N and executor: wall time of `aligncore.align`
+   on N simulated 512^2 images, its detection and alignment (``relative``)
+   times from ``result.timings``, the peak RSS of the main process and its
+   growth during the run, how many images aligned, whether every image's
+   status and fit equal the serial executor's, and the worst relative WCS
+   error against the simulation truth;
+2. the alignment time alone against N, with its growth exponent between
+   successive sizes and ``t / (N log N)`` normalised to the smallest N;
+3. detection throughput on larger images (``--detect-size``, default 2048^2)
+   where detection dominates: serial against processes and Dask, the Dask
+   cluster both started by the run (what ``execution.executor: dask`` does)
+   and already running and warm (``execution.address``).
+
+Scenes: ``simulate("mosaic", shape=(512, 512), n_stars=300)`` -- a
+ceil(sqrt(N)) wide grid with 10 % overlaps and pointing errors up to 3".
+Of the 300 stars per image daofind keeps ~135 above 5 sigma, so an overlap
+strip (10 % of an image) holds ~15-25 common sources: enough for the default
+``align.minobj: 15``. With ~100 stars per image the strips hold fewer
+matches than minobj and the mosaic falls apart into unaligned images (lower
+``align.minobj`` with ``--set`` to try that; below ~10, false matches creep in).
+
+Every (N, executor) run is a fresh Python process, so the peak RSS
+(``resource.getrusage``, the main process only: pool and Dask workers are
+other processes) belongs to that run alone. Scenes are simulated once per
+N into a temporary directory shared by the executor runs (``--cache DIR``
+keeps them between invocations; N = 1024 takes ~2 GB and minutes to
+simulate). The machine's load average is printed: other jobs on the same
+cores slow the parallel executors most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MOSAIC = {"shape": (512, 512), "n_stars": 300, "seed": 9}
+# Pinned on top of the default config (later --set values win): overlap strips hold
+# ~15 common sources, so minobj 10; rscale's free scale is poorly constrained by 10 %
+# strips and its errors pile up across a large mosaic (docs/scaling.md), so rshift.
+BENCH_SETS = ["align.minobj=10", "fitter.params.fitgeometry=rshift"]
+
+
+# --- the child: one aligncore run, measured -----------------------------------------------
+def _rss_mb() -> float:
+    """Peak resident set size of this process so far (MB; Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _current_rss_mb() -> float:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return math.nan
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """Align the images of ``args.child`` on one executor; pickle the measurements."""
+    import aligncore
+    from aligncore.config import load_config
+
+    paths = sorted(Path(args.child).glob("img_*.fits"), key=lambda p: (len(p.name), p.name))
+    sets = [f"execution.executor={args.executor}", f"execution.workers={args.workers}",
+            *args.set]
+    cluster = None
+    if args.executor == "dask" and args.warm:
+        from dask.distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                               dashboard_address=":0")
+        sets.append(f"execution.address={cluster.scheduler_address}")
+    config = load_config(None, sets)
+    if cluster is not None:
+        aligncore.align(paths, config)  # warm-up: worker imports and plugin registry
+    baseline = _current_rss_mb()
+    runs = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        result = aligncore.align(paths, config)
+        runs.append((time.perf_counter() - start, dict(result.timings)))
+    peak = _rss_mb()
+    if cluster is not None:
+        Client(cluster).close()
+        cluster.close()
+    wall, timings = min(runs, key=lambda run: run[1]["detect"])
+    out = {
+        "wall": wall,
+        "timings": timings,
+        "baseline_mb": baseline,
+        "peak_mb": peak,
+        "images": [(r.name, r.status.value, None if r.fit is None else
+                    (r.fit.matrix.tolist(), r.fit.shift.tolist()), r.n_matched) for r in result],
+        "wcs": [r.wcs for r in result],
+        "ok": sum(r.ok for r in result),
+    }
+    Path(args.out).write_bytes(pickle.dumps(out))
+
+
+# --- the parent: scenes, runs, tables -----------------------------------------------------
+def scene_dir(cache: Path, n: int, shape: tuple[int, int], n_stars: int | None,
+              seed: int) -> Path:
+    return cache / f"mosaic_n{n}_{shape[0]}x{shape[1]}_s{n_stars}_seed{seed}"
+
+
+def get_scene(cache: Path, n: int, shape: tuple[int, int], n_stars: int | None, seed: int):
+    """The simulated scene (written to, or read back from, the cache directory)."""
+    import aligncore
+
+    directory = scene_dir(cache, n, shape, n_stars, seed)
+    start = time.perf_counter()
+    if (directory / "truth.json").exists():
+        scene = aligncore.Scene.load(directory)
+        how = "loaded"
+    else:
+        scene = aligncore.simulate("mosaic", n_images=n, shape=shape, n_stars=n_stars,
+                                   seed=seed, outdir=directory)
+        how = "simulated"
+    print(f"  N={n}: scene {how} in {time.perf_counter() - start:.0f} s ({directory})",
+          flush=True)
+    return scene, directory
+
+
+def run(directory: Path, executor: str, workers: int, sets: list[str], *, warm: bool = False,
+        repeat: int = 1) -> dict:
+    """One measured run in a fresh Python process."""
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as handle:
+        out = Path(handle.name)
+    command = [sys.executable, __file__, "--child", str(directory), "--executor", executor,
+               "--workers", str(workers), "--out", str(out), "--repeat", str(repeat)]
+    command += ["--warm"] if warm else []
+    for item in sets:
+        command += ["--set", item]  # the child applies exactly these
+    try:
+        subprocess.run(command, check=True)
+        return pickle.loads(out.read_bytes())
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def aligned_errors(scene, res: dict) -> tuple[float, float]:
+    """Worst and median relative WCS error (px) of the aligned images, against the truth.
+
+    The common affine transform is fitted on the aligned images only: images that
+    failed keep their nominal WCS, which no common transform can match.
+    """
+    import aligncore
+
+    ok = [i for i, image in enumerate(res["images"]) if image[1] != "FAILED"]
+    if len(ok) < 2:
+        return math.nan, math.nan
+    sub = aligncore.Scene(images=[scene.images[i] for i in ok],
+                          true_wcs=[scene.true_wcs[i] for i in ok],
+                          nominal_wcs=[scene.nominal_wcs[i] for i in ok],
+                          stars=scene.stars, refcat=scene.refcat, params=scene.params)
+    errors = np.asarray(sub.errors([res["wcs"][i] for i in ok], grid=8)["rms_pix"])
+    return float(errors.max()), float(np.median(errors))
+
+
+def end_to_end(sizes: list[int], executors: list[str], args: argparse.Namespace,
+               cache: Path) -> dict[tuple[int, str], dict]:
+    shape, n_stars, seed = MOSAIC["shape"], args.n_stars, MOSAIC["seed"]
+    results: dict[tuple[int, str], dict] = {}
+    print(f"\n1. End to end, {shape[0]}x{shape[1]} images, n_stars={n_stars} "
+          f"(workers={args.workers}; config: default + {' '.join(args.sets)})")
+    print(f"{'N':>5} {'executor':<10}{'wall s':>8}{'setup':>7}{'detect':>8}{'align':>7}"
+          f"{'peak MB':>9}{'growth':>8}{'aligned':>10}  {'= serial':<9}"
+          f"{'err px max/median':>18}   load avg before -> after")
+    for n in sizes:
+        scene, directory = get_scene(cache, n, shape, n_stars, seed)
+        for executor in executors:
+            before = load()
+            res = run(directory, executor, args.workers, args.sets)
+            res["max_err"], res["median_err"] = aligned_errors(scene, res)
+            res["load"] = (before, load())
+            results[n, executor] = res
+            serial = results.get((n, "serial"))
+            same = "-" if serial is None else str(serial["images"] == res["images"])
+            t = res["timings"]
+            print(f"{n:>5} {executor:<10}{res['wall']:>8.1f}{t['setup']:>7.1f}{t['detect']:>8.1f}"
+                  f"{t['relative']:>7.2f}{res['peak_mb']:>9.0f}"
+                  f"{res['peak_mb'] - res['baseline_mb']:>8.0f}{res['ok']:>5}/{n:<4}  "
+                  f"{same:<9}{res['max_err']:>9.3f}/{res['median_err']:<8.3f}   "
+                  f"{before.split()[0]} -> {res['load'][1].split()[0]}", flush=True)
+        del scene
+    print("(setup: opening the image headers; detect: detection incl. starting the pool or "
+          "cluster;\n align: result.timings['relative']; peak: max RSS of the main process; "
+          "growth: peak - RSS before align();\n err: relative WCS error of the aligned images "
+          "against the truth)")
+    return results
+
+
+def alignment_table(results: dict[tuple[int, str], dict], sizes: list[int],
+                    executors: list[str]) -> None:
+    print("\n2. Alignment time (result.timings['relative']) against N")
+    print(f"{'N':>5}" + "".join(f"{e + ' s':>12}" for e in executors)
+          + f"{'exponent':>10}{'t/(N log N)':>13}")
+    first = None
+    previous = None
+    for n in sizes:
+        times = [results[n, e]["timings"]["relative"] for e in executors]
+        t = float(np.median(times))
+        norm = t / (n * math.log(n))
+        first = first or norm
+        exponent = "" if previous is None else \
+            f"{math.log(t / previous[1]) / math.log(n / previous[0]):.2f}"
+        print(f"{n:>5}" + "".join(f"{x:>12.2f}" for x in times)
+              + f"{exponent:>10}{norm / first:>13.2f}")
+        previous = (n, t)
+    print("(exponent: d log t / d log N of the median over executors between successive "
+          "sizes; N log N alone gives ~1.1-1.2 here)")
+
+
+def detection(args: argparse.Namespace, cache: Path, executors: list[str]) -> None:
+    size, n = args.detect_size, args.detect_images
+    print(f"\n3. Detection throughput: {n} images of {size}x{size} (default star density), "
+          f"workers={args.workers}, best of {args.repeat} runs per process")
+    _, directory = get_scene(cache, n, (size, size), None, 5)
+    rows = [("serial", "serial", False)]
+    rows += [("processes", "processes", False)] if "processes" in executors else []
+    if "dask" in executors:
+        rows += [("dask (started by the run)", "dask", False),
+                 ("dask (running, warm)", "dask", True)]
+    serial_rate = None
+    print(f"{'executor':<28}{'detect s':>10}{'images/s':>10}{'x serial':>10}   "
+          "load avg before -> after")
+    for label, executor, warm in rows:
+        before = load()
+        res = run(directory, executor, args.workers, args.sets, warm=warm, repeat=args.repeat)
+        rate = n / res["timings"]["detect"]
+        serial_rate = serial_rate or rate
+        print(f"{label:<28}{res['timings']['detect']:>10.2f}{rate:>10.2f}"
+              f"{rate / serial_rate:>10.2f}   {before} -> {load()}", flush=True)
+    print("(started by the run: what execution.executor: dask does, incl. the LocalCluster "
+          "start and the\n workers' first imports; running, warm: execution.address of a "
+          "cluster that already ran the detector)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="16,64,256,1024",
+                        help="comma-separated mosaic sizes N (default 16,64,256,1024)")
+    parser.add_argument("--executors", default="serial,processes,dask")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--n-stars", type=int, default=MOSAIC["n_stars"],
+                        help="expected stars per 512^2 image (default 300)")
+    parser.add_argument("--set", action="append", default=[],
+                        help="config override for every run, after the pinned "
+                        f"{' '.join(BENCH_SETS)} (repeatable)")
+    parser.add_argument("--cache", help="keep the simulated scenes in this directory")
+    parser.add_argument("--detect-size", type=int, default=2048)
+    parser.add_argument("--detect-images", type=int, default=16, help="0: skip part 3")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per process in part 3")
+    # internal: one measured run
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--executor", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args)
+        return
+
+    args.sets = [*BENCH_SETS, *args.set]
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    executors = args.executors.split(",")
+    if executors[0] != "serial":
+        executors = ["serial", *[e for e in executors if e != "serial"]]
+    print(f"cores: {os.cpu_count()}, load average at start: {load()}")
+    with tempfile.TemporaryDirectory(prefix="aligncore_bench_scale_") as tmp:
+        cache = Path(args.cache) if args.cache else Path(tmp)
+        cache.mkdir(parents=True, exist_ok=True)
+        results = end_to_end(sizes, executors, args, cache)
+        alignment_table(results, sizes, executors)
+        if args.detect_images > 0:
+            detection(args, cache, executors)
+    print(json.dumps({"load_average_end": load()}))
+
+
+if __name__ == "__main__":
+    main()
