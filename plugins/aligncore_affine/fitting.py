@@ -170,9 +170,10 @@ def iter_fit(
 ) -> FitResult:
     """Fit like :func:`fit_affine`, then sigma-clip and refit up to ``nclip`` times.
 
-    After each fit the points whose residual length is at least ``sigma`` times
-    the weighted RMS residual of the kept points are rejected (all points with
-    non-zero weight are re-examined, so a point can come back). Clipping stops
+    After each fit the points whose normalised residual ``|r| sqrt(w / mean w)``
+    is at least ``sigma`` times the RMS normalised residual of the kept points
+    are rejected (with equal weights: ``|r|`` against the RMS residual; all
+    points with non-zero weight are re-examined, so a point can come back). Clipping stops
     when the kept set no longer changes, after ``nclip`` passes, or when fewer
     points than the geometry needs would remain.
 
@@ -204,10 +205,14 @@ def iter_fit(
     passes = 0
     for _ in range(nclip):
         resid = uv - (xy @ sol.matrix.T + sol.shift)
-        rms, _mae = _stats(resid, w, mask)
+        # clip on residuals normalised by their weights: with unequal weights the
+        # weighted RMS is set by the best-measured points and would reject all others
+        # (identical to clipping |r| at sigma x RMS when the weights are equal)
+        scaled = np.hypot(resid[:, 0], resid[:, 1]) * np.sqrt(w / np.mean(w[mask]))
+        rms = float(np.sqrt(np.mean(scaled[mask] ** 2)))
         if not rms > 0:
             break
-        new_mask = usable & (np.hypot(resid[:, 0], resid[:, 1]) < sigma * rms)
+        new_mask = usable & (scaled < sigma * rms)
         if np.array_equal(new_mask, mask) or np.count_nonzero(new_mask) < need:
             break
         try:

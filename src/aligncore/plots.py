@@ -300,8 +300,9 @@ def plot_residuals(image: ImageResult, residuals: ResidualSet, path: Path,
         ax_res.set_ylim(-limit, limit)
         ax_res.legend(fontsize="small", loc="upper right")
     else:
-        ax_map.text(0.5, 0.5, "no source matched in another aligned image",
-                    transform=ax_map.transAxes, ha="center", va="center")
+        for ax in (ax_map, ax_res):
+            ax.text(0.5, 0.5, "no source matched in another aligned image",
+                    transform=ax.transAxes, ha="center", va="center")
     ax_map.invert_xaxis()
     ax_map.set_aspect("equal", adjustable="datalim")
     ax_map.set_xlabel("xi [arcsec] (East to the left)")
