@@ -19,18 +19,19 @@ It prints:
 Scenes: ``simulate("mosaic", shape=(512, 512), n_stars=300)`` -- a
 ceil(sqrt(N)) wide grid with 10 % overlaps and pointing errors up to 3".
 Of the 300 stars per image daofind keeps ~135 above 5 sigma, so an overlap
-strip (10 % of an image) holds ~15-25 common sources: enough for the default
-``align.minobj: 15``. With ~100 stars per image the strips hold fewer
-matches than minobj and the mosaic falls apart into unaligned images (lower
-``align.minobj`` with ``--set`` to try that; below ~10, false matches creep in).
+strip (10 % of an image) holds only ~12-25 common sources. The runs therefore
+pin ``align.minobj=10`` (at the seed's 15, the reference's first neighbours
+can all fall short and nothing aligns; with ~100 stars per image even 10 is
+too many) and ``fitter.params.fitgeometry=rshift`` (a free scale per image is
+poorly constrained by 10 % strips: with rscale the 256-image mosaic ends
+with relative errors of ~0.7 px median, ~5 px worst). ``--set`` overrides them.
 
-Every (N, executor) run is a fresh Python process, so the peak RSS
-(``resource.getrusage``, the main process only: pool and Dask workers are
-other processes) belongs to that run alone. Scenes are simulated once per
-N into a temporary directory shared by the executor runs (``--cache DIR``
-keeps them between invocations; N = 1024 takes ~2 GB and minutes to
-simulate). The machine's load average is printed: other jobs on the same
-cores slow the parallel executors most.
+Every (N, executor) run is a fresh Python process; its peak memory is the
+``VmHWM`` of the main process (pool and Dask workers are other processes).
+Scenes are simulated once per N into a temporary directory shared by the
+executor runs (``--cache DIR`` keeps them between invocations; N = 1024 takes
+~2 GB and several minutes to simulate). The machine's load average is
+printed: other jobs on the same two cores slow the parallel executors most.
 """
 
 from __future__ import annotations
@@ -57,17 +58,19 @@ BENCH_SETS = ["align.minobj=10", "fitter.params.fitgeometry=rshift"]
 
 
 # --- the child: one aligncore run, measured -----------------------------------------------
-def _rss_mb() -> float:
-    """Peak resident set size of this process so far (MB; Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_mb(key: str) -> float:
+    """``VmHWM`` (peak) or ``VmRSS`` (current) resident memory of this process, MB.
 
-
-def _current_rss_mb() -> float:
+    Read from /proc: ``getrusage``'s ``ru_maxrss`` would also count the pages the
+    process shared with its parent before ``exec`` (the parent holds the scene).
+    """
     try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
     except OSError:
-        return math.nan
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_child(args: argparse.Namespace) -> None:
@@ -88,13 +91,14 @@ def run_child(args: argparse.Namespace) -> None:
     config = load_config(None, sets)
     if cluster is not None:
         aligncore.align(paths, config)  # warm-up: worker imports and plugin registry
-    baseline = _current_rss_mb()
+    baseline = _status_mb("VmRSS")
     runs = []
     for _ in range(args.repeat):
         start = time.perf_counter()
         result = aligncore.align(paths, config)
-        runs.append((time.perf_counter() - start, dict(result.timings)))
-    peak = _rss_mb()
+        task_seconds = sum(r.timings.get("detect", 0.0) for r in result)
+        runs.append((time.perf_counter() - start, {**result.timings, "tasks": task_seconds}))
+    peak = _status_mb("VmHWM")
     if cluster is not None:
         Client(cluster).close()
         cluster.close()
@@ -241,18 +245,20 @@ def detection(args: argparse.Namespace, cache: Path, executors: list[str]) -> No
         rows += [("dask (started by the run)", "dask", False),
                  ("dask (running, warm)", "dask", True)]
     serial_rate = None
-    print(f"{'executor':<28}{'detect s':>10}{'images/s':>10}{'x serial':>10}   "
-          "load avg before -> after")
+    print(f"{'executor':<28}{'detect s':>10}{'images/s':>10}{'x serial':>10}"
+          f"{'s/image':>9}   load avg before -> after")
     for label, executor, warm in rows:
         before = load()
         res = run(directory, executor, args.workers, args.sets, warm=warm, repeat=args.repeat)
         rate = n / res["timings"]["detect"]
         serial_rate = serial_rate or rate
         print(f"{label:<28}{res['timings']['detect']:>10.2f}{rate:>10.2f}"
-              f"{rate / serial_rate:>10.2f}   {before} -> {load()}", flush=True)
+              f"{rate / serial_rate:>10.2f}{res['timings']['tasks'] / n:>9.2f}   "
+              f"{before} -> {load()}", flush=True)
     print("(started by the run: what execution.executor: dask does, incl. the LocalCluster "
           "start and the\n workers' first imports; running, warm: execution.address of a "
-          "cluster that already ran the detector)")
+          "cluster that already ran the detector;\n s/image: wall time of one image's task "
+          "on its worker -- it grows when other jobs take the cores)")
 
 
 def main() -> None:
