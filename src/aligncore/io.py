@@ -29,6 +29,8 @@ __all__ = [
     "CATALOG_FORMATS",
     "atomic_path",
     "catalog_path",
+    "checked_pixels",
+    "fits_pixel_loader",
     "open_image",
     "read_catalog",
     "write_catalog",
@@ -96,20 +98,26 @@ def _read_epoch(*headers: fits.Header) -> Time | None:
     return None
 
 
-def _pixel_loader(path: Path, sci_index: int) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
+def checked_pixels(path: Path, data: np.ndarray, dq: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate pixels read from ``path``: DQ shape matches, at least one finite value."""
+    if dq is not None and dq.shape != data.shape:
+        raise InputError(f"{path}: DQ shape {dq.shape} differs from SCI shape {data.shape}")
+    if not np.isfinite(data).any():
+        raise InputError(f"{path}: the science array has no finite pixel (all NaN/inf)")
+    return data, dq
+
+
+def fits_pixel_loader(path: Path, sci: int | str
+                      ) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
+    """A loader reading the science HDU ``sci`` (index or name) and an optional ``DQ``."""
     def load() -> tuple[np.ndarray, np.ndarray | None]:
         with fits.open(path, memmap=False) as hdul:
-            data = np.asarray(hdul[sci_index].data, dtype=float)
+            data = np.asarray(hdul[sci].data, dtype=float)
             dq = None
             if "DQ" in hdul and hdul["DQ"].data is not None:
                 dq = np.asarray(hdul["DQ"].data)
-                if dq.shape != data.shape:
-                    raise InputError(
-                        f"{path}: DQ shape {dq.shape} differs from SCI shape {data.shape}"
-                    )
-        if not np.isfinite(data).any():
-            raise InputError(f"{path}: the science array has no finite pixel (all NaN/inf)")
-        return data, dq
+        return checked_pixels(path, data, dq)
 
     return load
 
@@ -171,7 +179,7 @@ def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         path=path,
         group_id=group_id or header.get("GROUPID") or primary.get("GROUPID"),
         epoch=_read_epoch(primary, header),
-        loader=_pixel_loader(path, sci_index),
+        loader=fits_pixel_loader(path, sci_index),
         meta={"sci_hdu": sci_index, "saturate": float(saturate) if saturate is not None else None},
     )
 

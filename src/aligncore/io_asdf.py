@@ -29,7 +29,7 @@ from astropy.time import Time
 from gwcs import WCS
 
 from aligncore.errors import InputError
-from aligncore.io import atomic_path
+from aligncore.io import atomic_path, checked_pixels
 from aligncore.types import AlignImage, ImageResult
 
 __all__ = [
@@ -111,11 +111,7 @@ def _pixel_loader(path: Path) -> Callable[[], tuple[np.ndarray, np.ndarray | Non
             data = np.array(af.tree["data"], dtype=float)
             dq = af.tree.get("dq")
             dq = np.array(dq) if dq is not None else None
-        if dq is not None and dq.shape != data.shape:
-            raise InputError(f"{path}: dq shape {dq.shape} differs from data shape {data.shape}")
-        if not np.isfinite(data).any():
-            raise InputError(f"{path}: the science array has no finite pixel (all NaN/inf)")
-        return data, dq
+        return checked_pixels(path, data, dq)
 
     return load
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import numpy as np
 from astropy.io import fits
 
 from aligncore.errors import InputError
-from aligncore.io import atomic_path, fit_keywords
+from aligncore.io import atomic_path, fit_keywords, fits_pixel_loader
 from aligncore.types import AlignImage, ImageResult
 
 __all__ = [
@@ -133,20 +133,6 @@ def output_name(name: str) -> str:
     return _CAL_SUFFIX.sub(r"_tweakreg\1", name)
 
 
-def _pixel_loader(path: Path) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
-    def load() -> tuple[np.ndarray, np.ndarray | None]:
-        with fits.open(path, memmap=False) as hdul:
-            data = np.asarray(hdul["SCI"].data, dtype=float)
-            dq = np.asarray(hdul["DQ"].data) if "DQ" in hdul else None
-        if dq is not None and dq.shape != data.shape:
-            raise InputError(f"{path}: DQ shape {dq.shape} differs from SCI shape {data.shape}")
-        if not np.isfinite(data).any():
-            raise InputError(f"{path}: the science array has no finite pixel (all NaN/inf)")
-        return data, dq
-
-    return load
-
-
 def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
     """Open a JWST ImageModel file (e.g. ``*_cal.fits``): GWCS and meta now, pixels on demand.
 
@@ -204,7 +190,7 @@ def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         path=path,
         group_id=group,
         epoch=epoch,
-        loader=_pixel_loader(path),
+        loader=fits_pixel_loader(path, "SCI"),
         meta={"format": "jwst", "saturate": None, "wcsinfo": wcsinfo, "model_type": model_type},
     )
 
