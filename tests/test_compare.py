@@ -139,7 +139,9 @@ def test_numbers_match_an_independent_error_computation(small):
         bounds = [r.meta["noise_bound_mas"] for r in again if r.status == "SUCCESS"]
         assert row["noise_bound_mas"] == pytest.approx(np.sqrt(np.mean(np.square(bounds))))
         assert row["noise_ratio"] == pytest.approx(row["rel_rms_mas"] / row["noise_bound_mas"])
-        assert 0.3 < row["noise_ratio"] < 5.0
+        # the bound is that of an unweighted shift: 1/sigma^2 weights (the default) beat it
+        # by favouring the bright stars, as far as ~0.3x on these fields
+        assert 0.1 < row["noise_ratio"] < 5.0
         assert row["t_total"] > 0 and row["t_detect"] < row["t_total"]
         assert row["peak_mem_mb"] > 0.1
     baseline = table[table["variant"] == "hist2d"]

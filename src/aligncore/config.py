@@ -119,8 +119,9 @@ class AlignSection(_Section):
         5.0, gt=0, description="Reject a fit whose residual RMS exceeds this many times the RMS "
         "expected from the centroid errors (and half a pixel).")
     use_weights: bool = Field(
-        False, description="Weight fits by the catalogs' centroid uncertainties (x_err, y_err); "
-        "only useful when the detector's errors are realistic.")
+        True, description="Weight fits by 1/sigma^2 of the catalogs' centroid uncertainties "
+        "(x_err, y_err); catalogs without them are fitted unweighted. false: tweakreg's "
+        "unweighted fits.")
     tangent_point: tuple[float, float] | None = Field(
         None, description="RA, Dec (deg) of the shared tangent plane; default: footprint centre.")
 
