@@ -86,9 +86,10 @@ def run_child(args: argparse.Namespace) -> None:
         import dask
         from dask.distributed import Client, LocalCluster
 
-        # like the cluster the pipeline starts: workers without MALLOC_TRIM_THRESHOLD_
-        unset = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-        with dask.config.set(unset):
+        from aligncore.execution import _LOCAL_CLUSTER_CONFIG
+
+        # like the cluster the pipeline starts (its workers' allocator settings)
+        with dask.config.set(_LOCAL_CLUSTER_CONFIG):
             cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1,
                                    processes=True, dashboard_address=":0")
         sets.append(f"execution.address={cluster.scheduler_address}")

@@ -87,6 +87,22 @@ def test_a_dead_dask_worker_fails_only_its_image(tiles, tmp_path):
     assert len(ok) >= 13 and max(errors["rms_pix"][ok]) < 0.1
 
 
+def test_a_dead_process_worker_fails_only_its_image(tiles, tmp_path):
+    (tmp_path / "killer.py").write_text(KILLER)
+    config = load_config(None, [f"plugins=['{tmp_path / 'killer.py'}']", "detector.plugin=killer",
+                                "execution.executor=processes", "execution.workers=2"])
+    result = aligncore.align(tiles.paths, config)
+    # the pool is restarted; the tasks it held run again one at a time, which singles
+    # out the image that kills its worker
+    failed = [r.name for r in result if r.status == Status.FAILED]
+    assert failed == ["img_005.fits"], {name: result[name].reason for name in failed}
+    assert "worker process died" in result["img_005.fits"].reason
+    serial = aligncore.align(tiles.paths)
+    errors = tiles.errors([r.wcs if r.ok else serial[r.name].wcs for r in result])
+    ok = [i for i, r in enumerate(result) if r.ok]
+    assert len(ok) == 15 and max(errors["rms_pix"][ok]) < 0.1
+
+
 def test_on_error_skip_marks_an_unreadable_image_failed(tiles, tmp_path):
     paths = [tmp_path / p.name for p in tiles.paths[:4]]
     for src, dst in zip(tiles.paths, paths, strict=False):
@@ -133,6 +149,52 @@ def test_resume_reuses_saved_catalogs(tiles, tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["images"][0]["timings"]["detect"] == 0.0
     assert report["images"][1]["timings"]["detect"] == 0.0
+
+
+CRASHER = '''
+import aligncore
+from aligncore_daofind import DaofindDetector
+
+
+class CrashingDetector(DaofindDetector):
+    """daofind, except that it stops the run with an unexpected error on one image."""
+
+    name = "crasher"
+
+    def detect(self, image):
+        if image.name == "img_002.fits":
+            raise RuntimeError("simulated crash")
+        return super().detect(image)
+
+
+@aligncore.hookimpl
+def aligncore_add_detectors():
+    return [CrashingDetector]
+'''
+
+
+def test_resume_after_a_crash_keeps_the_catalogs_detected_before_it(tiles, tmp_path):
+    out = tmp_path / "out"
+    paths = [str(p) for p in tiles.paths[:4]]
+    (tmp_path / "crasher.py").write_text(CRASHER)
+    crash = ["--set", f"plugins=['{tmp_path / 'crasher.py'}']", "--set", "detector.plugin=crasher"]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(["run", "--resume", "-o", str(out), "-q", *crash, _default(), *paths])
+    # saved as they were detected, not at the end of the run
+    assert (out / "img_000_cat.ecsv").exists() and (out / "img_001_cat.ecsv").exists()
+    assert not (out / "img_002_cat.ecsv").exists()
+    saved = QTable.read(out / "img_000_cat.ecsv")
+    assert main(["run", "--resume", "-o", str(out), "-q", _default(), *paths]) == 0
+    import json
+
+    report = json.loads((out / "report.json").read_text())
+    detect = {image["name"]: image["timings"]["detect"] for image in report["images"]}
+    assert detect["img_000.fits"] == detect["img_001.fits"] == 0.0
+    assert detect["img_002.fits"] > 0.0
+    assert all(image["status"] in ("SUCCESS", "REFERENCE") for image in report["images"])
+    reused = QTable.read(out / "img_000_cat.ecsv")
+    assert len(reused) == len(saved)
+    assert np.array_equal(np.asarray(reused["x"]), np.asarray(saved["x"]))
 
 
 def _default() -> str:

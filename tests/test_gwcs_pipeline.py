@@ -114,3 +114,20 @@ def test_forcing_the_gwcs_corrector_fails_fits_images_clearly(scene, tmp_path):
     assert list(failed) == ["img_000.fits"]
     assert "the gwcs corrector corrects gwcs.WCS objects, got WCS" in failed["img_000.fits"]
     assert all(r.wcs.available_frames == FRAMES for r in result if r.ok)
+
+
+def test_gwcs_images_detect_on_a_process_pool_as_serially(scene):
+    from aligncore.execution import _can_travel
+    from aligncore.io import open_image
+
+    # the opened image (GWCS and all) is pickled to the worker, which reads the pixels
+    assert all(_can_travel(open_image(path)) for path in scene.paths)
+    serial = aligncore.align(scene.paths)
+    pooled = aligncore.align(scene.paths, load_config(
+        None, ["execution.executor=processes", "execution.workers=2"]))
+    assert serial.ok and pooled.ok
+    for a, b in zip(serial, pooled, strict=True):
+        assert a.n_sources == b.n_sources and a.n_matched == b.n_matched
+        if a.fit is not None:
+            assert np.array_equal(a.fit.matrix, b.fit.matrix)
+            assert np.array_equal(a.fit.shift, b.fit.shift)

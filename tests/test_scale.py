@@ -6,7 +6,9 @@ The full-size runs (16 to 1024 images, timings, memory) are in
 
 from __future__ import annotations
 
+import os
 import pickle
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -52,8 +54,17 @@ def _fits(result):
              None if r.fit is None else r.fit.shift.tolist(), r.n_matched) for r in result]
 
 
-def _no_pixels_here():
-    raise AssertionError("the main process read pixels")
+@dataclass(frozen=True)
+class _PixelsOnWorkersOnly:
+    """A pixel loader that refuses to run in the process that created it."""
+
+    loader: object
+    main_pid: int = field(default_factory=os.getpid)
+
+    def __call__(self):
+        if os.getpid() == self.main_pid:
+            raise AssertionError("the main process read pixels")
+        return self.loader()
 
 
 def test_the_serial_run_aligns_the_whole_mosaic(mosaic, serial):
@@ -66,7 +77,7 @@ def test_dask_gives_the_serial_result_and_reads_pixels_only_on_workers(mosaic, s
     pytest.importorskip("dask.distributed")
     images = [aligncore.open_image(path) for path in mosaic.paths]
     for image in images:
-        image.loader = _no_pixels_here
+        image.loader = _PixelsOnWorkersOnly(image.loader)
     config = load_config(None, [*MOSAIC_SETS, "execution.executor=dask", "execution.workers=2"])
     distributed = aligncore.align(images, config)
     assert _fits(distributed) == _fits(serial[0])

@@ -11,8 +11,10 @@ import collections
 import concurrent.futures
 import functools
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from astropy.table import QTable
 
 from aligncore.config import Config
 from aligncore.errors import AlignError, InputError
-from aligncore.io import catalog_path, read_catalog
+from aligncore.io import catalog_path, read_catalog, write_catalog
 from aligncore.registry import Registry, build_registry
 from aligncore.stages import Detector
 from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, AlignImage
@@ -42,10 +44,13 @@ Progress = Callable[[Iterable[Any], str, int], Iterable[Any]]
 
 @dataclass(frozen=True)
 class DetectTask:
-    """Everything a worker needs to detect the sources of one image file."""
+    """Everything a worker needs to detect the sources of one image.
 
-    path: str
-    group_id: str | None
+    ``image`` is the image as opened in the main process (WCS and meta, no pixels): it
+    travels pickled, and its loader reads the pixels on the worker.
+    """
+
+    image: AlignImage
     detector: str
     params: dict[str, Any]
     plugin_files: tuple[str, ...] = ()
@@ -82,13 +87,10 @@ def _detect(image: AlignImage, detector: Detector, registry: Registry) -> QTable
 
 def run_detect_task(task: DetectTask) -> tuple[QTable, float]:
     """Detect one image file (runs on a worker); returns the catalog and the seconds taken."""
-    from aligncore.io import open_image
-
     start = time.perf_counter()
     registry = _worker_registry(task.plugin_files)
     detector = registry.get("detector", task.detector)(task.params)
-    image = open_image(task.path, group_id=task.group_id)
-    return _detect(image, detector, registry), time.perf_counter() - start
+    return _detect(task.image, detector, registry), time.perf_counter() - start
 
 
 def existing_catalog(image: AlignImage, config: Config) -> Path | None:
@@ -112,18 +114,94 @@ def existing_catalog(image: AlignImage, config: Config) -> Path | None:
     return next((c for c in candidates if c.exists()), None)
 
 
+def _can_travel(image: AlignImage) -> bool:
+    """Whether a worker can detect ``image``: it is a file, and its pixel loader can be
+    pickled (the loaders of `open_image` can; a closure cannot)."""
+    if image.path is None:
+        return False
+    try:
+        pickle.dumps(image.loader)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def _save_for_resume(image: AlignImage, catalog: QTable, config: Config) -> None:
+    """With ``execution.resume_dir``, save a catalog there as soon as it is detected, so
+    that a run that stops half-way resumes from the images already done."""
+    resume_dir = config.execution.resume_dir
+    if resume_dir and image.path is not None:
+        fmt = config.output.catalog_format
+        write_catalog(catalog, catalog_path(Path(resume_dir), image.name, fmt), fmt)
+
+
 # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536 (distributed.nanny.pre-spawn-
 # environ) to keep long-lived workers lean; glibc then maps and unmaps every large array and
-# detection runs ~1.7x slower. A local cluster started here leaves the variable unset (a
-# value already in the environment is still passed on).
-_LOCAL_CLUSTER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# detection runs ~1.7x slower. The workers of a local cluster started here, which live for
+# this run only, get the allocator settings of `_keep_freed_arrays` instead.
+_LOCAL_CLUSTER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": str((1 << 31) - 1),
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+}
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def _keep_freed_arrays() -> None:
+    """Let a detection worker reuse the memory of freed image-sized arrays.
+
+    glibc serves every allocation above its mmap threshold (at most 32 MiB, less than
+    one 2048^2 float64 array) with fresh pages from the kernel and unmaps them on free, so
+    each image pays its page faults again. A worker lives for detection only: raising the
+    threshold keeps those pages in its heap for the next image.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
+    except (OSError, AttributeError):  # not glibc
+        return
+
+
+class _RestartingProcessPool(concurrent.futures.Executor):
+    """A process pool that replaces itself when a worker dies.
+
+    A worker that exits abruptly breaks a `~concurrent.futures.ProcessPoolExecutor`
+    for good: every pending future fails with ``BrokenProcessPool``. `restart`
+    starts a fresh pool so that the remaining tasks can go on.
+    """
+
+    def __init__(self, workers: int | None) -> None:
+        self._workers = workers
+        self._pool = self._start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any,
+               **kwargs: Any) -> concurrent.futures.Future:
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def restart(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._start()
+
+    def _start(self) -> concurrent.futures.ProcessPoolExecutor:
+        return concurrent.futures.ProcessPoolExecutor(max_workers=self._workers,
+                                                      initializer=_keep_freed_arrays)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 def _executor(config: Config, stack: ExitStack) -> concurrent.futures.Executor | None:
     section = config.execution
     if section.executor == "processes":
-        return stack.enter_context(
-            concurrent.futures.ProcessPoolExecutor(max_workers=section.workers))
+        return stack.enter_context(_RestartingProcessPool(section.workers))
     if section.executor == "dask":
         try:
             from dask.distributed import Client, LocalCluster
@@ -144,20 +222,47 @@ def _executor(config: Config, stack: ExitStack) -> concurrent.futures.Executor |
     return None
 
 
+def _may_submit(suspect: bool, running: dict[Any, tuple[int, DetectTask, bool]],
+                window: int) -> bool:
+    """Whether the next task may start: the window has room, and a task suspected of
+    killing a worker (``suspect``) runs alone."""
+    if any(entry[2] for entry in running.values()):
+        return False
+    return not running if suspect else len(running) < window
+
+
 def _run_windowed(executor: concurrent.futures.Executor, tasks: dict[int, DetectTask],
                   window: int, skip: bool) -> Iterator[tuple[int, DetectionOutcome]]:
     """Run tasks with at most ``window`` in flight (bounded memory, and a worker that dies
-    holds only the few tasks it was running); yield outcomes as they complete."""
-    queue = collections.deque(tasks.items())
-    running: dict[concurrent.futures.Future, int] = {}
+    holds only the few tasks it was running); yield outcomes as they complete.
+
+    When a worker of a process pool dies, the pool fails every task it held and is
+    restarted; those tasks run again one at a time, and one that breaks the pool while
+    running alone is recorded as failed. (Dask retries the tasks of a dead worker itself
+    and reports a task that keeps killing workers as ``KilledWorker``.)
+    """
+    queue = collections.deque((index, task, False) for index, task in tasks.items())
+    running: dict[concurrent.futures.Future, tuple[int, DetectTask, bool]] = {}
     try:
         while queue or running:
-            while queue and len(running) < window:
-                index, task = queue.popleft()
-                running[executor.submit(run_detect_task, task)] = index
+            while queue and _may_submit(queue[0][2], running, window):
+                entry = queue.popleft()
+                running[executor.submit(run_detect_task, entry[1])] = entry
             done, _ = concurrent.futures.wait(running, return_when="FIRST_COMPLETED")
+            if (isinstance(executor, _RestartingProcessPool)
+                    and any(isinstance(f.exception(), BrokenProcessPool) for f in done)):
+                lost = list(running.values())
+                running.clear()
+                executor.restart()
+                if len(lost) == 1:
+                    yield lost[0][0], DetectionOutcome(
+                        None, 0.0, "detection failed on a worker: the worker process died "
+                        "while detecting this image")
+                else:
+                    queue.extendleft((index, task, True) for index, task, _ in reversed(lost))
+                continue
             for future in done:
-                index = running.pop(future)
+                index = running.pop(future)[0]
                 try:
                     catalog, seconds = future.result()
                 except InputError as exc:
@@ -199,7 +304,7 @@ def detect_images(
                 catalog.meta.setdefault("image", image.name)
                 outcomes[index] = DetectionOutcome(catalog, 0.0)
         local = [i for i in range(len(images)) if outcomes[i] is None
-                 and (executor is None or images[i].path is None)]
+                 and (executor is None or not _can_travel(images[i]))]
         for index in progress(local, "detect", len(local)) if local else ():
             start = time.perf_counter()
             try:
@@ -210,14 +315,17 @@ def detect_images(
                 outcomes[index] = DetectionOutcome(None, time.perf_counter() - start, str(exc))
                 continue
             outcomes[index] = DetectionOutcome(catalog, time.perf_counter() - start)
+            _save_for_resume(images[index], catalog, config)
         if executor is not None:
             pending = [i for i in range(len(images)) if outcomes[i] is None]
-            tasks = {i: DetectTask(str(Path(images[i].path)), images[i].group_id, detector.name,
-                                   detector.params.model_dump(),
-                                   tuple(str(p) for p in config.plugin_files()))
+            plugin_files = tuple(str(p) for p in config.plugin_files())
+            params = detector.params.model_dump()
+            tasks = {i: DetectTask(images[i], detector.name, params, plugin_files)
                      for i in pending}
-            window = config.execution.workers or os.cpu_count() or 1
+            window = 2 * (config.execution.workers or os.cpu_count() or 1)
             for index, outcome in progress(_run_windowed(executor, tasks, window, skip),
                                            "detect", len(pending)):
                 outcomes[index] = outcome
+                if outcome.catalog is not None:
+                    _save_for_resume(images[index], outcome.catalog, config)
     return [o for o in outcomes if o is not None]

@@ -12,7 +12,8 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,10 @@ from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, AlignImage, ImageRes
 
 __all__ = [
     "CATALOG_FORMATS",
+    "FitsPixels",
     "atomic_path",
     "catalog_path",
     "checked_pixels",
-    "fits_pixel_loader",
     "open_image",
     "read_catalog",
     "write_catalog",
@@ -108,18 +109,22 @@ def checked_pixels(path: Path, data: np.ndarray, dq: np.ndarray | None
     return data, dq
 
 
-def fits_pixel_loader(path: Path, sci: int | str
-                      ) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
-    """A loader reading the science HDU ``sci`` (index or name) and an optional ``DQ``."""
-    def load() -> tuple[np.ndarray, np.ndarray | None]:
-        with fits.open(path, memmap=False) as hdul:
-            data = np.asarray(hdul[sci].data, dtype=float)
+@dataclass(frozen=True)
+class FitsPixels:
+    """Pixel loader of a FITS image: the science HDU ``sci`` (index or name) and an
+    optional ``DQ`` extension. A plain object (not a closure), so that an image opened
+    here can be sent to a worker process, which reads the pixels itself."""
+
+    path: Path
+    sci: int | str
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray | None]:
+        with fits.open(self.path, memmap=False) as hdul:
+            data = np.asarray(hdul[self.sci].data, dtype=float)
             dq = None
             if "DQ" in hdul and hdul["DQ"].data is not None:
                 dq = np.asarray(hdul["DQ"].data)
-        return checked_pixels(path, data, dq)
-
-    return load
+        return checked_pixels(self.path, data, dq)
 
 
 def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
@@ -179,7 +184,7 @@ def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         path=path,
         group_id=group_id or header.get("GROUPID") or primary.get("GROUPID"),
         epoch=_read_epoch(primary, header),
-        loader=fits_pixel_loader(path, sci_index),
+        loader=FitsPixels(path, sci_index),
         meta={"sci_hdu": sci_index, "saturate": float(saturate) if saturate is not None else None},
     )
 

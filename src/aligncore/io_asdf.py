@@ -19,7 +19,8 @@ WCS name, aligncore version and the fit summary).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "ASDF_SUFFIXES",
     "WCSINFO_ATTRIBUTE",
     "WCSINFO_KEYS",
+    "AsdfPixels",
     "alignment_record",
     "is_asdf",
     "open_asdf",
@@ -105,15 +107,19 @@ def _read_group(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _pixel_loader(path: Path) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
-    def load() -> tuple[np.ndarray, np.ndarray | None]:
-        with asdf.open(path, lazy_load=True, memmap=False, lazy_tree=True) as af:
+@dataclass(frozen=True)
+class AsdfPixels:
+    """Pixel loader of an ASDF image (``data`` and an optional ``dq``); picklable, like
+    `aligncore.io.FitsPixels`."""
+
+    path: Path
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray | None]:
+        with asdf.open(self.path, lazy_load=True, memmap=False, lazy_tree=True) as af:
             data = np.array(af.tree["data"], dtype=float)
             dq = af.tree.get("dq")
             dq = np.array(dq) if dq is not None else None
-        return checked_pixels(path, data, dq)
-
-    return load
+        return checked_pixels(self.path, data, dq)
 
 
 def open_asdf(path: str | Path, *, group_id: str | None = None) -> AlignImage:
@@ -175,7 +181,7 @@ def open_asdf(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         path=path,
         group_id=group_id or _read_group(meta),
         epoch=_read_epoch(meta),
-        loader=_pixel_loader(path),
+        loader=AsdfPixels(path),
         meta={"format": "asdf", "saturate": _number(meta.get("saturate")), "wcsinfo": wcsinfo},
     )
 

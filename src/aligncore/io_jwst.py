@@ -35,7 +35,7 @@ import numpy as np
 from astropy.io import fits
 
 from aligncore.errors import InputError
-from aligncore.io import atomic_path, fit_keywords, fits_pixel_loader
+from aligncore.io import FitsPixels, atomic_path, fit_keywords
 from aligncore.types import AlignImage, ImageResult
 
 __all__ = [
@@ -190,7 +190,7 @@ def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         path=path,
         group_id=group,
         epoch=epoch,
-        loader=fits_pixel_loader(path, "SCI"),
+        loader=FitsPixels(path, "SCI"),
         meta={"format": "jwst", "saturate": None, "wcsinfo": wcsinfo, "model_type": model_type},
     )
 
