@@ -105,7 +105,8 @@ class Run:
     failed: list[str]
     times: dict[str, float]
     error: str = ""
-    model: tuple[str, bool] | None = None  # (fit geometry, weighted) of a global solution
+    # (fit geometry of each image, weighted) of a global solution
+    model: tuple[list[str], bool] | None = None
     scores: dict[str, float] = field(default_factory=dict)
 
 
@@ -126,9 +127,9 @@ def run_aligncore(paths: Sequence[Path], outdir: Path, sets: Sequence[str], labe
              + result.timings.get("correct", 0.0), "write": t_write}
     failed = [f"{r.name}: {r.reason}" for r in result.images if not r.ok]
     model = None
-    if config.align.solver == "global":
-        fitter = aligncore.get_plugin("fitter", config.fitter.plugin)(**config.fitter.params)
-        model = (str(getattr(fitter.params, "fitgeometry", "rshift")), config.align.use_weights)
+    if config.align.solver == "global":  # the geometry each image was solved in
+        model = ([r.fit.fitgeometry if r.fit is not None else "shift" for r in result.images],
+                 config.align.use_weights)
     return Run(label, [r.wcs for r in result.images], [r.catalog for r in result.images],
                failed, times, model=model)
 
@@ -327,30 +328,32 @@ def _design(xy: np.ndarray, center: np.ndarray, geometry: str) -> np.ndarray:
     return block
 
 
-def noise_limit(scene: Any, dets: dict[int, Detections], pairs: Sequence[Pairs], geometry: str,
-                weighted: bool, grid: int = 16) -> float:
+def noise_limit(scene: Any, dets: dict[int, Detections], pairs: Sequence[Pairs],
+                geometries: Sequence[str], weighted: bool, grid: int = 16) -> float:
     """Relative RMS error (mas) of the exact simultaneous least-squares solution of the
     same star pairs with their actual centroid errors and true correspondences.
 
-    This is the error a perfect global solver with this fit geometry (and
-    weighting) would make from these stars: the attainable limit, scored like
-    ``Scene.errors_summary`` (grid, common affine removed).
+    This is the error a perfect global solver with these fit geometries (one per
+    image) and weighting would make from these stars: the attainable limit, scored
+    like ``Scene.errors_summary`` (grid, common affine removed).
     """
     images = sorted(dets)
     if len(images) < 2 or not pairs:
         return math.nan
-    free = {k: n for n, k in enumerate(images[1:])}
-    n_par = _design(np.zeros((1, 2)), np.zeros(2), geometry).shape[1]
+    n_par = {k: _design(np.zeros((1, 2)), np.zeros(2), geometries[k]).shape[1]
+             for k in images[1:]}
+    offsets = np.concatenate([[0], np.cumsum([n_par[k] for k in images[1:]])])
+    free = {k: int(offsets[n]) for n, k in enumerate(images[1:])}
     centers = {k: _grid_tp(scene, k, 2).mean(axis=0) for k in images}
     rows, rhs, weights = [], [], []
     for p in pairs:
         da, db = dets[p.a], dets[p.b]
         xy = da.true_xy[p.rows_a]
-        block = np.zeros((2 * len(xy), n_par * len(free)))
+        block = np.zeros((2 * len(xy), int(offsets[-1])))
         for k, sign in ((p.a, 1.0), (p.b, -1.0)):
             if k in free:
-                block[:, free[k] * n_par:(free[k] + 1) * n_par] += sign * _design(
-                    xy, centers[k], geometry)
+                block[:, free[k]:free[k] + n_par[k]] += sign * _design(
+                    xy, centers[k], geometries[k])
         rows.append(block)
         rhs.append(-(da.error[p.rows_a] - db.error[p.rows_b]).reshape(-1))
         variance = da.sigma[p.rows_a] ** 2 + db.sigma[p.rows_b] ** 2
@@ -367,8 +370,8 @@ def noise_limit(scene: Any, dets: dict[int, Detections], pairs: Sequence[Pairs],
         xy = _grid_tp(scene, k, grid)
         shift = np.zeros_like(xy)
         if k in free:
-            shift = (_design(xy, centers[k], geometry)
-                     @ params[free[k] * n_par:(free[k] + 1) * n_par]).reshape(-1, 2)
+            shift = (_design(xy, centers[k], geometries[k])
+                     @ params[free[k]:free[k] + n_par[k]]).reshape(-1, 2)
         points.append(xy)
         moved.append(xy + shift)
     truth, solution = np.vstack(points), np.vstack(moved)

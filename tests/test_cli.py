@@ -82,7 +82,7 @@ def test_validate_plugins_params_hooks(capsys):
         assert any(line.split()[:3] == [kind, name, "aligncore"] for line in listing.splitlines())
     assert main(["params", "affine"]) == 0
     text = capsys.readouterr().out
-    assert "fitgeometry: 'shift' | 'rshift' | 'rscale' | 'general' = 'rshift'" in text
+    assert "fitgeometry: 'shift' | 'rshift' | 'rscale' | 'general' | 'auto' = 'rshift'" in text
     assert main(["params", "hist2"]) == 2
     assert "did you mean 'hist2d'?" in capsys.readouterr().err
     assert main(["hooks"]) == 0

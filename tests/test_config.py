@@ -45,7 +45,7 @@ def test_three_problems_reported_at_once(bad_config):
         "Allowed: fwhm, max_searchrad, min_significance, searchrad, separation, tolerance, "
         "use2dhist, xoffset, yoffset.",
         f"{bad_config}:13: fitter.params.fitgeometry: Input should be 'shift', 'rshift', "
-        "'rscale' or 'general' (got 'rotate')",
+        "'rscale', 'general' or 'auto' (got 'rotate')",
     ]
 
 

@@ -163,3 +163,27 @@ def test_crowded_field_at_fine_pixel_scale_with_default_config():
     jwst = Path(__file__).resolve().parents[1] / "configs" / "jwst.yaml"
     seed_result = aligncore.align(scene.images, load_config(jwst))
     assert not seed_result.ok or max(scene.errors(seed_result)["rms_pix"]) > 0.05
+
+
+def test_auto_geometry_solves_each_image_in_its_own_geometry(small_scene, monkeypatch):
+    # force a mix: the first image fitted picks rscale, the others what the data support
+    fitter = aligncore.get_plugin("fitter", "affine")
+    original = fitter.fit
+    calls = []
+
+    def first_rscale(self, image_xy, ref_xy, weights=None):
+        calls.append(1)
+        if len(calls) == 1:
+            return type(self)(fitgeometry="rscale").fit(image_xy, ref_xy, weights)
+        return original(self, image_xy, ref_xy, weights)
+
+    monkeypatch.setattr(fitter, "fit", first_rscale)
+    result = aligncore.align(small_scene.paths,
+                             load_config(None, ["fitter.params.fitgeometry=auto"]))
+    assert result.ok
+    chosen = [r.fit.fitgeometry for r in result if r.status == Status.SUCCESS]
+    assert "rscale" in chosen and set(chosen) <= {"shift", "rshift", "rscale"}
+    assert len(set(chosen)) == 2, chosen  # a mix of geometries in one global solve
+    counts = result.meta["relative"]["global"]["geometries"]
+    assert counts == {g: chosen.count(g) for g in set(chosen)}
+    assert max(small_scene.errors(result)["rms_pix"]) < 0.05

@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from aligncore import FitResult, Fitter, Params
-from aligncore_affine.fitting import iter_fit
+from aligncore_affine.fitting import iter_fit, select_fit
 
 __all__ = ["AffineFitter"]
 
@@ -26,9 +26,12 @@ class AffineFitter(Fitter):
 
     Parameters
     ----------
-    fitgeometry : {'shift', 'rshift', 'rscale', 'general'}
+    fitgeometry : {'shift', 'rshift', 'rscale', 'general', 'auto'}
         Fit geometry (default ``rshift``, as jwst tweakreg). Minimum points:
-        1, 2, 2 and 3.
+        1, 2, 2 and 3. ``auto`` fits the simplest of ``rscale``, ``rshift``
+        and ``shift`` that the matches support (see
+        :func:`aligncore_affine.select_fit`); the result's ``fitgeometry`` says
+        which.
     nclip : int
         Maximum number of sigma-clipping passes (default 3).
     sigma : float
@@ -43,10 +46,11 @@ class AffineFitter(Fitter):
     name: ClassVar[str] = "affine"
 
     class Params(Params):
-        fitgeometry: Literal["shift", "rshift", "rscale", "general"] = Field(
+        fitgeometry: Literal["shift", "rshift", "rscale", "general", "auto"] = Field(
             "rshift",
             description="Fit geometry: shift, rshift (rotation+shift), rscale "
-            "(rotation+scale+shift) or general (6-parameter affine).",
+            "(rotation+scale+shift), general (6-parameter affine), or auto: the simplest of "
+            "rscale, rshift, shift that the matches support (Akaike's criterion).",
         )
         nclip: int = Field(3, ge=0, description="Maximum number of sigma-clipping passes.")
         sigma: float = Field(3.0, gt=0, description="Clipping threshold in RMS residuals.")
@@ -74,9 +78,12 @@ class AffineFitter(Fitter):
         aligncore.NotEnoughPointsError, aligncore.SingularMatrixError
         """
         p = self.params
-        result = iter_fit(
-            image_xy, ref_xy, p.fitgeometry, weights, nclip=p.nclip, sigma=p.sigma
-        )
+        if p.fitgeometry == "auto":
+            result = select_fit(image_xy, ref_xy, weights, nclip=p.nclip, sigma=p.sigma)
+        else:
+            result = iter_fit(
+                image_xy, ref_xy, p.fitgeometry, weights, nclip=p.nclip, sigma=p.sigma
+            )
         return FitResult(
             **{
                 **{f: getattr(result, f) for f in result.__dataclass_fields__},

@@ -15,9 +15,19 @@ from typing import Any
 import numpy as np
 
 from aligncore import FitResult, NotEnoughPointsError, SingularMatrixError
-from aligncore_affine.geometry import GEOMETRIES, MIN_POINTS, LinearSolution, solve
+from aligncore_affine.geometry import (
+    GEOMETRIES,
+    MIN_POINTS,
+    N_PARAMS,
+    LinearSolution,
+    solve,
+)
 
-__all__ = ["combine_weights", "fit_affine", "iter_fit"]
+__all__ = ["AUTO_GEOMETRIES", "combine_weights", "fit_affine", "iter_fit", "select_fit"]
+
+AUTO_GEOMETRIES = ("rscale", "rshift", "shift")
+"""The geometries ``fitgeometry: auto`` chooses from, richest first (each nested in the
+one before it)."""
 
 
 def combine_weights(image_weights: np.ndarray, ref_weights: np.ndarray) -> np.ndarray:
@@ -224,3 +234,75 @@ def iter_fit(
     n_clipped = int(np.count_nonzero(usable) - np.count_nonzero(mask))
     meta = {"nclip_passes": passes, "n_clipped": n_clipped, "nclip": nclip, "sigma": sigma}
     return _result(sol, xy, uv, w, mask, geometry, meta)
+
+
+def _chi2(fit: FitResult, w: np.ndarray) -> float:
+    """Weighted sum of squared residual lengths over the fit's kept points."""
+    r = fit.residuals[fit.fitmask]
+    return float(np.sum(w[fit.fitmask] * (r[:, 0] ** 2 + r[:, 1] ** 2)))
+
+
+def select_fit(
+    image_xy: Any,
+    ref_xy: Any,
+    weights: Any = None,
+    *,
+    nclip: int = 3,
+    sigma: float = 3.0,
+    candidates: tuple[str, ...] = AUTO_GEOMETRIES,
+) -> FitResult:
+    """Fit with the simplest geometry the matches support (``fitgeometry: auto``).
+
+    The richest candidate is fitted with sigma clipping (:func:`iter_fit`); then,
+    on the points it kept, each simpler nested geometry in turn replaces the
+    current one unless dropping its extra parameters raises the weighted
+    chi-square by more than 2 per parameter in units of the richest fit's
+    residual variance (Akaike's criterion, i.e. an F statistic above 2). A
+    parameter that the data constrain less well than its true size adds more
+    noise than it removes bias: a 20-star field is better fitted without a free
+    scale, a field of thousands of stars needs it. The chosen geometry is then
+    fitted with its own clipping.
+
+    Parameters
+    ----------
+    image_xy, ref_xy, weights
+        As for :func:`fit_affine`.
+    nclip, sigma
+        As for :func:`iter_fit`.
+    candidates : tuple of str
+        Nested geometries, richest first (default :data:`AUTO_GEOMETRIES`).
+
+    Returns
+    -------
+    aligncore.FitResult
+        The fit of the chosen geometry; ``meta['geometry_selection']`` holds the
+        chi-square increase of each simpler geometry tried, in units of the
+        residual variance, against the allowance (2 per parameter).
+    """
+    richest = iter_fit(image_xy, ref_xy, candidates[0], weights, nclip=nclip, sigma=sigma)
+    xy, uv, w = _prepare(image_xy, ref_xy, weights, candidates[0])
+    mask = richest.fitmask
+    n_kept = int(np.count_nonzero(mask))
+    dof = 2 * n_kept - N_PARAMS[candidates[0]]
+    chosen, chi2_chosen = candidates[0], _chi2(richest, w)
+    variance = chi2_chosen / dof if dof > 0 else math.nan
+    tried: dict[str, dict[str, float]] = {}
+    for simpler in candidates[1:]:
+        if not variance > 0 or n_kept < MIN_POINTS[simpler]:
+            break
+        try:
+            fit = fit_affine(xy[mask], uv[mask], simpler, w[mask])
+        except SingularMatrixError:
+            break
+        chi2 = float(np.sum(w[mask] * np.sum(fit.residuals**2, axis=1)))
+        increase = (chi2 - chi2_chosen) / variance
+        allowance = 2.0 * (N_PARAMS[chosen] - N_PARAMS[simpler])
+        tried[simpler] = {"chi2_increase": increase, "allowance": allowance}
+        if increase > allowance:
+            break
+        chosen, chi2_chosen = simpler, chi2
+    result = richest if chosen == candidates[0] else iter_fit(
+        image_xy, ref_xy, chosen, weights, nclip=nclip, sigma=sigma)
+    result.meta["geometry_selection"] = {"candidates": list(candidates), "chosen": chosen,
+                                         "tried": tried}
+    return result

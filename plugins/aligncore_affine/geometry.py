@@ -33,6 +33,9 @@ MIN_POINTS: dict[str, int] = {"shift": 1, "rshift": 2, "rscale": 2, "general": 3
 
 GEOMETRIES: tuple[str, ...] = tuple(MIN_POINTS)
 
+N_PARAMS: dict[str, int] = {"shift": 2, "rshift": 3, "rscale": 4, "general": 6}
+"""Number of free parameters of each fit geometry."""
+
 _RCOND = 1e-10  # relative singular value below which a design matrix is singular
 _DEG = 180.0 / math.pi
 _FLIP_MARGIN = 1e-9  # relative improvement a reflection needs to be preferred

@@ -81,6 +81,24 @@ class CommonParams(Params):
     bkg_filter_size: int = Field(
         3, ge=1, description="Size of the median filter applied to the background mesh (odd)."
     )
+    bkg_exact: bool = Field(
+        False,
+        description=(
+            "Clipped statistics of each background box over all its pixels, exactly as "
+            "photutils' Background2D (catalogs identical to photutils'); false: over a "
+            "regular sub-grid of >= 16384 pixels per box, ~2x faster, the box medians "
+            "within ~1% of the noise."
+        ),
+    )
+    centroid_floor: float = Field(
+        0.005,
+        ge=0,
+        description=(
+            "Systematic error (pixels) added in quadrature to the x_err/y_err of 'win' and "
+            "'gauss' centroids: a Gaussian fitted to a real PSF is off by ~0.005 px however "
+            "bright the star, and fits weighted by 1/err^2 must not trust bright stars more."
+        ),
+    )
     dq_bitmask: int | None = Field(
         None,
         ge=0,
@@ -299,11 +317,12 @@ class SourceDetector(Detector):
             res = gauss_centroids(image, prepared.bad, raw.x, raw.y, fwhm, rms, gain)
         else:
             return raw.x, raw.y, native_x_err, native_y_err, 0
+        floor = float(getattr(self.params, "centroid_floor", 0.0))
         return (
             np.where(res.ok, res.x, raw.x),
             np.where(res.ok, res.y, raw.y),
-            np.where(res.ok, res.x_err, native_x_err),
-            np.where(res.ok, res.y_err, native_y_err),
+            np.where(res.ok, np.hypot(res.x_err, floor), native_x_err),
+            np.where(res.ok, np.hypot(res.y_err, floor), native_y_err),
             int(np.count_nonzero(~res.ok)),
         )
 

@@ -159,8 +159,9 @@ def _pixel_gauss(u: np.ndarray, c: np.ndarray, s: np.ndarray):
     a_hi = (u + 0.5 - c) / s
     a_lo = (u - 0.5 - c) / s
     p = 0.5 * (erf(a_hi / _SQRT2) - erf(a_lo / _SQRT2))
-    g_hi = np.exp(-0.5 * a_hi * a_hi) / math.sqrt(2.0 * math.pi)
-    g_lo = np.exp(-0.5 * a_lo * a_lo) / math.sqrt(2.0 * math.pi)
+    with np.errstate(over="ignore"):  # a trial sigma near 0: the Gaussian is 0 there
+        g_hi = np.exp(-0.5 * a_hi * a_hi) / math.sqrt(2.0 * math.pi)
+        g_lo = np.exp(-0.5 * a_lo * a_lo) / math.sqrt(2.0 * math.pi)
     dp_dc = -(g_hi - g_lo) / s
     dp_ds = -(g_hi * a_hi - g_lo * a_lo) / s
     return p, dp_dc, dp_ds
@@ -249,10 +250,8 @@ def gauss_centroids(
         damped = hess + lam[rows, None, None] * diag[:, :, None] * np.eye(5)[None]
         try:
             step = np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            step = np.zeros_like(grad)
-            for i in range(rows.size):
-                step[i] = np.linalg.lstsq(damped[i], grad[i], rcond=None)[0]
+        except np.linalg.LinAlgError:  # one singular system: all by pseudo-inverse, batched
+            step = (np.linalg.pinv(damped) @ grad[:, :, None])[:, :, 0]
         trial = th + step
         trial[:, 3] = np.abs(trial[:, 3])
         better = chi2(trial, rows, w) < current

@@ -107,7 +107,7 @@ class DaofindDetector(SourceDetector):
         p = self.params
         if p.engine == "photutils":
             return photutils_background(data, mask, p.bkg_boxsize, p.bkg_filter_size)
-        return mesh_background(data, mask, p.bkg_boxsize, p.bkg_filter_size)
+        return mesh_background(data, mask, p.bkg_boxsize, p.bkg_filter_size, exact=p.bkg_exact)
 
     def pad_width(self) -> int:
         return max(1, dao_kernel(self.params.kernel_fwhm, self.params.sigma_radius).radius)

@@ -2,10 +2,11 @@
 
 Differences from photutils, by design:
 
-- the clipped statistics of a box are computed on a regular sub-grid of its
-  pixels (every ``stride``-th row and column, at least ~16000 pixels per
-  box) instead of all of them; the median then differs from the full-box
-  value by ~1% of the noise and the RMS by ~0.5%;
+- unless ``exact``, the clipped statistics of a box are computed on a
+  regular sub-grid of its pixels (every ``stride``-th row and column, at
+  least ~16000 pixels per box) instead of all of them; the median then
+  differs from the full-box value by ~1% of the noise and the RMS by ~0.5%
+  (with ``exact`` the catalogs agree with photutils' to ~1e-6);
 - the clipping runs on each box's sorted samples, so every iteration costs a
   few vector operations instead of a median over the image;
 - the full-resolution background is never stored: the cubic-spline zoom is
@@ -41,6 +42,9 @@ __all__ = ["MeshBackground", "clipped_stats", "mesh_background"]
 
 TARGET_SAMPLES = 16384
 """Aim for at least this many sampled pixels per box."""
+
+_CHUNK_SAMPLES = 1 << 19
+"""Samples given to one `clipped_stats` call (boxes are never split)."""
 
 
 @dataclass
@@ -218,7 +222,11 @@ def _mesh_stats(
         if y1 <= y0 or x1 <= x0 or hy * hx <= good_limit:
             continue  # such boxes can never hold enough pixels: excluded
         samples, _ = _box_samples(data, bad, y0, y1, x0, x1, hy, hx, stride)
-        med, std, count = clipped_stats(samples)
+        # a few boxes at a time: the sort and the running sums stay in memory's fast part
+        chunk = max(1, _CHUNK_SAMPLES // samples.shape[1])
+        med, std, count = (np.concatenate(parts) for parts in zip(
+            *(clipped_stats(samples[i:i + chunk]) for i in range(0, len(samples), chunk)),
+            strict=True))
         ngood = count / samples.shape[1] * (hy * hx)
         med[ngood <= good_limit] = np.nan
         std[ngood <= good_limit] = np.nan
@@ -285,7 +293,7 @@ def zoom_operator(n_mesh: int, box: int, n_out: int) -> np.ndarray:
 
 
 def mesh_background(
-    data: np.ndarray, bad: np.ndarray, box_size: int, filter_size: int
+    data: np.ndarray, bad: np.ndarray, box_size: int, filter_size: int, *, exact: bool = False
 ) -> MeshBackground:
     """Estimate the background mesh of ``data`` ignoring ``bad`` pixels.
 
@@ -299,6 +307,9 @@ def mesh_background(
         Box size in pixels (clipped to the image).
     filter_size : int
         Size of the median filter applied to the mesh (odd).
+    exact : bool
+        Clip every pixel of each box (photutils' statistics exactly) instead of a
+        sub-grid of at least `TARGET_SAMPLES` of them.
 
     Returns
     -------
@@ -312,12 +323,13 @@ def mesh_background(
     box = effective_box(data.shape, box_size)
     messages: list[str] = []
     method = "mesh"
-    bkg, rms = _mesh_stats(data, bad, box, 10.0)
+    target = data.size if exact else None
+    bkg, rms = _mesh_stats(data, bad, box, 10.0, target)
     if np.all(np.isnan(bkg)):
         messages.append(single_box_message(box, "every box is excluded"))
         box = (int(data.shape[0]), int(data.shape[1]))
         method = "single-box"
-        bkg, rms = _mesh_stats(data, bad, box, 100.0)
+        bkg, rms = _mesh_stats(data, bad, box, 100.0, target)
         if np.all(np.isnan(bkg)):  # the few good pixels may fall between the samples
             bkg, rms = _mesh_stats(data, bad, box, 100.0, target=data.size)
         if np.all(np.isnan(bkg)):

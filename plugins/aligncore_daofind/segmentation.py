@@ -54,7 +54,8 @@ class SegmentationDetector(SourceDetector):
     Params: ClassVar[type[SegmentationParams]] = SegmentationParams
 
     def estimate_background(self, data: np.ndarray, mask: np.ndarray) -> BackgroundEstimate:
-        return mesh_background(data, mask, self.params.bkg_boxsize, self.params.bkg_filter_size)
+        return mesh_background(data, mask, self.params.bkg_boxsize, self.params.bkg_filter_size,
+                               exact=self.params.bkg_exact)
 
     def pad_width(self) -> int:
         return dao_kernel(self.params.kernel_fwhm).radius

@@ -151,7 +151,7 @@ class AbsoluteSection(_Section):
         validation_alias=AliasChoices("save_gaia_catalog", "save_abs_catalog"),
         description="Write the reference catalog used.",
     )
-    fitgeometry: Literal["shift", "rshift", "rscale", "general"] = Field(
+    fitgeometry: Literal["shift", "rshift", "rscale", "general", "auto"] = Field(
         "rshift", validation_alias=AliasChoices("fitgeometry", "abs_fitgeometry")
     )
     searchrad: float | Literal["auto"] = Field(

@@ -149,9 +149,10 @@ def _weights(units: Sequence[Unit], pair: PairMatches) -> np.ndarray:
 
 
 def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[int, int],
-                geometry: str, centers: dict[int, np.ndarray], weighted: bool
+                geometries: dict[int, str], centers: dict[int, np.ndarray], weighted: bool
                 ) -> tuple[np.ndarray, sp.csc_matrix, np.ndarray, float, int]:
-    n_par = _N_PARAMS[geometry]
+    """One weighted least-squares solve; ``free[unit]`` is the offset of the unit's
+    parameters in the solution vector, ``geometries[unit]`` its geometry."""
     rows, cols, vals, rhs, wts = [], [], [], [], []
     row0 = 0
     positions = _positions(units, pairs)
@@ -167,15 +168,15 @@ def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[
         for unit, points, sign in ((pair.a, pa, 1.0), (pair.b, pb, -1.0)):
             if unit not in free:
                 continue
-            block = sign * _design_block(points, centers[unit], geometry)
+            block = sign * _design_block(points, centers[unit], geometries[unit])
             r, c = np.nonzero(np.ones_like(block, dtype=bool))
             rows.append(row0 + r)
-            cols.append(free[unit] * n_par + c)
+            cols.append(free[unit] + c)
             vals.append(block[r, c])
         rhs.append((pb - pa).reshape(-1))
         wts.append(w)
         row0 += n_rows
-    n_unknowns = len(free) * n_par
+    n_unknowns = sum(_N_PARAMS[geometries[u]] for u in free)
     if row0 == 0 or n_unknowns == 0:
         return np.zeros(n_unknowns), sp.csc_matrix((n_unknowns, n_unknowns)), np.zeros(0), 0.0, 0
     design = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
@@ -232,7 +233,8 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
     units : list of Unit
         Units after a sequential pass; exactly one has status REFERENCE (held fixed).
     geometry : str
-        ``shift``, ``rshift``, ``rscale`` or ``general``.
+        ``shift``, ``rshift``, ``rscale`` or ``general`` for every unit, or
+        ``auto``: each unit keeps the geometry its sequential fit chose.
     nclip, sigma : int, float
         Sigma clipping of matched pairs per solve.
     weighted : bool
@@ -250,25 +252,27 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
     reference = next((i for i, u in enumerate(units) if u.status == Status.REFERENCE), None)
     if reference is None:
         return {"solver": "global", "skipped": "no reference unit"}
-    n_par = _N_PARAMS[geometry]
     info: dict[str, object] = {"solver": "global"}
     # match once on the sequential solution; clipping only ever removes pairs, so the
     # solve -> clip loop converges (re-matching inside it would undo the clipping)
     pairs = match_pairs(units)
     connected = _connected_to_reference(len(units), pairs, reference)
     free_units = [i for i in _aligned(units) if i != reference and i in connected]
-    free = {unit: k for k, unit in enumerate(free_units)}
+    geometries = {i: _unit_geometry(units[i], geometry) for i in free_units}
+    offsets = np.concatenate([[0], np.cumsum([_N_PARAMS[geometries[i]] for i in free_units])])
+    free = {unit: int(offsets[k]) for k, unit in enumerate(free_units)}
     centers = {i: units[i].corrected_xy().mean(axis=0) for i in free_units}
     normal, chi2, n_rows, clip_passes = None, 0.0, 0, 0
     for iteration in range(1, max_iter + 1):
-        solution, normal, _, chi2, n_rows = _solve_once(units, pairs, free, geometry,
+        solution, normal, _, chi2, n_rows = _solve_once(units, pairs, free, geometries,
                                                         centers, weighted)
         if not np.all(np.isfinite(solution)):
             info["failed"] = "singular global system; the sequential solution is kept"
             return info
         largest = 0.0
         for u, k in free.items():
-            update = _update(solution[k * n_par:(k + 1) * n_par], centers[u], geometry)
+            g = geometries[u]
+            update = _update(solution[k:k + _N_PARAMS[g]], centers[u], g)
             moved = update.apply(centers[u][None, :])[0] - centers[u]
             largest = max(largest, float(np.hypot(*moved)))
             units[u].fit = update.compose(units[u].fit)
@@ -277,18 +281,30 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
         clip_passes += clipped > 0
         if clipped == 0 and largest < tol:
             break
-    dof = max(n_rows - len(free) * n_par, 1)
+    dof = max(n_rows - int(offsets[-1]), 1)
     info.update({"pairs": len(pairs), "matches": int(sum(int(p.keep.sum()) for p in pairs)),
                  "chi2_dof": chi2 / dof, "unconnected": sorted(
                      units[i].key for i in _aligned(units) if i not in connected)})
-    _set_statistics(units, pairs, free, normal, chi2 / dof, geometry)
+    if geometry == "auto":
+        info["geometries"] = {g: sum(v == g for v in geometries.values())
+                              for g in sorted(set(geometries.values()))}
+    _set_statistics(units, pairs, free, normal, chi2 / dof, geometries)
     return info
 
 
+def _unit_geometry(unit: Unit, geometry: str) -> str:
+    """The geometry of a unit's global update: ``geometry``, or with ``auto`` the one its
+    sequential fit chose."""
+    if geometry != "auto":
+        return geometry
+    chosen = unit.fit.fitgeometry if unit.fit is not None else None
+    return chosen if chosen in _N_PARAMS else "rshift"
+
+
 def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[int, int],
-                    normal: sp.csc_matrix | None, chi2_dof: float, geometry: str) -> None:
+                    normal: sp.csc_matrix | None, chi2_dof: float,
+                    geometries: dict[int, str]) -> None:
     """Per-unit residual statistics and parameter uncertainties from the global solution."""
-    n_par = _N_PARAMS[geometry]
     covariance = None
     if normal is not None and 0 < normal.shape[0] <= _DENSE_COVARIANCE_LIMIT:
         try:
@@ -313,8 +329,10 @@ def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[
         shift_err = np.full(2, np.nan)
         rotation_err = scale_err = math.nan
         block = None
+        geometry = geometries[unit]
         if covariance is not None:
-            block = covariance[k * n_par:(k + 1) * n_par, k * n_par:(k + 1) * n_par]
+            n_par = _N_PARAMS[geometry]
+            block = covariance[k:k + n_par, k:k + n_par]
             diag = np.sqrt(np.clip(np.diag(block), 0, None))
             shift_err = diag[-2:]
             if geometry == "rshift":
