@@ -104,6 +104,43 @@ class MeshBackground(BackgroundEstimate):
         return self._at(self.mesh, self._range, y, x)
 
 
+class _RangeSums:
+    """Sums and sums of squares of ``values[i, lo:hi]`` for rows sorted in increasing
+    order (NaNs last), from running sums over each row's first and last ``width``
+    valid values: sigma clipping only ever trims the tails of a sorted row, so the
+    running sums never need to cover its middle."""
+
+    def __init__(self, values: np.ndarray, nvalid: np.ndarray) -> None:
+        nrows, ncols = values.shape
+        self.values, self.nvalid = values, nvalid
+        self.rows = np.arange(nrows)
+        self.width = width = max(1, min(ncols, ncols // 8))
+        zero = np.zeros((nrows, 1))
+        head = values[:, :width].astype(np.float64)
+        head[np.arange(width)[None, :] >= nvalid[:, None]] = 0.0
+        position = nvalid[:, None] - 1 - np.arange(width)[None, :]  # last valid first
+        tail = values[self.rows[:, None], np.maximum(position, 0)].astype(np.float64)
+        tail[position < 0] = 0.0
+        self.head = np.concatenate([zero, np.cumsum(head, axis=1)], axis=1)
+        self.head2 = np.concatenate([zero, np.cumsum(head * head, axis=1)], axis=1)
+        self.tail = np.concatenate([zero, np.cumsum(tail, axis=1)], axis=1)
+        self.tail2 = np.concatenate([zero, np.cumsum(tail * tail, axis=1)], axis=1)
+        filled = np.where(np.isnan(values), 0.0, values).astype(np.float64)
+        self.total = filled.sum(axis=1)
+        self.total2 = np.einsum("ij,ij->i", filled, filled)
+
+    def __call__(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cut_hi = self.nvalid - hi
+        near = (lo <= self.width) & (cut_hi <= self.width)
+        lo_n, cut_n = np.where(near, lo, 0), np.where(near, cut_hi, 0)
+        total = self.total - self.head[self.rows, lo_n] - self.tail[self.rows, cut_n]
+        total2 = self.total2 - self.head2[self.rows, lo_n] - self.tail2[self.rows, cut_n]
+        for i in np.flatnonzero(~near):  # clipped deeper than the running sums reach
+            part = self.values[i, lo[i]:hi[i]].astype(np.float64)
+            total[i], total2[i] = part.sum(), part @ part
+        return total, total2
+
+
 def clipped_stats(
     samples: np.ndarray, sigma: float = 3.0, maxiters: int = 10
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,23 +163,13 @@ def clipped_stats(
     values = np.sort(samples, axis=1)  # NaNs go last
     nrows, ncols = values.shape
     rows = np.arange(nrows)
-    lo = np.zeros(nrows, dtype=np.intp)
-    valid = ~np.isnan(values)
-    hi = np.count_nonzero(valid, axis=1).astype(np.intp)
-    if not hi.any():
+    nvalid = np.count_nonzero(~np.isnan(values), axis=1).astype(np.intp)
+    if not nvalid.any():
         nan = np.full(nrows, np.nan)
-        return nan, nan.copy(), hi
-    filled = np.where(valid, values, 0.0).astype(np.float64)
-    zero = np.zeros((nrows, 1))
-    csum = np.concatenate([zero, np.cumsum(filled, axis=1)], axis=1)
-    csum2 = np.concatenate([zero, np.cumsum(filled * filled, axis=1)], axis=1)
-    # One sorted key per sample: row index + value scaled into [0, 0.5]
-    # (NaN -> 0.75), so that all rows are searched with one searchsorted.
-    vmin, vmax = float(np.min(values[valid])), float(np.max(values[valid]))
-    scale = 0.5 / (vmax - vmin) if vmax > vmin else 0.0
-    keys = np.where(valid, (filled - vmin) * scale, 0.75) + rows[:, None]
-    keys = keys.reshape(-1)
-    starts = rows * ncols
+        return nan, nan.copy(), nvalid
+    sums = _RangeSums(values, nvalid)
+    lo = np.zeros(nrows, dtype=np.intp)
+    hi = nvalid.copy()
 
     def stats(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = hi - lo
@@ -150,24 +177,21 @@ def clipped_stats(
         half = lo + np.maximum(n - 1, 0) // 2
         upper = np.minimum(half + (1 - n % 2), ncols - 1)
         med = 0.5 * (values[rows, half].astype(np.float64) + values[rows, upper])
+        total, total2 = sums(lo, hi)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = (csum[rows, hi] - csum[rows, lo]) / n
-            var = (csum2[rows, hi] - csum2[rows, lo]) / n - mean**2
+            mean = total / n
+            var = total2 / n - mean**2
         std = np.sqrt(np.maximum(var, 0.0))
         return np.where(ok, med, np.nan), np.where(ok, std, np.nan)
-
-    def key(bound: np.ndarray) -> np.ndarray:
-        return np.clip((bound - vmin) * scale, 0.0, 0.5) + rows
 
     for _ in range(maxiters):
         med, std = stats(lo, hi)
         ok = np.isfinite(med)
-        lower = np.where(ok, med - sigma * std, vmin)
-        upper = np.where(ok, med + sigma * std, vmax)
-        below = np.searchsorted(keys, key(lower), side="left") - starts
-        at_most = np.searchsorted(keys, key(upper), side="right") - starts
-        new_lo = np.maximum(lo, below)
-        new_hi = np.minimum(hi, at_most)
+        new_lo, new_hi = lo.copy(), hi.copy()
+        for i in np.flatnonzero(ok):  # each row is sorted: the clip bounds are two bisections
+            row = values[i, :nvalid[i]]
+            new_lo[i] = max(lo[i], np.searchsorted(row, med[i] - sigma * std[i], side="left"))
+            new_hi[i] = min(hi[i], np.searchsorted(row, med[i] + sigma * std[i], side="right"))
         new_hi = np.maximum(new_hi, new_lo)
         if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
             break

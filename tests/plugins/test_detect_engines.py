@@ -158,3 +158,30 @@ def test_fast_background_falls_back_to_one_box():
     assert fast.box_size == ref.box_size == (90, 120)
     assert fast.rms_median == pytest.approx(ref.rms_median, rel=0.03)
     assert float(fast.rows(0, 1)) == pytest.approx(float(np.mean(ref.rows(0, 1))), abs=0.1)
+
+
+@pytest.mark.parametrize("outliers", [0.0, 0.05, 0.3])
+def test_clipped_stats_equal_astropy_sigma_clipping(outliers):
+    """Per row: astropy's sigma clipping (median centre, population std, 3 sigma, 10
+    iterations), including rows clipped deeper than the running sums reach (30 %
+    outliers) and rows with masked (NaN) values."""
+    from astropy.stats import sigma_clip
+
+    from aligncore_daofind.meshbkg import clipped_stats
+
+    rng = np.random.default_rng(7)
+    samples = rng.normal(100.0, 5.0, (12, 4000))
+    n_out = int(outliers * samples.shape[1])
+    samples[:, :n_out] += rng.uniform(30.0, 300.0, (12, n_out))
+    samples[3, ::7] = np.nan
+    samples[5, :] = np.nan
+    med, std, count = clipped_stats(samples.astype(np.float32))
+    for i, row in enumerate(samples.astype(np.float32).astype(np.float64)):
+        kept = sigma_clip(row[np.isfinite(row)], sigma=3.0, maxiters=10,
+                          cenfunc="median", stdfunc="std", masked=False)
+        if kept.size == 0:
+            assert np.isnan(med[i]) and count[i] == 0
+            continue
+        assert count[i] == kept.size
+        assert med[i] == pytest.approx(np.median(kept), rel=1e-12)
+        assert std[i] == pytest.approx(np.std(kept), rel=1e-9)
