@@ -127,9 +127,11 @@ def run_aligncore(paths: Sequence[Path], outdir: Path, sets: Sequence[str], labe
              + result.timings.get("correct", 0.0), "write": t_write}
     failed = [f"{r.name}: {r.reason}" for r in result.images if not r.ok]
     model = None
-    if config.align.solver == "global":  # the geometry each image was solved in
-        model = ([r.fit.fitgeometry if r.fit is not None else "shift" for r in result.images],
-                 config.align.use_weights)
+    solved = result.meta.get("relative", {}).get("global", {})
+    if config.align.solver == "global" and "iterations" in solved:
+        # the one geometry the global solution used (with fitgeometry: auto, its choice)
+        geometry = solved.get("geometry", config.fitter.params.get("fitgeometry", "rshift"))
+        model = ([geometry] * len(result.images), config.align.use_weights)
     return Run(label, [r.wcs for r in result.images], [r.catalog for r in result.images],
                failed, times, model=model)
 

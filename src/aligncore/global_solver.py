@@ -26,6 +26,7 @@ from aligncore.types import FitResult, Status
 from aligncore.units import Unit
 
 __all__ = [
+    "AUTO_GEOMETRIES",
     "PairMatches",
     "match_pairs",
     "match_radius",
@@ -149,10 +150,9 @@ def _weights(units: Sequence[Unit], pair: PairMatches) -> np.ndarray:
 
 
 def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[int, int],
-                geometries: dict[int, str], centers: dict[int, np.ndarray], weighted: bool
+                geometry: str, centers: dict[int, np.ndarray], weighted: bool
                 ) -> tuple[np.ndarray, sp.csc_matrix, np.ndarray, float, int]:
-    """One weighted least-squares solve; ``free[unit]`` is the offset of the unit's
-    parameters in the solution vector, ``geometries[unit]`` its geometry."""
+    n_par = _N_PARAMS[geometry]
     rows, cols, vals, rhs, wts = [], [], [], [], []
     row0 = 0
     positions = _positions(units, pairs)
@@ -168,15 +168,15 @@ def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[
         for unit, points, sign in ((pair.a, pa, 1.0), (pair.b, pb, -1.0)):
             if unit not in free:
                 continue
-            block = sign * _design_block(points, centers[unit], geometries[unit])
+            block = sign * _design_block(points, centers[unit], geometry)
             r, c = np.nonzero(np.ones_like(block, dtype=bool))
             rows.append(row0 + r)
-            cols.append(free[unit] + c)
+            cols.append(free[unit] * n_par + c)
             vals.append(block[r, c])
         rhs.append((pb - pa).reshape(-1))
         wts.append(w)
         row0 += n_rows
-    n_unknowns = sum(_N_PARAMS[geometries[u]] for u in free)
+    n_unknowns = len(free) * n_par
     if row0 == 0 or n_unknowns == 0:
         return np.zeros(n_unknowns), sp.csc_matrix((n_unknowns, n_unknowns)), np.zeros(0), 0.0, 0
     design = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
@@ -193,20 +193,29 @@ def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[
     return solution, normal, residual, chi2, row0
 
 
-def _clip(units: Sequence[Unit], pairs: Sequence[PairMatches], sigma: float) -> int:
-    """Reject matches whose corrected separation exceeds sigma x RMS; return the number clipped."""
-    separations = []
+def _clip(units: Sequence[Unit], pairs: Sequence[PairMatches], sigma: float,
+          weighted: bool) -> int:
+    """Reject matches whose corrected separation exceeds sigma x RMS; return the number clipped.
+
+    With ``weighted``, separations are normalised by their expected size
+    (``sep * sqrt(w / mean w)``) first, as the fits weigh them: a bright star
+    that is off by a few of its own sigmas is clipped although its separation
+    is small next to the faint stars', and a faint star is not clipped for
+    scattering as much as its errors say.
+    """
+    scaled = []
     positions = _positions(units, pairs)
     for pair in pairs:
         d = positions[pair.a][pair.idx_a] - positions[pair.b][pair.idx_b]
-        separations.append(np.hypot(d[:, 0], d[:, 1]))
-    kept = np.concatenate([s[p.keep] for s, p in zip(separations, pairs, strict=True)]
+        sep = np.hypot(d[:, 0], d[:, 1])
+        scaled.append(sep * np.sqrt(_weights(units, pair)) if weighted else sep)
+    kept = np.concatenate([s[p.keep] for s, p in zip(scaled, pairs, strict=True)]
                           ) if pairs else np.zeros(0)
     if kept.size < 3:
         return 0
     limit = sigma * math.sqrt(float(np.mean(kept**2)))
     clipped = 0
-    for sep, pair in zip(separations, pairs, strict=True):
+    for sep, pair in zip(scaled, pairs, strict=True):
         new_keep = pair.keep & (sep < limit)
         clipped += int(np.count_nonzero(pair.keep & ~new_keep))
         pair.keep = new_keep
@@ -223,6 +232,22 @@ def _connected_to_reference(n: int, pairs: Sequence[PairMatches], reference: int
     return {i for i in range(n) if labels[i] == labels[reference]}
 
 
+AUTO_GEOMETRIES = ("rscale", "rshift", "shift")
+"""Geometries ``auto`` chooses from for all units at once, richest first."""
+
+
+@dataclass
+class _Solution:
+    """State of an iterated global solve."""
+
+    geometry: str
+    normal: sp.csc_matrix | None
+    chi2: float
+    n_rows: int
+    iterations: int
+    failed: bool = False
+
+
 def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: float = 3.0,
                  weighted: bool = False, max_iter: int = 10,
                  tol: float = 1e-7) -> dict[str, object]:
@@ -233,8 +258,13 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
     units : list of Unit
         Units after a sequential pass; exactly one has status REFERENCE (held fixed).
     geometry : str
-        ``shift``, ``rshift``, ``rscale`` or ``general`` for every unit, or
-        ``auto``: each unit keeps the geometry its sequential fit chose.
+        ``shift``, ``rshift``, ``rscale`` or ``general``; or ``auto``: solved in
+        ``rscale`` with clipping, then on the same matches in each simpler
+        geometry of :data:`AUTO_GEOMETRIES` in turn, which is kept unless its
+        chi-square is higher by more than 2 per parameter dropped (Akaike's
+        criterion, in units of the ``rscale`` residual variance). One geometry
+        for all units: a free scale per unit is worth it only if the scales
+        are, on the whole, measured better than they are large.
     nclip, sigma : int, float
         Sigma clipping of matched pairs per solve.
     weighted : bool
@@ -247,7 +277,8 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
     Returns
     -------
     dict
-        Diagnostics: iterations, number of pairs and matches, chi2 per degree of freedom.
+        Diagnostics: iterations, number of pairs and matches, chi2 per degree of
+        freedom, and with ``auto`` the geometry chosen and the tests made.
     """
     reference = next((i for i, u in enumerate(units) if u.status == Status.REFERENCE), None)
     if reference is None:
@@ -258,53 +289,74 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
     pairs = match_pairs(units)
     connected = _connected_to_reference(len(units), pairs, reference)
     free_units = [i for i in _aligned(units) if i != reference and i in connected]
-    geometries = {i: _unit_geometry(units[i], geometry) for i in free_units}
-    offsets = np.concatenate([[0], np.cumsum([_N_PARAMS[geometries[i]] for i in free_units])])
-    free = {unit: int(offsets[k]) for k, unit in enumerate(free_units)}
-    centers = {i: units[i].corrected_xy().mean(axis=0) for i in free_units}
-    normal, chi2, n_rows, clip_passes = None, 0.0, 0, 0
-    for iteration in range(1, max_iter + 1):
-        solution, normal, _, chi2, n_rows = _solve_once(units, pairs, free, geometries,
-                                                        centers, weighted)
-        if not np.all(np.isfinite(solution)):
-            info["failed"] = "singular global system; the sequential solution is kept"
-            return info
-        largest = 0.0
-        for u, k in free.items():
-            g = geometries[u]
-            update = _update(solution[k:k + _N_PARAMS[g]], centers[u], g)
-            moved = update.apply(centers[u][None, :])[0] - centers[u]
-            largest = max(largest, float(np.hypot(*moved)))
-            units[u].fit = update.compose(units[u].fit)
-        info["iterations"] = iteration
-        clipped = _clip(units, pairs, sigma) if clip_passes < nclip else 0
-        clip_passes += clipped > 0
-        if clipped == 0 and largest < tol:
+    free = {unit: k for k, unit in enumerate(free_units)}
+    candidates = AUTO_GEOMETRIES if geometry == "auto" else (geometry,)
+    start = {u: units[u].fit for u in free_units}
+    best = _iterate(units, pairs, free, candidates[0], weighted, nclip, sigma, max_iter, tol)
+    if best.failed:
+        for u, fit in start.items():
+            units[u].fit = fit
+        info["failed"] = "singular global system; the sequential solution is kept"
+        return info
+    variance = best.chi2 / max(best.n_rows - len(free) * _N_PARAMS[best.geometry], 1)
+    tests = {}
+    for simpler in candidates[1:]:
+        kept = {u: units[u].fit for u in free_units}
+        for u, fit in start.items():
+            units[u].fit = fit
+        trial = _iterate(units, pairs, free, simpler, weighted, 0, sigma, max_iter, tol)
+        increase = (trial.chi2 - best.chi2) / variance if variance > 0 else math.inf
+        allowance = 2.0 * len(free) * (_N_PARAMS[best.geometry] - _N_PARAMS[simpler])
+        tests[simpler] = {"chi2_increase": increase, "allowance": allowance}
+        if trial.failed or not increase <= allowance:
+            for u, fit in kept.items():
+                units[u].fit = fit
             break
-    dof = max(n_rows - int(offsets[-1]), 1)
-    info.update({"pairs": len(pairs), "matches": int(sum(int(p.keep.sum()) for p in pairs)),
-                 "chi2_dof": chi2 / dof, "unconnected": sorted(
+        best = trial
+    n_par = _N_PARAMS[best.geometry]
+    dof = max(best.n_rows - len(free) * n_par, 1)
+    info.update({"iterations": best.iterations, "pairs": len(pairs),
+                 "matches": int(sum(int(p.keep.sum()) for p in pairs)),
+                 "chi2_dof": best.chi2 / dof, "unconnected": sorted(
                      units[i].key for i in _aligned(units) if i not in connected)})
     if geometry == "auto":
-        info["geometries"] = {g: sum(v == g for v in geometries.values())
-                              for g in sorted(set(geometries.values()))}
-    _set_statistics(units, pairs, free, normal, chi2 / dof, geometries)
+        info["geometry"] = best.geometry
+        info["geometry_tests"] = tests
+    _set_statistics(units, pairs, free, best.normal, best.chi2 / dof, best.geometry)
     return info
 
 
-def _unit_geometry(unit: Unit, geometry: str) -> str:
-    """The geometry of a unit's global update: ``geometry``, or with ``auto`` the one its
-    sequential fit chose."""
-    if geometry != "auto":
-        return geometry
-    chosen = unit.fit.fitgeometry if unit.fit is not None else None
-    return chosen if chosen in _N_PARAMS else "rshift"
+def _iterate(units: list[Unit], pairs: list[PairMatches], free: dict[int, int], geometry: str,
+             weighted: bool, nclip: int, sigma: float, max_iter: int, tol: float) -> _Solution:
+    """Solve -> update -> clip until the updates vanish (units' fits updated in place)."""
+    n_par = _N_PARAMS[geometry]
+    centers = {i: units[i].corrected_xy().mean(axis=0) for i in free}
+    state = _Solution(geometry, None, 0.0, 0, 0)
+    clip_passes = 0
+    for iteration in range(1, max_iter + 1):
+        solution, state.normal, _, state.chi2, state.n_rows = _solve_once(
+            units, pairs, free, geometry, centers, weighted)
+        if not np.all(np.isfinite(solution)):
+            state.failed = True
+            return state
+        largest = 0.0
+        for u, k in free.items():
+            update = _update(solution[k * n_par:(k + 1) * n_par], centers[u], geometry)
+            moved = update.apply(centers[u][None, :])[0] - centers[u]
+            largest = max(largest, float(np.hypot(*moved)))
+            units[u].fit = update.compose(units[u].fit)
+        state.iterations = iteration
+        clipped = _clip(units, pairs, sigma, weighted) if clip_passes < nclip else 0
+        clip_passes += clipped > 0
+        if clipped == 0 and largest < tol:
+            break
+    return state
 
 
 def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[int, int],
-                    normal: sp.csc_matrix | None, chi2_dof: float,
-                    geometries: dict[int, str]) -> None:
+                    normal: sp.csc_matrix | None, chi2_dof: float, geometry: str) -> None:
     """Per-unit residual statistics and parameter uncertainties from the global solution."""
+    n_par = _N_PARAMS[geometry]
     covariance = None
     if normal is not None and 0 < normal.shape[0] <= _DENSE_COVARIANCE_LIMIT:
         try:
@@ -329,10 +381,8 @@ def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[
         shift_err = np.full(2, np.nan)
         rotation_err = scale_err = math.nan
         block = None
-        geometry = geometries[unit]
         if covariance is not None:
-            n_par = _N_PARAMS[geometry]
-            block = covariance[k:k + n_par, k:k + n_par]
+            block = covariance[k * n_par:(k + 1) * n_par, k * n_par:(k + 1) * n_par]
             diag = np.sqrt(np.clip(np.diag(block), 0, None))
             shift_err = diag[-2:]
             if geometry == "rshift":
