@@ -125,9 +125,15 @@ class _RangeSums:
         self.head2 = np.concatenate([zero, np.cumsum(head * head, axis=1)], axis=1)
         self.tail = np.concatenate([zero, np.cumsum(tail, axis=1)], axis=1)
         self.tail2 = np.concatenate([zero, np.cumsum(tail * tail, axis=1)], axis=1)
-        filled = np.where(np.isnan(values), 0.0, values).astype(np.float64)
-        self.total = filled.sum(axis=1)
-        self.total2 = np.einsum("ij,ij->i", filled, filled)
+        self.total = np.empty(nrows)
+        self.total2 = np.empty(nrows)
+        full = nvalid == ncols  # most boxes: no masked pixel, no NaN at the row's end
+        rows = values if full.all() else values[full]
+        self.total[full] = rows.sum(axis=1, dtype=np.float64)
+        self.total2[full] = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+        for i in np.flatnonzero(~full):
+            row = values[i, :nvalid[i]].astype(np.float64)
+            self.total[i], self.total2[i] = row.sum(), row @ row
 
     def __call__(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cut_hi = self.nvalid - hi
@@ -139,6 +145,17 @@ class _RangeSums:
             part = self.values[i, lo[i]:hi[i]].astype(np.float64)
             total[i], total2[i] = part.sum(), part @ part
         return total, total2
+
+
+def _bound_in_dtype(bound: np.ndarray, dtype: np.dtype, up: bool) -> np.ndarray:
+    """``bound`` rounded up (or down) to ``dtype``: for values of that dtype, ``v < b`` iff
+    ``v < ceil(b)`` and ``v <= b`` iff ``v <= floor(b)``, and bisecting with a bound of
+    the array's own dtype spares numpy converting the whole row."""
+    rounded = bound.astype(dtype)
+    with np.errstate(invalid="ignore"):
+        if up:
+            return np.where(rounded < bound, np.nextafter(rounded, dtype.type(np.inf)), rounded)
+        return np.where(rounded > bound, np.nextafter(rounded, dtype.type(-np.inf)), rounded)
 
 
 def clipped_stats(
@@ -188,10 +205,12 @@ def clipped_stats(
         med, std = stats(lo, hi)
         ok = np.isfinite(med)
         new_lo, new_hi = lo.copy(), hi.copy()
+        below = _bound_in_dtype(med - sigma * std, values.dtype, up=True)
+        above = _bound_in_dtype(med + sigma * std, values.dtype, up=False)
         for i in np.flatnonzero(ok):  # each row is sorted: the clip bounds are two bisections
             row = values[i, :nvalid[i]]
-            new_lo[i] = max(lo[i], np.searchsorted(row, med[i] - sigma * std[i], side="left"))
-            new_hi[i] = min(hi[i], np.searchsorted(row, med[i] + sigma * std[i], side="right"))
+            new_lo[i] = max(lo[i], np.searchsorted(row, below[i], side="left"))
+            new_hi[i] = min(hi[i], np.searchsorted(row, above[i], side="right"))
         new_hi = np.maximum(new_hi, new_lo)
         if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
             break
