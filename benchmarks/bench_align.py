@@ -129,8 +129,11 @@ def run_aligncore(paths: Sequence[Path], outdir: Path, sets: Sequence[str], labe
     model = None
     solved = result.meta.get("relative", {}).get("global", {})
     if config.align.solver == "global" and "iterations" in solved:
-        # the one geometry the global solution used (with fitgeometry: auto, its choice)
-        geometry = solved.get("geometry", config.fitter.params.get("fitgeometry", "rshift"))
+        # the geometry of the global solution; with fitgeometry: auto (a sequential fit in
+        # the geometry each image supports, then a global update in one geometry), that of
+        # the simulated errors, rscale: the limit of a perfect solver that models them
+        geometry = config.fitter.params.get("fitgeometry", "rshift")
+        geometry = "rscale" if geometry == "auto" else geometry
         model = ([geometry] * len(result.images), config.align.use_weights)
     return Run(label, [r.wcs for r in result.images], [r.catalog for r in result.images],
                failed, times, model=model)
@@ -456,6 +459,9 @@ def summarize(results: dict[str, dict[str, list[Run]]]) -> Table:
                 "failed": int(sum(r.scores["failed"] for r in runs)),
                 "rel_rms_mas": rel,
                 "max_rel_rms_mas": float(np.max([r.scores["rel_rms"] for r in runs])),
+                "pooled_rel_rms_mas": float(np.sqrt(np.mean(
+                    [r.scores["rel_rms"] ** 2 for r in runs]))),
+                "seed_rel_rms_mas": [r.scores["rel_rms"] for r in runs],
                 "bound_mas": _median([r.scores["bound"] for r in runs]),
                 "ratio": _median([r.scores["ratio"] for r in runs]),
                 "max_ratio": float(np.max([r.scores["ratio"] for r in runs])),
@@ -523,9 +529,14 @@ def acceptance(table: Table) -> list[str]:
                 checks.append(f"tweakwcs 1\" failed images: {tw1['failed']}")
         seq = row(scenario, "aligncore seq")
         if scenario == "mosaic" and seq is not None:
-            gain = seq["rel_rms_mas"] / ours["rel_rms_mas"]
+            # the two solvers on the same scenes: per seed, and the RMS error over all
+            # seeds' images (the median of each stack can come from different seeds)
+            gain = seq["pooled_rel_rms_mas"] / ours["pooled_rel_rms_mas"]
+            per_seed = ", ".join(f"{s / g:.2f}" for g, s in zip(
+                ours["seed_rel_rms_mas"], seq["seed_rel_rms_mas"], strict=True))
             checks.append(f"global >= 2x sequential: {'PASS' if gain >= 2 else 'FAIL'} "
-                          f"({gain:.2f}x)")
+                          f"({gain:.2f}x on the RMS over seeds; per seed {per_seed}; "
+                          f"ratio of the medians {seq['rel_rms_mas'] / ours['rel_rms_mas']:.2f})")
         if scenario == "dither" and tw6 is not None:
             speed = ours["speedup_vs_tw6"]
             checks.append(f">= 5x faster end to end: {'PASS' if speed >= 5 else 'FAIL'} "
