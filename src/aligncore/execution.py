@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from astropy.table import QTable
+from threadpoolctl import threadpool_limits
 
 from aligncore.config import Config
 from aligncore.errors import AlignError, InputError
@@ -77,7 +78,11 @@ def _worker_registry(plugin_files: tuple[str, ...]) -> Registry:
 
 
 def _detect(image: AlignImage, detector: Detector, registry: Registry) -> QTable:
-    catalog = registry.run_stage(detector, image)
+    # Detectors solve many tiny linear systems: OpenBLAS threads bring nothing there but
+    # spin on the other cores, and in a process pool every worker's threads fight over
+    # them (detection throughput 1.15x instead of 1.8x on 2 cores). One thread each.
+    with threadpool_limits(limits=1, user_api="blas"):
+        catalog = registry.run_stage(detector, image)
     if catalog is None:
         raise AlignError(f"{image.name}: detector {detector.name!r} returned None")
     catalog = QTable(catalog)
