@@ -99,3 +99,21 @@ def test_refinement_ignores_bad_pixels():
 def test_empty_input():
     res = gauss_centroids(np.zeros((5, 5)), None, np.zeros(0), np.zeros(0), 2.5, np.zeros(0))
     assert res.x.size == 0 and res.ok.size == 0
+
+
+def test_gauss_is_three_times_closer_to_the_bound_than_dao_over_snr_20_to_500(moffat):
+    """Each star's error in units of its own Cramér-Rao bound, RMS over SNR 20-500 (an
+    RMS in pixels would be the faint stars' alone): gauss ~1.0, DAOFIND ~4."""
+    fwhm, field = moffat
+    _, idx, err = detect(field, fwhm, "gauss")
+    _, idx_dao, err_dao = detect(field, fwhm, "dao")
+
+    def normalised_rms(index, error):
+        snr, crlb = field.snr[index], field.crlb[index]
+        sel = (snr >= 20) & (snr <= 500)
+        assert sel.sum() > 100
+        return np.sqrt(np.mean((error[sel] / crlb[sel]) ** 2))
+
+    gauss, dao = normalised_rms(idx, err), normalised_rms(idx_dao, err_dao)
+    assert gauss <= 1.5
+    assert dao >= 3.0 * gauss
