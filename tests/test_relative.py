@@ -193,3 +193,12 @@ def test_auto_geometry_drops_the_scale_that_the_overlaps_cannot_measure(small_sc
     result = aligncore.align(small_scene.paths,
                              load_config(None, ["fitter.params.fitgeometry=auto"]))
     assert result.meta["relative"]["global"]["geometry"] in ("rshift", "shift")
+
+
+def test_global_match_counts_are_distinct_sources(small_scene):
+    """A source matched in several overlaps counts once; the fixed reference counts too."""
+    result = aligncore.align(small_scene.paths)
+    for image in result:
+        assert 0 < image.n_matched <= image.n_sources
+        if image.status == Status.SUCCESS:
+            assert image.fit.n_used >= image.n_matched  # one residual per overlap it is in

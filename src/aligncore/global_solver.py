@@ -365,12 +365,14 @@ def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[
             covariance = None
     residuals: dict[int, list[np.ndarray]] = {}
     masks: dict[int, list[np.ndarray]] = {}
+    sources: dict[int, list[np.ndarray]] = {}
     positions = _positions(units, pairs)
     for pair in pairs:
         d = positions[pair.a][pair.idx_a] - positions[pair.b][pair.idx_b]
-        for unit, sign in ((pair.a, -1.0), (pair.b, 1.0)):
+        for unit, sign, idx in ((pair.a, -1.0, pair.idx_a), (pair.b, 1.0, pair.idx_b)):
             residuals.setdefault(unit, []).append(sign * d)
             masks.setdefault(unit, []).append(pair.keep)
+            sources.setdefault(unit, []).append(idx)
     for unit, k in free.items():
         fit = units[unit].fit
         r = np.concatenate(residuals.get(unit, [np.zeros((0, 2))]))
@@ -396,7 +398,17 @@ def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[
             rotation_err=rotation_err, scale_err=scale_err, covariance=block,
             meta={**fit.meta, "solver": "global"},
         )
-        units[unit].n_matched = int(mask.size)
+        # the unit's own sources matched in at least one overlap (a source seen in three
+        # neighbours gives three residuals but is one matched source)
+        units[unit].n_matched = _distinct(sources.get(unit, []))
+    for unit, found in sources.items():
+        if units[unit].status == Status.REFERENCE:  # fixed, but its sources are matched too
+            units[unit].n_matched = _distinct(found)
+
+
+def _distinct(indices: list[np.ndarray]) -> int:
+    """Number of distinct catalog rows among several index arrays."""
+    return int(np.unique(np.concatenate(indices)).size) if indices else 0
 
 
 def overlap_statistics(units: Sequence[Unit]) -> list[dict[str, object]]:
