@@ -462,6 +462,8 @@ def summarize(results: dict[str, dict[str, list[Run]]]) -> Table:
                 "pooled_rel_rms_mas": float(np.sqrt(np.mean(
                     [r.scores["rel_rms"] ** 2 for r in runs]))),
                 "seed_rel_rms_mas": [r.scores["rel_rms"] for r in runs],
+                "pooled_ratio": float(np.sqrt(np.mean([r.scores["rel_rms"] ** 2 for r in runs]))
+                                      / np.sqrt(np.mean([r.scores["bound"] ** 2 for r in runs]))),
                 "bound_mas": _median([r.scores["bound"] for r in runs]),
                 "ratio": _median([r.scores["ratio"] for r in runs]),
                 "max_ratio": float(np.max([r.scores["ratio"] for r in runs])),
@@ -503,7 +505,9 @@ def markdown(table: Table) -> str:
 
 
 def acceptance(table: Table) -> list[str]:
-    """The issue's acceptance criteria, checked on the medians (and worst seeds)."""
+    """The issue's acceptance criteria, on the RMS error over all seeds' images (each
+    scenario's relative error and bound are RMS values; the medians and worst seeds are
+    printed beside)."""
     out = []
 
     def row(scenario: str, stack: str) -> Any:
@@ -518,8 +522,9 @@ def acceptance(table: Table) -> list[str]:
             continue
         checks = [f"aligned: {'PASS' if ours['failed'] == 0 else 'FAIL'} "
                   f"({ours['failed']} failed)",
-                  f"rel_rms <= 1.2 bound: {'PASS' if ours['ratio'] <= 1.2 else 'FAIL'} "
-                  f"(median {ours['ratio']:.2f}, worst {ours['max_ratio']:.2f})"]
+                  f"rel_rms <= 1.2 bound: {'PASS' if ours['pooled_ratio'] <= 1.2 else 'FAIL'} "
+                  f"({ours['pooled_ratio']:.2f} on the RMS over seeds; median "
+                  f"{ours['ratio']:.2f}, worst seed {ours['max_ratio']:.2f})"]
         if tw6 is not None:
             better = ours["rel_rms_mas"] <= tw6["rel_rms_mas"]
             checks.append(f"<= tweakwcs 6\": {'PASS' if better else 'FAIL'} "

@@ -279,8 +279,13 @@ def select_fit(
         chi-square increase of each simpler geometry tried, in units of the
         residual variance, against the allowance (2 per parameter).
     """
-    richest = iter_fit(image_xy, ref_xy, candidates[0], weights, nclip=nclip, sigma=sigma)
     xy, uv, w = _prepare(image_xy, ref_xy, weights, candidates[0])
+    # start from the richest geometry the points can test (residual degrees of freedom
+    # left); too few points for any: the simplest candidate, which raises if even it cannot
+    usable = int(np.count_nonzero(w > 0))
+    testable = [g for g in candidates if 2 * usable > N_PARAMS[g]] or [candidates[-1]]
+    candidates = tuple(testable)
+    richest = iter_fit(image_xy, ref_xy, candidates[0], weights, nclip=nclip, sigma=sigma)
     mask = richest.fitmask
     n_kept = int(np.count_nonzero(mask))
     dof = 2 * n_kept - N_PARAMS[candidates[0]]

@@ -233,7 +233,10 @@ class Config(_Section):
     """A validated aligncore configuration.
 
     Use :func:`load_config` to read one from YAML; ``Config()`` gives the
-    built-in defaults of every stage (the seed's tweakreg values).
+    built-in defaults of every stage: the plugins' own defaults (the seed's
+    tweakreg values where the seed has the parameter) and aligncore's core
+    defaults (weighted fits, the global solver). ``configs/jwst.yaml`` is
+    tweakreg exactly; ``configs/default.yaml`` is the recommended set.
     """
 
     detector: DetectorSection = Field(default_factory=DetectorSection)

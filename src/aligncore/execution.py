@@ -256,41 +256,58 @@ def _run_windowed(executor: concurrent.futures.Executor, tasks: dict[int, Detect
     """
     queue = collections.deque((index, task, False) for index, task in tasks.items())
     running: dict[concurrent.futures.Future, tuple[int, DetectTask, bool]] = {}
+    restartable = isinstance(executor, _RestartingProcessPool)
     try:
         while queue or running:
+            broken = False
             while queue and _may_submit(queue[0][2], running, window):
-                entry = queue.popleft()
-                running[executor.submit(run_detect_task, entry[1])] = entry
-            done, _ = concurrent.futures.wait(running, return_when="FIRST_COMPLETED")
-            if (isinstance(executor, _RestartingProcessPool)
-                    and any(isinstance(f.exception(), BrokenProcessPool) for f in done)):
-                lost = list(running.values())
+                try:
+                    future = executor.submit(run_detect_task, queue[0][1])
+                except BrokenProcessPool:  # broke after the last wait: handled below
+                    if not restartable:
+                        raise
+                    broken = True
+                    break
+                running[future] = queue.popleft()
+            done = set()
+            if running and not broken:
+                done, _ = concurrent.futures.wait(running, return_when="FIRST_COMPLETED")
+            lost = []
+            for future in done:
+                entry = running.pop(future)
+                if restartable and isinstance(future.exception(), BrokenProcessPool):
+                    lost.append(entry)
+                    broken = True
+                    continue
+                yield _outcome(entry[0], future, skip)
+            if broken:  # every task the pool held is lost with it; the others came back
+                lost += running.values()
                 running.clear()
-                executor.restart()
+                executor.restart()  # type: ignore[attr-defined]
                 if len(lost) == 1:
                     yield lost[0][0], DetectionOutcome(
                         None, 0.0, "detection failed on a worker: the worker process died "
                         "while detecting this image")
-                else:
+                else:  # which one killed it? each runs again, alone
                     queue.extendleft((index, task, True) for index, task, _ in reversed(lost))
-                continue
-            for future in done:
-                index = running.pop(future)[0]
-                try:
-                    catalog, seconds = future.result()
-                except InputError as exc:
-                    if not skip:
-                        raise
-                    yield index, DetectionOutcome(None, 0.0, str(exc))
-                    continue
-                except Exception as exc:  # a worker died or the task was lost
-                    yield index, DetectionOutcome(
-                        None, 0.0, f"detection failed on a worker: {type(exc).__name__}: {exc}")
-                    continue
-                yield index, DetectionOutcome(catalog, seconds)
     finally:
         for future in running:
             future.cancel()
+
+
+def _outcome(index: int, future: concurrent.futures.Future,
+             skip: bool) -> tuple[int, DetectionOutcome]:
+    """The outcome of a finished detection task (``InputError`` raised unless ``skip``)."""
+    try:
+        catalog, seconds = future.result()
+    except InputError as exc:
+        if not skip:
+            raise
+        return index, DetectionOutcome(None, 0.0, str(exc))
+    except Exception as exc:  # a worker died or the task was lost
+        return index, DetectionOutcome(
+            None, 0.0, f"detection failed on a worker: {type(exc).__name__}: {exc}")
+    return index, DetectionOutcome(catalog, seconds)
 
 
 def detect_images(

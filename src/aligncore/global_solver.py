@@ -292,6 +292,16 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
     free = {unit: k for k, unit in enumerate(free_units)}
     candidates = AUTO_GEOMETRIES if geometry == "auto" else (geometry,)
     start = {u: units[u].fit for u in free_units}
+
+    def restart(trial_geometry: str) -> None:
+        """Each unit from its sequential fit; with ``auto``, reduced to the geometry tried
+        (the sequential fits chose their own geometries), so that the solution is entirely
+        in that geometry."""
+        for u, fit in start.items():
+            units[u].fit = (_restricted(fit, trial_geometry, units[u].xy.mean(axis=0))
+                            if geometry == "auto" else fit)
+
+    restart(candidates[0])
     best = _iterate(units, pairs, free, candidates[0], weighted, nclip, sigma, max_iter, tol)
     if best.failed:
         for u, fit in start.items():
@@ -302,8 +312,7 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
     tests = {}
     for simpler in candidates[1:]:
         kept = {u: units[u].fit for u in free_units}
-        for u, fit in start.items():
-            units[u].fit = fit
+        restart(simpler)
         trial = _iterate(units, pairs, free, simpler, weighted, 0, sigma, max_iter, tol)
         increase = (trial.chi2 - best.chi2) / variance if variance > 0 else math.inf
         allowance = 2.0 * len(free) * (_N_PARAMS[best.geometry] - _N_PARAMS[simpler])
@@ -324,6 +333,28 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
         info["geometry_tests"] = tests
     _set_statistics(units, pairs, free, best.normal, best.chi2 / dof, best.geometry)
     return info
+
+
+def _restricted(fit: FitResult, geometry: str, center: np.ndarray) -> FitResult:
+    """The transform of ``geometry`` nearest to ``fit`` (least squares on the matrix),
+    with the same effect at ``center``: rscale keeps the similarity part, rshift also
+    drops the scale, shift keeps no rotation (a reflection, which no update can undo,
+    is kept)."""
+    m = fit.matrix
+    if np.linalg.det(m) >= 0:  # [[a, -b], [b, a]]
+        a, b = 0.5 * (m[0, 0] + m[1, 1]), 0.5 * (m[1, 0] - m[0, 1])
+        similar = np.array([[a, -b], [b, a]])
+    else:  # [[a, b], [b, -a]]
+        a, b = 0.5 * (m[0, 0] - m[1, 1]), 0.5 * (m[0, 1] + m[1, 0])
+        similar = np.array([[a, b], [b, -a]])
+    if geometry == "rscale":
+        matrix = similar
+    elif geometry == "rshift" or np.linalg.det(m) < 0:
+        matrix = similar / math.sqrt(abs(np.linalg.det(similar)))
+    else:
+        matrix = np.eye(2)
+    shift = fit.apply(center[None, :])[0] - matrix @ center
+    return FitResult(matrix=matrix, shift=shift, fitgeometry=geometry, meta=dict(fit.meta))
 
 
 def _iterate(units: list[Unit], pairs: list[PairMatches], free: dict[int, int], geometry: str,

@@ -371,3 +371,19 @@ def test_auto_geometry_predicts_better_than_a_fixed_rscale_on_few_stars():
             fit = AffineFitter(fitgeometry=geometry).fit(xy, uv)
             errors[geometry].append(np.mean(np.sum((fit.apply(grid) - truth) ** 2, axis=1)))
     assert np.sqrt(np.mean(errors["auto"])) < 0.97 * np.sqrt(np.mean(errors["rscale"]))
+
+
+def test_auto_geometry_with_too_few_points_for_a_test():
+    xy = np.array([[0.0, 0.0], [100.0, 50.0]])
+    shift = np.array([0.3, -0.2])
+    # two points: rscale would have no residual to test anything with; rshift is the
+    # richest testable one (one degree of freedom)
+    fit = AffineFitter(fitgeometry="auto").fit(xy, xy @ rotation(0.01).T + shift)
+    assert fit.fitgeometry in ("rshift", "shift")
+    assert fit.meta["geometry_selection"]["candidates"][0] == "rshift"
+    # one point: a shift, exactly
+    one = AffineFitter(fitgeometry="auto").fit(xy[:1], xy[:1] + shift)
+    assert one.fitgeometry == "shift"
+    np.testing.assert_allclose(one.shift, shift, atol=1e-12)
+    with pytest.raises(NotEnoughPointsError):
+        AffineFitter(fitgeometry="auto").fit(np.zeros((0, 2)), np.zeros((0, 2)))
