@@ -105,8 +105,7 @@ class Run:
     failed: list[str]
     times: dict[str, float]
     error: str = ""
-    # (fit geometry of each image, weighted) of a global solution
-    model: tuple[list[str], bool] | None = None
+    model: tuple[str, bool] | None = None  # (fit geometry, weighted) of a global solution
     scores: dict[str, float] = field(default_factory=dict)
 
 
@@ -134,7 +133,7 @@ def run_aligncore(paths: Sequence[Path], outdir: Path, sets: Sequence[str], labe
         # the simulated errors, rscale: the limit of a perfect solver that models them
         geometry = config.fitter.params.get("fitgeometry", "rshift")
         geometry = "rscale" if geometry == "auto" else geometry
-        model = ([geometry] * len(result.images), config.align.use_weights)
+        model = (geometry, config.align.use_weights)
     return Run(label, [r.wcs for r in result.images], [r.catalog for r in result.images],
                failed, times, model=model)
 
@@ -333,32 +332,30 @@ def _design(xy: np.ndarray, center: np.ndarray, geometry: str) -> np.ndarray:
     return block
 
 
-def noise_limit(scene: Any, dets: dict[int, Detections], pairs: Sequence[Pairs],
-                geometries: Sequence[str], weighted: bool, grid: int = 16) -> float:
+def noise_limit(scene: Any, dets: dict[int, Detections], pairs: Sequence[Pairs], geometry: str,
+                weighted: bool, grid: int = 16) -> float:
     """Relative RMS error (mas) of the exact simultaneous least-squares solution of the
     same star pairs with their actual centroid errors and true correspondences.
 
-    This is the error a perfect global solver with these fit geometries (one per
-    image) and weighting would make from these stars: the attainable limit, scored
-    like ``Scene.errors_summary`` (grid, common affine removed).
+    This is the error a perfect global solver with this fit geometry (and
+    weighting) would make from these stars: the attainable limit, scored like
+    ``Scene.errors_summary`` (grid, common affine removed).
     """
     images = sorted(dets)
     if len(images) < 2 or not pairs:
         return math.nan
-    n_par = {k: _design(np.zeros((1, 2)), np.zeros(2), geometries[k]).shape[1]
-             for k in images[1:]}
-    offsets = np.concatenate([[0], np.cumsum([n_par[k] for k in images[1:]])])
-    free = {k: int(offsets[n]) for n, k in enumerate(images[1:])}
+    free = {k: n for n, k in enumerate(images[1:])}
+    n_par = _design(np.zeros((1, 2)), np.zeros(2), geometry).shape[1]
     centers = {k: _grid_tp(scene, k, 2).mean(axis=0) for k in images}
     rows, rhs, weights = [], [], []
     for p in pairs:
         da, db = dets[p.a], dets[p.b]
         xy = da.true_xy[p.rows_a]
-        block = np.zeros((2 * len(xy), int(offsets[-1])))
+        block = np.zeros((2 * len(xy), n_par * len(free)))
         for k, sign in ((p.a, 1.0), (p.b, -1.0)):
             if k in free:
-                block[:, free[k]:free[k] + n_par[k]] += sign * _design(
-                    xy, centers[k], geometries[k])
+                block[:, free[k] * n_par:(free[k] + 1) * n_par] += sign * _design(
+                    xy, centers[k], geometry)
         rows.append(block)
         rhs.append(-(da.error[p.rows_a] - db.error[p.rows_b]).reshape(-1))
         variance = da.sigma[p.rows_a] ** 2 + db.sigma[p.rows_b] ** 2
@@ -375,8 +372,8 @@ def noise_limit(scene: Any, dets: dict[int, Detections], pairs: Sequence[Pairs],
         xy = _grid_tp(scene, k, grid)
         shift = np.zeros_like(xy)
         if k in free:
-            shift = (_design(xy, centers[k], geometries[k])
-                     @ params[free[k]:free[k] + n_par[k]]).reshape(-1, 2)
+            shift = (_design(xy, centers[k], geometry)
+                     @ params[free[k] * n_par:(free[k] + 1) * n_par]).reshape(-1, 2)
         points.append(xy)
         moved.append(xy + shift)
     truth, solution = np.vstack(points), np.vstack(moved)
@@ -453,17 +450,17 @@ def summarize(results: dict[str, dict[str, list[Run]]]) -> Table:
         t_tw6 = _median([r.times["total"] for r in by_stack.get('tweakwcs 6"', [])])
         for stack, runs in by_stack.items():
             rel = _median([r.scores["rel_rms"] for r in runs])
+            pooled = float(np.sqrt(np.mean([r.scores["rel_rms"] ** 2 for r in runs])))
             total = _median([r.times["total"] for r in runs])
             rows.append({
                 "scenario": scenario, "stack": stack, "seeds": len(runs),
                 "failed": int(sum(r.scores["failed"] for r in runs)),
                 "rel_rms_mas": rel,
                 "max_rel_rms_mas": float(np.max([r.scores["rel_rms"] for r in runs])),
-                "pooled_rel_rms_mas": float(np.sqrt(np.mean(
-                    [r.scores["rel_rms"] ** 2 for r in runs]))),
+                "pooled_rel_rms_mas": pooled,
                 "seed_rel_rms_mas": [r.scores["rel_rms"] for r in runs],
-                "pooled_ratio": float(np.sqrt(np.mean([r.scores["rel_rms"] ** 2 for r in runs]))
-                                      / np.sqrt(np.mean([r.scores["bound"] ** 2 for r in runs]))),
+                "pooled_ratio": pooled / float(np.sqrt(np.mean(
+                    [r.scores["bound"] ** 2 for r in runs]))),
                 "bound_mas": _median([r.scores["bound"] for r in runs]),
                 "ratio": _median([r.scores["ratio"] for r in runs]),
                 "max_ratio": float(np.max([r.scores["ratio"] for r in runs])),

@@ -299,7 +299,7 @@ def select_fit(
             fit = fit_affine(xy[mask], uv[mask], simpler, w[mask])
         except SingularMatrixError:
             break
-        chi2 = float(np.sum(w[mask] * np.sum(fit.residuals**2, axis=1)))
+        chi2 = _chi2(fit, w[mask])
         increase = (chi2 - chi2_chosen) / variance
         allowance = 2.0 * (N_PARAMS[chosen] - N_PARAMS[simpler])
         tried[simpler] = {"chi2_increase": increase, "allowance": allowance}

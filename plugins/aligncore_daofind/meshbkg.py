@@ -236,6 +236,14 @@ def _box_samples(
     return samples, nby * nbx
 
 
+def _clipped_stats_by_chunks(samples: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`clipped_stats` a few boxes (rows) at a time, so that the sort and the running
+    sums stay in the fast part of memory."""
+    chunk = max(1, _CHUNK_SAMPLES // samples.shape[1])
+    parts = [clipped_stats(samples[i:i + chunk]) for i in range(0, len(samples), chunk)]
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
 def _mesh_stats(
     data: np.ndarray,
     bad: np.ndarray,
@@ -267,11 +275,7 @@ def _mesh_stats(
         if y1 <= y0 or x1 <= x0 or hy * hx <= good_limit:
             continue  # such boxes can never hold enough pixels: excluded
         samples, _ = _box_samples(data, bad, y0, y1, x0, x1, hy, hx, stride)
-        # a few boxes at a time: the sort and the running sums stay in memory's fast part
-        chunk = max(1, _CHUNK_SAMPLES // samples.shape[1])
-        med, std, count = (np.concatenate(parts) for parts in zip(
-            *(clipped_stats(samples[i:i + chunk]) for i in range(0, len(samples), chunk)),
-            strict=True))
+        med, std, count = _clipped_stats_by_chunks(samples)
         ngood = count / samples.shape[1] * (hy * hx)
         med[ngood <= good_limit] = np.nan
         std[ngood <= good_limit] = np.nan
@@ -375,7 +379,7 @@ def mesh_background(
         box = (int(data.shape[0]), int(data.shape[1]))
         method = "single-box"
         bkg, rms = _mesh_stats(data, bad, box, 100.0, target)
-        if np.all(np.isnan(bkg)):  # the few good pixels may fall between the samples
+        if np.all(np.isnan(bkg)) and not exact:  # the good pixels fell between the samples
             bkg, rms = _mesh_stats(data, bad, box, 100.0, target=data.size)
         if np.all(np.isnan(bkg)):
             raise BackgroundError("cannot estimate the background: no usable pixel")

@@ -140,25 +140,24 @@ def _save_for_resume(image: AlignImage, catalog: QTable, config: Config) -> None
         write_catalog(catalog, catalog_path(Path(resume_dir), image.name, fmt), fmt)
 
 
-# Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536 (distributed.nanny.pre-spawn-
-# environ) to keep long-lived workers lean; glibc then maps and unmaps every large array and
-# detection runs ~1.7x slower. The workers of a local cluster started here, which live for
-# this run only, get the allocator settings of `_keep_freed_arrays` instead.
-# More settings for that cluster, which shares this machine's cores: the workers'
-# statistical profiler samples the task thread's stack every 10 ms and the event loops'
-# watchdog ticks every 20 ms (each takes the GIL from the detection), and work stealing
-# re-plans every 100 ms; none of it helps independent tasks of equal size. Together
-# ~10 % of throughput on 2 cores.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_TRIM_THRESHOLD, _MMAP_THRESHOLD = (1 << 31) - 1, 1 << 30  # bytes: keep freed arrays
+
+# Settings for the LocalCluster started here, which lives for this run only and shares this
+# machine's cores. Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536 (distributed.
+# nanny.pre-spawn-environ) to keep long-lived workers lean; glibc then maps and unmaps every
+# large array and detection runs ~1.7x slower: these workers get the allocator settings of
+# `_keep_freed_arrays` instead. The workers' statistical profiler samples the task thread's
+# stack every 10 ms and the event loops' watchdog ticks every 20 ms (each takes the GIL from
+# the detection), and work stealing re-plans every 100 ms; none of it helps independent
+# tasks of equal size. Together ~10 % of throughput on 2 cores.
 _LOCAL_CLUSTER_CONFIG = {
-    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": str((1 << 31) - 1),
-    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": str(_TRIM_THRESHOLD),
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": str(_MMAP_THRESHOLD),
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.scheduler.work-stealing": False,
 }
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 def _keep_freed_arrays() -> None:
@@ -177,8 +176,8 @@ def _keep_freed_arrays() -> None:
         return
     try:
         libc = ctypes.CDLL(name)
-        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
     except (OSError, AttributeError):  # not glibc
         return
 

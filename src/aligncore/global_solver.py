@@ -297,15 +297,14 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
         """Each unit from its sequential fit; with ``auto``, reduced to the geometry tried
         (the sequential fits chose their own geometries), so that the solution is entirely
         in that geometry."""
-        for u, fit in start.items():
-            units[u].fit = (_restricted(fit, trial_geometry, units[u].xy.mean(axis=0))
-                            if geometry == "auto" else fit)
+        _set_fits(units, start if geometry != "auto" else {
+            u: _restricted(fit, trial_geometry, units[u].xy.mean(axis=0))
+            for u, fit in start.items()})
 
     restart(candidates[0])
     best = _iterate(units, pairs, free, candidates[0], weighted, nclip, sigma, max_iter, tol)
     if best.failed:
-        for u, fit in start.items():
-            units[u].fit = fit
+        _set_fits(units, start)
         info["failed"] = "singular global system; the sequential solution is kept"
         return info
     variance = best.chi2 / max(best.n_rows - len(free) * _N_PARAMS[best.geometry], 1)
@@ -318,8 +317,7 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
         allowance = 2.0 * len(free) * (_N_PARAMS[best.geometry] - _N_PARAMS[simpler])
         tests[simpler] = {"chi2_increase": increase, "allowance": allowance}
         if trial.failed or not increase <= allowance:
-            for u, fit in kept.items():
-                units[u].fit = fit
+            _set_fits(units, kept)
             break
         best = trial
     n_par = _N_PARAMS[best.geometry]
@@ -335,13 +333,19 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
     return info
 
 
+def _set_fits(units: list[Unit], fits: dict[int, FitResult]) -> None:
+    for u, fit in fits.items():
+        units[u].fit = fit
+
+
 def _restricted(fit: FitResult, geometry: str, center: np.ndarray) -> FitResult:
     """The transform of ``geometry`` nearest to ``fit`` (least squares on the matrix),
     with the same effect at ``center``: rscale keeps the similarity part, rshift also
     drops the scale, shift keeps no rotation (a reflection, which no update can undo,
     is kept)."""
     m = fit.matrix
-    if np.linalg.det(m) >= 0:  # [[a, -b], [b, a]]
+    reflected = np.linalg.det(m) < 0
+    if not reflected:  # [[a, -b], [b, a]]
         a, b = 0.5 * (m[0, 0] + m[1, 1]), 0.5 * (m[1, 0] - m[0, 1])
         similar = np.array([[a, -b], [b, a]])
     else:  # [[a, b], [b, -a]]
@@ -349,7 +353,7 @@ def _restricted(fit: FitResult, geometry: str, center: np.ndarray) -> FitResult:
         similar = np.array([[a, b], [b, -a]])
     if geometry == "rscale":
         matrix = similar
-    elif geometry == "rshift" or np.linalg.det(m) < 0:
+    elif geometry == "rshift" or reflected:
         matrix = similar / math.sqrt(abs(np.linalg.det(similar)))
     else:
         matrix = np.eye(2)
