@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -17,58 +16,8 @@ from aligncore.config import load_config
 from aligncore.io import open_image
 from aligncore.outputs import write_outputs
 from aligncore.report_html import TABLE_COLUMNS, render_html_report, write_html_report
+from html_page import parse
 from synthetic_run import synthetic_result
-
-
-class _Page(HTMLParser):
-    """Rows of the ``images`` table, SVG polygons, external references and scripts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[dict[str, str]] = []
-        self.cells: list[list[str]] = []
-        self.polygons: list[dict[str, str]] = []
-        self.external: list[str] = []
-        self.ids: set[str] = set()
-        self._table = ""
-        self._in_cell = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if "id" in a:
-            self.ids.add(a["id"])
-        if tag == "table":
-            self._table = a.get("id", "")
-        if tag == "tr" and self._table == "images" and "id" in a:
-            self.rows.append(a)
-            self.cells.append([])
-        if tag == "td" and self._table == "images" and self.cells:
-            self._in_cell = True
-            self.cells[-1].append("")
-        if tag == "polygon" and "fp" in a.get("class", ""):
-            self.polygons.append(a)
-        for key in ("src", "href"):
-            value = a.get(key, "")
-            if value.startswith(("http:", "https:", "//")):
-                self.external.append(value)
-        if tag == "link":
-            self.external.append(a.get("href", ""))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "table":
-            self._table = ""
-        if tag == "td":
-            self._in_cell = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_cell:
-            self.cells[-1][-1] += data
-
-
-def parse(text: str) -> _Page:
-    parser = _Page()
-    parser.feed(text)
-    return parser
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +149,18 @@ def test_chromium_renders_a_1024_image_report(tmp_path):
     assert len(dom.rows) == 1024
     assert sum(row.get("class") == "failed" for row in dom.rows) == len(result.failed)
     assert seconds < 240
+
+
+def test_absolute_fit_residuals_are_shown(small_scene):
+    refcat = small_scene.paths[0].parent / "refcat.ecsv"
+    config = load_config(None, ["absolute.enabled=true", "absolute.refcat.plugin=file",
+                                f'absolute.refcat.params={{"path": "{refcat}"}}'])
+    result = aligncore.align(small_scene.paths, config)
+    assert result.absolute is not None, result.meta["absolute"].get("reason")
+    page = parse(render_html_report(result, {"config": {}, "versions": {}}))
+    assert "absolute-residuals" in page.ids
+
+
+def test_without_absolute_alignment_there_is_no_absolute_section(run_with_blank):
+    _, html_path, _ = run_with_blank
+    assert "absolute-residuals" not in parse(html_path.read_text()).ids

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,15 +89,23 @@ class Column:
         Format spec for numbers (e.g. ``".3f"``); empty for text columns.
     tip : str
         Header tooltip (units, meaning).
+    formatter : callable, optional
+        ``formatter(number) -> str`` for numbers, instead of ``fmt``.
     """
 
     title: str
     fmt: str = ""
     tip: str = ""
+    formatter: Callable[[float], str] | None = None
 
     @property
     def numeric(self) -> bool:
-        return bool(self.fmt)
+        """True when the column holds numbers (sorted numerically)."""
+        return bool(self.fmt) or self.formatter is not None
+
+    def text(self, number: float) -> str:
+        """A finite number as shown in the table."""
+        return self.formatter(number) if self.formatter else format(number, self.fmt)
 
 
 def _cell(value: Any, column: Column) -> str:
@@ -105,7 +113,7 @@ def _cell(value: Any, column: Column) -> str:
         number = _as_float(value)
         if number is None or not math.isfinite(number):
             return '<td data-v="">-</td>'
-        return f'<td data-v="{number!r}">{format(number, column.fmt)}</td>'
+        return f'<td data-v="{number!r}">{esc(column.text(number))}</td>'
     return f'<td class="t">{esc("" if value is None else value)}</td>'
 
 
