@@ -182,6 +182,19 @@ def test_outputs_summary_and_provenance(small):
     assert "| dither | - | triangles | 2 | 100% |" in markdown
 
 
+def test_html_report_has_sortable_tables_and_embedded_figures(small):
+    _, out, result = small
+    text = (out / "report.html").read_text()
+    page = parse(text, "results")
+    assert result.files["report.html"] == out / "report.html"
+    assert len(page.rows) == len(result.results)
+    assert len(parse(text, "summary").rows) == len(result.summary)
+    figures = sorted(p.name for p in out.glob("fig_*.png"))
+    assert len(page.images) == len(figures) > 0
+    assert all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert page.external == []
+
+
 def test_rerun_skips_finished_runs(small, tmp_path):
     spec, out, first = small
     again = run_compare(spec, out, plots=False)
@@ -440,15 +453,3 @@ def test_shipped_specs_are_valid():
     # the matchers are compared alone, without the default fallback to triangles
     assert all(v.config["align"]["fallback"] == [] for v in runs["matchers"].variants)
 
-
-def test_html_report_has_sortable_tables_and_embedded_figures(small):
-    _, out, result = small
-    text = (out / "report.html").read_text()
-    page = parse(text, "results")
-    assert result.files["report.html"] == out / "report.html"
-    assert len(page.rows) == len(result.results)
-    assert len(parse(text, "summary").rows) == len(result.summary)
-    figures = sorted(p.name for p in out.glob("fig_*.png"))
-    assert len(page.images) == len(figures) > 0
-    assert all(src.startswith("data:image/png;base64,") for src in page.images)
-    assert page.external == []
