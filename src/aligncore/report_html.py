@@ -41,7 +41,7 @@ from aligncore.io import atomic_path
 from aligncore.tangent import TangentPlane, footprint_world
 from aligncore.types import AlignImage, AlignResult, ImageResult, Status
 
-__all__ = ["TABLE_COLUMNS", "footprints", "render_html_report", "write_html_report"]
+__all__ = ["TABLE_COLUMNS", "footprints", "render_html_report", "sky_map", "write_html_report"]
 
 TABLE_COLUMNS = (
     Column("#", ".0f"),
@@ -107,7 +107,7 @@ def render_html_report(result: AlignResult, report: Mapping[str, Any], *,
              f'<p class="muted">config: {esc(report.get("config_file") or "default")}</p>',
              _summary(result)]
     if plane is not None:
-        parts += ["<h2>Sky map</h2>", _legend(), _sky_map(result, plane, images)]
+        parts += ["<h2>Sky map</h2>", _legend(), _sky_map(result, images)]
     parts += ["<h2>Images</h2>",
               '<p class="muted">Click a header to sort. Failed rows are red, the reference '
               "blue.</p>", _image_table(result)]
@@ -176,9 +176,23 @@ def footprints(result: AlignResult, plane: TangentPlane,
     return out
 
 
-def _sky_map(result: AlignResult, plane: TangentPlane,
-             images: Sequence[AlignImage] | None) -> str:
-    return f'<div id="sky-map">{_svg.sky_map_svg(footprints(result, plane, images))}</div>'
+def sky_map(result: AlignResult, images: Sequence[AlignImage] | None = None) -> str:
+    """The report's sky map as an SVG string: every footprint coloured by status.
+
+    Parameters
+    ----------
+    result : AlignResult
+        A run of `aligncore.align` (with its tangent plane).
+    images : sequence of AlignImage, optional
+        The inputs (their shapes; default: each WCS's ``pixel_shape``).
+    """
+    if not isinstance(result.tangent_plane, TangentPlane):
+        raise ValueError("the result has no tangent plane; was it produced by aligncore.align?")
+    return _svg.sky_map_svg(footprints(result, result.tangent_plane, images))
+
+
+def _sky_map(result: AlignResult, images: Sequence[AlignImage] | None) -> str:
+    return f'<div id="sky-map">{sky_map(result, images)}</div>'
 
 
 def _row(index: int, image: ImageResult) -> list[Any]:
