@@ -15,7 +15,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 project = "aligncore"
 author = "aligncore developers"
-copyright = "aligncore developers"  # noqa: A001
+copyright = "aligncore developers"
 try:
     release = version("aligncore")
 except PackageNotFoundError:  # building from a source tree that is not installed

@@ -20,10 +20,10 @@ from aligncore.report import format_table
 
 scene = aligncore.simulate("dither", n_images=3, seed=5, shape=(512, 512), n_stars=120)
 result = aligncore.align(scene.images)
-errors = scene.errors(result)
-print(format_table(result, [{"before_mas": b, "after_mas": a}
-                            for b, a in zip(scene.errors([i.wcs for i in scene.images])["rms_mas"],
-                                            errors["rms_mas"])]))
+before = scene.errors([image.wcs for image in scene.images])["rms_mas"]
+after = scene.errors(result)["rms_mas"]
+errors = [{"before_mas": b, "after_mas": a} for b, a in zip(before, after, strict=True)]
+print(format_table(result, errors))
 
 # %%
 # The residual figure of the second image.
