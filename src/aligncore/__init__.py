@@ -78,7 +78,17 @@ if TYPE_CHECKING:
     from aligncore.io import open_image
     from aligncore.pipeline import align
 
-__version__ = "0.1.0"
+def _version() -> str:
+    """The installed distribution's version (from the git tags at build time)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aligncore")
+    except PackageNotFoundError:  # imported from a source tree that is not installed
+        return "0.0.0+unknown"
+
+
+__version__ = _version()
 
 # The function shadows its module's name, so it is bound eagerly (a lazy
 # attribute would lose to the submodule once ``aligncore.simulate`` is imported).
