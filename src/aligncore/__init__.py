@@ -78,6 +78,12 @@ if TYPE_CHECKING:
     from aligncore.io import open_image
     from aligncore.pipeline import align
 
+
+# The function shadows its module's name, so it is bound eagerly (a lazy
+# attribute would lose to the submodule once ``aligncore.simulate`` is imported).
+from aligncore.simulate import Scene, simulate
+
+
 def _version() -> str:
     """The installed distribution's version (from the git tags at build time)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -89,10 +95,6 @@ def _version() -> str:
 
 
 __version__ = _version()
-
-# The function shadows its module's name, so it is bound eagerly (a lazy
-# attribute would lose to the submodule once ``aligncore.simulate`` is imported).
-from aligncore.simulate import Scene, simulate
 
 # Heavier modules are imported on first use so that a plugin importing
 # ``aligncore`` for its base classes stays cheap.

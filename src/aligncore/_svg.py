@@ -140,7 +140,8 @@ def sky_map_svg(footprints: Sequence[Footprint], *, width: float = 640.0) -> str
         reference = fp.status == "REFERENCE"
         poly = (f'<polygon class="fp {esc(fp.status.lower())}" '
                 f'points="{_points(frame.x(fp.corners[:, 0]), frame.y(fp.corners[:, 1]))}" '
-                f'fill="{color}" fill-opacity="0.25" stroke="{color}" '
+                f'fill="{color}" fill-opacity="{0.6 if fp.status == "FAILED" else 0.25}" '
+                f'stroke="{color}" '
                 f'stroke-width="{3 * stroke if reference else stroke}">'
                 f"<title>{esc(fp.name)}: {esc(fp.status)}</title></polygon>")
         if fp.anchor:
