@@ -231,6 +231,27 @@ def scatter_svg(residuals: np.ndarray, *, width: float = 300.0, title: str = "",
     return _svg(width, width, body, "residual scatter")
 
 
+def _merge_bins(hist: np.ndarray, centers: np.ndarray, max_bins: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``factor x factor`` blocks of a square histogram with an odd number of bins,
+    zero-padded symmetrically so that the middle bin stays in the middle and no bin is lost.
+    """
+    size = hist.shape[0]
+    factor = max(1, math.ceil(size / max_bins))
+    if factor == 1:
+        return hist, centers
+    factor += 1 - factor % 2  # odd blocks keep the middle bin centred
+    n = math.ceil(size / factor)
+    n += 1 - n % 2
+    low = (n * factor - size) // 2
+    padded = np.zeros((n * factor, n * factor))
+    padded[low:low + size, low:low + size] = hist
+    merged = padded.reshape(n, factor, n, factor).sum(axis=(1, 3))
+    step = float(centers[1] - centers[0]) * factor
+    middle = float(centers[size // 2])
+    return merged, middle + (np.arange(n) - n // 2) * step
+
+
 def histogram_svg(hist: np.ndarray, centers: np.ndarray, *, offset: Sequence[float] | None = None,
                   width: float = 300.0, max_bins: int = 41, title: str = "") -> str:
     """A 2D histogram ``hist[iy, ix]`` over offsets ``centers`` (arcsec, both axes).
@@ -239,15 +260,8 @@ def histogram_svg(hist: np.ndarray, centers: np.ndarray, *, offset: Sequence[flo
     pairs. The cross marks the zero offset, the circle ``offset`` (e.g. the
     matcher's peak).
     """
-    hist = np.asarray(hist, dtype=float)
-    centers = np.asarray(centers, dtype=float)
-    factor = max(1, math.ceil(hist.shape[0] / max_bins))
-    n = hist.shape[0] // factor
-    if factor > 1:
-        start = (hist.shape[0] - n * factor) // 2
-        hist = hist[start:start + n * factor, start:start + n * factor]
-        hist = hist.reshape(n, factor, n, factor).sum(axis=(1, 3))
-        centers = centers[start:start + n * factor].reshape(n, factor).mean(axis=1)
+    hist, centers = _merge_bins(np.asarray(hist, dtype=float),
+                                np.asarray(centers, dtype=float), max_bins)
     step = float(centers[1] - centers[0]) if len(centers) > 1 else 1.0
     low, high = float(centers[0]) - step / 2, float(centers[-1]) + step / 2
     frame = _Frame((low, high), (low, high), width, width)
