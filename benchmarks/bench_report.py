@@ -39,9 +39,12 @@ def _chromium() -> str | None:
 
 
 def _timed(command: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
-    return time.perf_counter() - start, done.stdout
+    with tempfile.TemporaryDirectory() as profile:
+        start = time.perf_counter()
+        done = subprocess.run([command[0], f"--user-data-dir={profile}", *command[1:]],
+                              capture_output=True,
+                              text=True, timeout=600, check=True)
+        return time.perf_counter() - start, done.stdout
 
 
 def bench(n: int, workdir: Path, browser: str | None) -> None:

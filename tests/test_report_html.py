@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,9 +113,12 @@ def _chromium() -> str:
 
 
 def _headless(binary: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               "--disable-dev-shm-usage", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True)
+    """Run headless Chromium with a profile of its own (no lock shared with other runs)."""
+    with tempfile.TemporaryDirectory() as profile:
+        command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                   "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              check=True)
 
 
 def _screenshot_variance(binary: str, html_path: Path, png: Path) -> float:
