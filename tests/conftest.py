@@ -41,3 +41,7 @@ def small_scene(tmp_path_factory):
     """Three 512^2 images, ~120 stars each: fast enough for failure-mode tests."""
     return aligncore.simulate("dither", n_images=3, seed=5, shape=(512, 512), n_stars=120,
                               outdir=tmp_path_factory.mktemp("small"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "chromium: renders in headless Chromium (skipped without)")

@@ -33,7 +33,7 @@ def test_run_writes_corrected_copies_and_report(small_scene, tmp_path, capsys):
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([p.name for p in small_scene.paths]
                            + [p.stem + "_cat.ecsv" for p in small_scene.paths]
-                           + ["combined_cat.ecsv", "report.json"])
+                           + ["combined_cat.ecsv", "report.json", "report.html"])
     from astropy.table import Table
 
     combined = Table.read(out / "combined_cat.ecsv")

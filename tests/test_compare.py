@@ -16,6 +16,7 @@ import aligncore
 from aligncore.cli import main
 from aligncore.compare import CompareSpecError, load_spec, run_compare
 from aligncore.config import load_config
+from html_page import parse
 
 SIM = {"scenario": "dither", "n_images": 3, "shape": [256, 256], "n_stars": 60,
        "pointing_error": [0.3, 0.8]}
@@ -179,6 +180,19 @@ def test_outputs_summary_and_provenance(small):
     markdown = (out / "summary.md").read_text()
     assert markdown.startswith("| dataset | case | variant | n_runs | success_rate |")
     assert "| dither | - | triangles | 2 | 100% |" in markdown
+
+
+def test_html_report_has_sortable_tables_and_embedded_figures(small):
+    _, out, result = small
+    text = (out / "report.html").read_text()
+    page = parse(text, "results")
+    assert result.files["report.html"] == out / "report.html"
+    assert len(page.rows) == len(result.results)
+    assert len(parse(text, "summary").rows) == len(result.summary)
+    figures = sorted(p.name for p in out.glob("fig_*.png"))
+    assert len(page.images) == len(figures) > 0
+    assert all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert page.external == []
 
 
 def test_rerun_skips_finished_runs(small, tmp_path):
@@ -438,3 +452,4 @@ def test_shipped_specs_are_valid():
         "matchers": 114, "centroids": 72, "solvers": 40}
     # the matchers are compared alone, without the default fallback to triangles
     assert all(v.config["align"]["fallback"] == [] for v in runs["matchers"].variants)
+

@@ -78,11 +78,23 @@ if TYPE_CHECKING:
     from aligncore.io import open_image
     from aligncore.pipeline import align
 
-__version__ = "0.1.0"
 
 # The function shadows its module's name, so it is bound eagerly (a lazy
 # attribute would lose to the submodule once ``aligncore.simulate`` is imported).
 from aligncore.simulate import Scene, simulate
+
+
+def _version() -> str:
+    """The installed distribution's version (from the git tags at build time)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aligncore")
+    except PackageNotFoundError:  # imported from a source tree that is not installed
+        return "0.0.0+unknown"
+
+
+__version__ = _version()
 
 # Heavier modules are imported on first use so that a plugin importing
 # ``aligncore`` for its base classes stays cheap.

@@ -17,6 +17,8 @@ Outputs in DIR::
                            over seeds, success rate
     variants.md            per dataset and variant
     report.md              all of the above, with the figures
+    report.html            the same in one self-contained page: sortable tables,
+                           figures embedded
     fig_<dataset>.png      error and success rate vs the swept parameter
     fig_time.png           time per stage and peak memory per variant
     fig_residuals_<dataset>.png
@@ -47,6 +49,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
+from aligncore._compare_html import write_compare_html
 from aligncore._compare_maps import plot_residuals
 from aligncore._compare_metrics import residual_vectors
 from aligncore._compare_run import Task, execute, fingerprint, read_record, run_path
@@ -109,14 +112,21 @@ class CompareResult:
     n_new: int = 0
     n_reused: int = 0
 
-    def markdown(self, which: str = "summary") -> str:
-        """``results``, ``summary`` or ``variants`` as a Markdown table."""
-        table = {"results": self.results, "summary": self.summary,
-                 "variants": self.variants}[which]
+    def table(self, which: str) -> Table:
+        """``results``, ``summary`` or ``variants``."""
+        return {"results": self.results, "summary": self.summary,
+                "variants": self.variants}[which]
+
+    def columns(self, which: str = "summary") -> list[str]:
+        """The columns of a table worth showing (those with at least one value)."""
         columns = RESULT_COLUMNS if which == "results" else SUMMARY_COLUMNS
         if which == "variants":
             columns = tuple(c for c in columns if c != "case")
-        return markdown_table(table, _informative(table, columns))
+        return _informative(self.table(which), columns)
+
+    def markdown(self, which: str = "summary") -> str:
+        """``results``, ``summary`` or ``variants`` as a Markdown table."""
+        return markdown_table(self.table(which), self.columns(which))
 
 
 _ZERO_HIDDEN = ("n_fallback",)
@@ -447,5 +457,9 @@ def _finish(comparison: Comparison, outdir: Path, records: list[dict[str, Any]],
     report = outdir / "report.md"
     report.write_text(_report(result, figures, _reproduce(comparison, outdir, doc["versions"])))
     result.files["report.md"] = report
+    result.files["report.html"] = write_compare_html(
+        result, figures, outdir / "report.html",
+        {which: result.columns(which) for which in ("results", "summary", "variants")},
+        doc["versions"])
     return result
 

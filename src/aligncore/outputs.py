@@ -21,6 +21,7 @@ from aligncore.io_asdf import is_asdf, write_asdf_image
 from aligncore.io_jwst import output_name, write_jwst_image
 from aligncore.registry import Registry
 from aligncore.report import run_report
+from aligncore.report_html import write_html_report
 from aligncore.types import AlignImage, AlignResult
 
 __all__ = ["write_catalogs", "write_outputs"]
@@ -98,4 +99,6 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
                                      "ecsv"))
     report = run_report(result, config, registry, extra={"outputs": [str(p) for p in written]})
     written.append(write_json(report, outdir / config.output.report))
+    written.append(write_html_report(result, report, written[-1].with_suffix(".html"),
+                                     images=images))
     return written
