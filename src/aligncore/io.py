@@ -206,10 +206,11 @@ def fit_keywords(result: ImageResult) -> dict[str, tuple[Any, str]]:
     """FITS keywords recording the alignment of one image."""
     cards: dict[str, tuple[Any, str]] = {
         "ALNSTAT": (result.status.value, "aligncore alignment status"),
-        "ALNNMAT": (result.n_matched, "matched sources used for the fit"),
+        "ALNNMAT": (result.n_matched, "pairs found by the matcher"),
     }
-    if result.reason:
-        cards["ALNREAS"] = (result.reason[:68], "reason for the status")
+    if result.reason:  # a long reason continues on CONTINUE cards (long-string convention)
+        cards["ALNREAS"] = (result.reason.encode("ascii", "replace").decode(),
+                            "reason for the status")
     fit = result.fit
     if fit is not None:
         cards.update({
@@ -219,7 +220,7 @@ def fit_keywords(result: ImageResult) -> dict[str, tuple[Any, str]]:
             "ALNROT": (float(fit.rotation), "[deg] rotation"),
             "ALNSCL": (float(fit.scale), "scale"),
             "ALNRMSE": (float(fit.rmse), "[arcsec] fit RMS residual"),
-            "ALNNUSE": (fit.n_used, "sources kept after clipping"),
+            "ALNNUSE": (fit.n_used, "pairs kept by the fit after clipping"),
         })
     return cards
 

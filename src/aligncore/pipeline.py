@@ -142,6 +142,9 @@ def align(
         if errors:
             unit.status, unit.reason = Status.FAILED, "; ".join(errors)
             unit.catalog = unit.catalog[:0]
+            traces = [outcomes[i].traceback for i in unit.members if outcomes[i].traceback]
+            if traces:
+                unit.meta["traceback"] = "\n".join(traces)
     relative_info: dict[str, Any] = {}
     if len(units) >= 2:
         relative_info = relative_align(units, config, matchers, fitter, registry)
@@ -198,6 +201,7 @@ def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
         wcs = image.wcs
         fit = unit.fit if status in (Status.SUCCESS, Status.REFERENCE) else None
         timings = {"detect": detect_seconds[index]}
+        trace = ""
         if fit is not None:
             t0 = time.perf_counter()
             try:
@@ -206,8 +210,11 @@ def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
             except AlignError as exc:
                 status, reason = Status.FAILED, f"WCS correction failed: {exc}"
                 fit, wcs = None, image.wcs
+                trace = getattr(exc, "trace", "")
             timings["correct"] = time.perf_counter() - t0
         meta = {k: v for k, v in unit.meta.items() if not k.startswith("matched_")}
+        if trace:
+            meta["traceback"] = trace
         if catalogs[index].meta.get("warnings"):
             meta["detector_warnings"] = list(catalogs[index].meta["warnings"])
         results.append(ImageResult(
