@@ -253,10 +253,14 @@ def _nice(value: float) -> float:
 
 
 def _status_line(image: ImageResult) -> str:
-    line = f"{image.name}: {image.status.value}"
+    """The figure title: status, the counts and the fit RMS under the names the table, the
+    FITS keywords and report.json use (matched = pairs found, used = pairs kept by the fit)."""
+    line = f"{image.name}: {image.status.value}, {image.n_matched} matched"
+    if image.fit is not None:
+        line += f", {image.fit.n_used} used, fit rms {1000.0 * image.fit.rmse:.2f} mas"
     if image.reason:
         reason = image.reason if len(image.reason) <= 70 else image.reason[:67] + "..."
-        line += f" ({reason})"
+        line += f"\n{reason}"
     return line
 
 
@@ -294,7 +298,7 @@ def plot_residuals(image: ImageResult, residuals: ResidualSet, path: Path,
             ax_map.legend(fontsize="x-small", loc="lower left")
         circle = np.linspace(0.0, 2.0 * np.pi, 200)
         ax_res.plot(rms_mas * np.cos(circle), rms_mas * np.sin(circle), color="k", lw=1.0,
-                    label=f"RMS {rms_mas:.2f} mas")
+                    label=f"pair rms {rms_mas:.2f} mas (vs other images)")
         limit = max(float(np.max(np.abs(mas))), rms_mas) * 1.1
         ax_res.set_xlim(limit, -limit)
         ax_res.set_ylim(-limit, limit)

@@ -20,6 +20,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -149,8 +150,21 @@ class PluginInfo:
 
     @property
     def summary(self) -> str:
-        doc = (self.cls.__doc__ or "").strip().splitlines()
-        return doc[0] if doc else ""
+        """The first paragraph of the class docstring, as plain text (no RST markup)."""
+        paragraph = (self.cls.__doc__ or "").strip().split("\n\n")[0]
+        return plain_text(" ".join(line.strip() for line in paragraph.splitlines()))
+
+
+_ROLE = re.compile(r":[a-z:]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+_LITERAL = re.compile(r"``([^`]*)``|`~?([^`]*)`")
+_EMPHASIS = re.compile(r"\*\*([^*]+)\*\*|\*([^*]+)\*")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText/numpydoc markup: roles, literals, emphasis."""
+    text = _ROLE.sub(r"\1", text)
+    text = _LITERAL.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), text)
+    return _EMPHASIS.sub(lambda m: m.group(1) or m.group(2), text)
 
 
 class _CoreRunner:
