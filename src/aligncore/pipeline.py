@@ -126,7 +126,8 @@ def align(
 
     t0 = time.perf_counter()
     outcomes = detect_images(images, detector, config, registry, progress)
-    catalogs = [o.catalog if o.catalog is not None else empty_catalog() for o in outcomes]
+    catalogs = [o.catalog if o.catalog is not None else _failed_catalog(o.error)
+                for o in outcomes]
     detect_seconds = [o.seconds for o in outcomes]
     timings["detect"] = time.perf_counter() - t0
 
@@ -187,6 +188,14 @@ def align(
     )
     registry.hook.aligncore_run_finished(result=result, config=config)
     return result
+
+
+def _failed_catalog(error: str) -> QTable:
+    """The empty catalog of an image whose detection failed (``meta["detection_error"]``:
+    not saved, so that ``--resume`` detects that image again)."""
+    catalog = empty_catalog()
+    catalog.meta["detection_error"] = error
+    return catalog
 
 
 def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
