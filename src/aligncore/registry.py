@@ -450,7 +450,10 @@ def _stage_classes(impl: Any, hook_name: str, dist: str) -> list[Any]:
         raise PluginError(f"{dist}: {hook_name}() raised {type(exc).__name__}: {exc}") from exc
     if classes is None:
         return []
-    if isinstance(classes, type) or not isinstance(classes, list | tuple):
+    if isinstance(classes, type):
+        raise PluginError(f"{dist}: {hook_name}() returned the class {classes.__name__}; "
+                          f"expected a list of classes: [{classes.__name__}]")
+    if not isinstance(classes, list | tuple):
         raise PluginError(f"{dist}: {hook_name}() returned {type(classes).__name__}; "
                           "expected a list of classes")
     return list(classes)

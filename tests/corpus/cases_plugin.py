@@ -1,0 +1,268 @@
+"""Corpus cases: local plugin files that raise, return the wrong type or do not register.
+
+A plugin failing on an image fails that image only (exit 1, outputs and report
+written); the absolute stage's plugin failing keeps the relative alignment
+(exit 3); a plugin file that cannot be registered is one line naming the file
+(exit 2, nothing written).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from corpus.harness import case, copy_images, write_config
+
+_HEAD = "import aligncore\nfrom aligncore_daofind import DaofindDetector\n"
+_DAOFIND_FAILS_ON_ONE = '''
+class Flaky(DaofindDetector):
+    """daofind, except on img_001."""
+
+    name = "flaky"
+
+    def detect(self, image):
+        if image.name == "img_001.fits":
+            {body}
+        return super().detect(image)
+
+
+@aligncore.hookimpl
+def aligncore_add_detectors():
+    return [Flaky]
+'''
+_MATCHER = '''
+class Odd(aligncore.Matcher):
+    """A matcher that misbehaves."""
+
+    name = "odd"
+
+    def match(self, image_cat, ref_cat):
+        {body}
+
+
+@aligncore.hookimpl
+def aligncore_add_matchers():
+    return [Odd]
+'''
+_FITTER = '''
+class Odd(aligncore.Fitter):
+    """A fitter that misbehaves."""
+
+    name = "oddfit"
+
+    def fit(self, image_xy, ref_xy, weights=None):
+        {body}
+
+
+@aligncore.hookimpl
+def aligncore_add_fitters():
+    return [Odd]
+'''
+_CORRECTOR = '''
+class Odd(aligncore.Corrector):
+    """A corrector that misbehaves."""
+
+    name = "oddwcs"
+
+    def correct(self, wcs, fit, tangent_plane):
+        {body}
+
+
+@aligncore.hookimpl
+def aligncore_add_correctors():
+    return [Odd]
+'''
+_REFCAT = '''
+class Odd(aligncore.RefCatalog):
+    """A reference catalog whose query fails."""
+
+    name = "oddref"
+
+    def query(self, center, radius, epoch=None):
+        {body}
+
+
+@aligncore.hookimpl
+def aligncore_add_refcatalogs():
+    return [Odd]
+'''
+
+
+def _run_with_plugin(work: Path, source: str, sections: str, n_images: int = 3,
+                     command: str = "run") -> list[str]:
+    """Write ``plugin.py`` and a config using it; the command line runs it on the images."""
+    (work / "plugin.py").write_text(source)
+    config = write_config(work, f"plugins: [plugin.py]\n{sections}")
+    if command == "validate":
+        return ["validate", config]
+    images = copy_images(work, n_images)
+    return ["run", config, *map(str, images), "-o", str(work / "out")]
+
+
+def _hook(name: str) -> str:
+    """A plugin file with one hook implementation called ``name``."""
+    return f"import aligncore\n\n@aligncore.hookimpl\ndef {name}():\n    return []\n"
+
+
+# --- a plugin failing while it runs: that image FAILED, the others go on --------------------
+@case("plugin", exit_code=1, message=r"img_001\.fits: plugin 'flaky' \(detector\) raised "
+      r"ZeroDivisionError: division by zero", outcome="that image FAILED naming the plugin; "
+      "the others aligned; outputs and report written", writes=True)
+def plugin_detector_raises(work: Path) -> list[str]:
+    """A detector that divides by zero on one of three images."""
+    source = _HEAD + _DAOFIND_FAILS_ON_ONE.format(body="1 / 0")
+    return _run_with_plugin(work, source, "detector: {plugin: flaky}\n")
+
+
+@case("plugin", exit_code=1, message=r"plugin 'flaky' \(detector\) returned list, expected an "
+      r"astropy Table", outcome="that image FAILED naming the plugin and the type", writes=True)
+def plugin_detector_returns_list(work: Path) -> list[str]:
+    """A detector that returns a list instead of a table for one image."""
+    source = _HEAD + _DAOFIND_FAILS_ON_ONE.format(body="return [1, 2, 3]")
+    return _run_with_plugin(work, source, "detector: {plugin: flaky}\n")
+
+
+@case("plugin", exit_code=1, message=r"plugin 'flaky' \(detector\) raised MemoryError",
+      outcome="that image FAILED; the others aligned", writes=True)
+def plugin_detector_raises_on_process_pool(work: Path) -> list[str]:
+    """A detector raising on one image, detected on a process pool."""
+    source = _HEAD + _DAOFIND_FAILS_ON_ONE.format(body="raise MemoryError('too big')")
+    return _run_with_plugin(work, source, "detector: {plugin: flaky}\n"
+                            "execution: {executor: processes, workers: 2}\n")
+
+
+@case("plugin", exit_code=1, message=r"plugin 'odd' \(matcher\) raised KeyError: 'x'",
+      outcome="the images FAILED naming the plugin; outputs and report written", writes=True)
+def plugin_matcher_raises_keyerror(work: Path) -> list[str]:
+    """A matcher that looks up a missing key."""
+    return _run_with_plugin(work, _HEAD + _MATCHER.format(body='return {}["x"]'),
+                            "matcher: {plugin: odd}\n")
+
+
+@case("plugin", exit_code=1, message=r"plugin 'odd' \(matcher\) returned dict, expected "
+      r"MatchResult", outcome="the images FAILED naming the plugin and the type", writes=True)
+def plugin_matcher_returns_dict(work: Path) -> list[str]:
+    """A matcher that returns a dict instead of a MatchResult."""
+    return _run_with_plugin(work, _HEAD + _MATCHER.format(body='return {"image_idx": []}'),
+                            "matcher: {plugin: odd}\n")
+
+
+@case("plugin", exit_code=1, message=r"error: .*img_00\d\.fits: catalogs disagree",
+      outcome="FAILED with the matcher's own message, as docs/plugins.md says", writes=True)
+def plugin_matcher_raises_matcherror(work: Path) -> list[str]:
+    """A matcher that raises aligncore.MatchError (an expected failure)."""
+    body = 'raise aligncore.MatchError("catalogs disagree")'
+    return _run_with_plugin(work, _HEAD + _MATCHER.format(body=body), "matcher: {plugin: odd}\n")
+
+
+@case("plugin", exit_code=1, message=r"fit failed: too few stars here",
+      outcome="FAILED with the fitter's own message", writes=True)
+def plugin_fitter_raises_fiterror(work: Path) -> list[str]:
+    """A fitter that raises aligncore.FitError."""
+    body = 'raise aligncore.FitError("too few stars here")'
+    return _run_with_plugin(work, _HEAD + _FITTER.format(body=body), "fitter: {plugin: oddfit}\n")
+
+
+@case("plugin", exit_code=1, message=r"plugin 'oddfit' \(fitter\) returned NoneType, expected "
+      r"FitResult", outcome="the images FAILED naming the plugin and the type", writes=True)
+def plugin_fitter_returns_none(work: Path) -> list[str]:
+    """A fitter that forgets to return its result."""
+    return _run_with_plugin(work, _HEAD + _FITTER.format(body="pass"),
+                            "fitter: {plugin: oddfit}\n")
+
+
+@case("plugin", exit_code=1, message=r"WCS correction failed: plugin 'oddwcs' \(corrector\) "
+      r"raised AttributeError", outcome="the aligned images FAILED, WCS kept", writes=True)
+def plugin_corrector_raises(work: Path) -> list[str]:
+    """A WCS corrector that calls a method the WCS does not have."""
+    body = "return wcs.no_such_method()"
+    return _run_with_plugin(work, _HEAD + _CORRECTOR.format(body=body),
+                            "corrector: {plugin: oddwcs}\n")
+
+
+@case("plugin", exit_code=3, message=r"absolute alignment not applied: reference catalog query "
+      r"failed: plugin 'oddref' \(refcatalog\) raised ConnectionError: service down",
+      outcome="relative alignment written, exit 3 naming the plugin", writes=True)
+def plugin_refcat_raises(work: Path) -> list[str]:
+    """A reference catalog plugin whose query raises in the absolute stage."""
+    body = 'raise ConnectionError("service down")'
+    return _run_with_plugin(work, _HEAD + _REFCAT.format(body=body),
+                            "absolute: {enabled: true, refcat: {plugin: oddref}}\n")
+
+
+# --- a plugin file that cannot be registered: one line naming it, nothing written -----------
+@case("plugin", exit_code=2, message=r"plugin\.py: 'aligncore_add_matcher' is not an aligncore "
+      r"hook; did you mean 'aligncore_add_matchers'", outcome="one-line error, nothing written")
+def plugin_hook_typo(work: Path) -> list[str]:
+    """A plugin file whose hook name is misspelled."""
+    return _run_with_plugin(work, _hook("aligncore_add_matcher"), "")
+
+
+@case("plugin", exit_code=2, message=r"plugin\.py: 'aligncore_add_detector' is not an "
+      r"aligncore hook", outcome="one-line error from validate")
+def plugin_hook_typo_validate(work: Path) -> list[str]:
+    """`aligncore validate` of a config whose plugin file has a misspelled hook."""
+    return _run_with_plugin(work, _hook("aligncore_add_detector"), "", command="validate")
+
+
+@case("plugin", exit_code=2, message=r"plugin\.py: syntax error on line 2",
+      outcome="one-line error naming the file and line")
+def plugin_syntax_error(work: Path) -> list[str]:
+    """A plugin file that is not valid Python."""
+    return _run_with_plugin(work, "import aligncore\ndef broken(:\n", "")
+
+
+@case("plugin", exit_code=2, message=r"plugin\.py: cannot be imported: ModuleNotFoundError",
+      outcome="one-line error naming the file and the missing module")
+def plugin_import_error(work: Path) -> list[str]:
+    """A plugin file importing a module that is not installed."""
+    return _run_with_plugin(work, "import aligncore_no_such_dependency\n", "")
+
+
+@case("plugin", exit_code=2, message=r"plugin file .*nowhere\.py: no such file",
+      outcome="error, not a warning; nothing written")
+def plugin_file_missing(work: Path) -> list[str]:
+    """A config naming a plugin file that does not exist."""
+    config = write_config(work, "plugins: [nowhere.py]\n")
+    return ["run", config, *map(str, copy_images(work, 2)), "-o", str(work / "out")]
+
+
+@case("plugin", exit_code=0, message=r"warning: plugin file .*plugin\.py registers nothing",
+      outcome="one warning line; aligned with the installed plugins", writes=True)
+def plugin_registers_nothing(work: Path) -> list[str]:
+    """A plugin file without any hook implementation."""
+    return _run_with_plugin(work, "import aligncore\n\nTHRESHOLD = 3\n", "")
+
+
+@case("plugin", exit_code=2, message=r"Nameless from file:plugin\.py has no 'name'",
+      outcome="one-line error naming the class and file")
+def plugin_class_without_name(work: Path) -> list[str]:
+    """A registered matcher class without a name."""
+    source = _HEAD + _MATCHER.replace('name = "odd"', "").replace("Odd", "Nameless").format(
+        body="return None")
+    return _run_with_plugin(work, source, "")
+
+
+@case("plugin", exit_code=2, message=r"returned 'hist2d' from aligncore_add_matchers; expected "
+      r"a subclass of aligncore\.Matcher", outcome="one-line error naming the hook")
+def plugin_hook_returns_names(work: Path) -> list[str]:
+    """A registration hook that returns names instead of classes."""
+    source = "import aligncore\n\n@aligncore.hookimpl\ndef aligncore_add_matchers():\n" \
+             "    return ['hist2d']\n"
+    return _run_with_plugin(work, source, "")
+
+
+@case("plugin", exit_code=2, message=r"aligncore_add_fitters\(\) returned the class Odd; "
+      r"expected a list of classes: \[Odd\]",
+      outcome="one-line error: a list is expected")
+def plugin_hook_returns_one_class(work: Path) -> list[str]:
+    """A registration hook that returns a class rather than a list of classes."""
+    source = (_HEAD + _FITTER.format(body="return None")).replace("return [Odd]", "return Odd")
+    return _run_with_plugin(work, source, "")
+
+
+@case("plugin", exit_code=2, message=r"matcher plugin name 'hist2d' is registered twice",
+      outcome="one-line error naming both registrations")
+def plugin_duplicate_name(work: Path) -> list[str]:
+    """A plugin file registering a matcher under a name already installed."""
+    source = (_HEAD + _MATCHER.format(body="return None")).replace('"odd"', '"hist2d"')
+    return _run_with_plugin(work, source, "")
