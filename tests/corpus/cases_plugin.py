@@ -29,62 +29,31 @@ class Flaky(DaofindDetector):
 def aligncore_add_detectors():
     return [Flaky]
 '''
-_MATCHER = '''
-class Odd(aligncore.Matcher):
-    """A matcher that misbehaves."""
+_STAGE = '''
+class Odd(aligncore.{base}):
+    """A {kind} that misbehaves."""
 
-    name = "odd"
+    name = "{name}"
 
-    def match(self, image_cat, ref_cat):
-        {body}
-
-
-@aligncore.hookimpl
-def aligncore_add_matchers():
-    return [Odd]
-'''
-_FITTER = '''
-class Odd(aligncore.Fitter):
-    """A fitter that misbehaves."""
-
-    name = "oddfit"
-
-    def fit(self, image_xy, ref_xy, weights=None):
-        {body}
+    def {method}:
+        {{body}}
 
 
 @aligncore.hookimpl
-def aligncore_add_fitters():
+def aligncore_add_{kind}s():
     return [Odd]
 '''
-_CORRECTOR = '''
-class Odd(aligncore.Corrector):
-    """A corrector that misbehaves."""
-
-    name = "oddwcs"
-
-    def correct(self, wcs, fit, tangent_plane):
-        {body}
 
 
-@aligncore.hookimpl
-def aligncore_add_correctors():
-    return [Odd]
-'''
-_REFCAT = '''
-class Odd(aligncore.RefCatalog):
-    """A reference catalog whose query fails."""
-
-    name = "oddref"
-
-    def query(self, center, radius, epoch=None):
-        {body}
+def _stage(base: str, kind: str, name: str, method: str) -> str:
+    """A plugin-file template registering one stage class whose method runs ``{body}``."""
+    return _STAGE.format(base=base, kind=kind, name=name, method=method)
 
 
-@aligncore.hookimpl
-def aligncore_add_refcatalogs():
-    return [Odd]
-'''
+_MATCHER = _stage("Matcher", "matcher", "odd", "match(self, image_cat, ref_cat)")
+_FITTER = _stage("Fitter", "fitter", "oddfit", "fit(self, image_xy, ref_xy, weights=None)")
+_CORRECTOR = _stage("Corrector", "corrector", "oddwcs", "correct(self, wcs, fit, tangent_plane)")
+_REFCAT = _stage("RefCatalog", "refcatalog", "oddref", "query(self, center, radius, epoch=None)")
 
 
 def _run_with_plugin(work: Path, source: str, sections: str, n_images: int = 3,
