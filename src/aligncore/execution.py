@@ -13,6 +13,7 @@ import functools
 import os
 import pickle
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
@@ -80,7 +81,11 @@ def empty_catalog() -> QTable:
 
 @functools.lru_cache(maxsize=4)
 def _worker_registry(plugin_files: tuple[str, ...]) -> Registry:
-    return build_registry(plugin_files)
+    """The registry of a worker process; its warnings were already given by the main process
+    when it built the same registry, so they are not repeated once per worker."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_registry(plugin_files)
 
 
 def _detect(image: AlignImage, detector: Detector, registry: Registry) -> QTable:
