@@ -218,3 +218,63 @@ def test_no_import_time_manager():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert first.names("fitter") == second.names("fitter")
+
+
+def test_registration_errors_of_a_local_file_are_one_line(tmp_path):
+    def problem(name: str, source: str) -> str:
+        path = tmp_path / name
+        path.write_text(source)
+        with pytest.raises(aligncore.PluginError) as error:
+            aligncore.build_registry([path])
+        assert "\n" not in str(error.value)
+        return str(error.value)
+
+    assert problem("args.py", "import aligncore\n@aligncore.hookimpl\n"
+                   "def aligncore_add_matchers(extra):\n    return []\n").startswith(
+        f"plugin file {tmp_path / 'args.py'}: hookimpl definition: aligncore_add_matchers(extra)")
+    assert problem("imports.py", "import no_such_module_here\n") == (
+        f"plugin file {tmp_path / 'imports.py'}: cannot be imported: ModuleNotFoundError: "
+        "No module named 'no_such_module_here'")
+    assert problem("raises.py", "import aligncore\n@aligncore.hookimpl\n"
+                   "def aligncore_add_fitters():\n    raise KeyError('k')\n") == (
+        "file:raises.py: aligncore_add_fitters() raised KeyError: 'k'")
+
+
+def test_missing_local_file_is_an_error(tmp_path):
+    with pytest.raises(aligncore.PluginError, match=r"nope\.py: no such file"):
+        aligncore.build_registry([tmp_path / "nope.py"])
+
+
+def test_hook_classes_of_a_local_file_are_registered_once_each(tmp_path):
+    path = tmp_path / "observer.py"
+    path.write_text('''
+import aligncore
+
+SEEN = []
+
+
+class Observer:
+    @aligncore.hookimpl
+    def aligncore_run_finished(self, result):
+        SEEN.append(result)
+
+
+class Helper:
+    """No hooks: not instantiated."""
+
+    def __init__(self, required):
+        raise AssertionError("must not be created")
+''')
+    registry = aligncore.build_registry([path])
+    observers = registry.hook.aligncore_run_finished.get_hookimpls()
+    assert [impl.plugin_name for impl in observers] == [f"file:{path.resolve()}:Observer"]
+    registry.hook.aligncore_run_finished(result="r", config=None)
+    module = registry.manager.get_plugin(f"file:{path.resolve()}")
+    assert module.SEEN == ["r"]
+
+
+def test_a_local_file_registering_nothing_warns(tmp_path):
+    path = tmp_path / "nothing.py"
+    path.write_text("VALUE = 1\n")
+    with pytest.warns(UserWarning, match=r"nothing\.py registers nothing"):
+        aligncore.build_registry([path])

@@ -303,8 +303,10 @@ def _register(manager: pluggy.PluginManager, plugin: Any, name: str, label: str)
     """Register one plugin object; `PluginError` naming ``label`` if pluggy refuses it."""
     try:
         registered = manager.register(plugin, name=name)
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"{label}: {exc}") from exc
+    except pluggy.PluginValidationError as exc:  # pluggy's message spans three lines
+        text = str(exc).split("\n")
+        raise PluginError(f"{label}: {'; '.join(line.strip() for line in text[1:]) or text[0]}"
+                          ) from exc
     return registered or name
 
 

@@ -235,3 +235,11 @@ def plugin_duplicate_name(work: Path) -> list[str]:
     """A plugin file registering a matcher under a name already installed."""
     source = (_HEAD + _MATCHER.format(body="return None")).replace('"odd"', '"hist2d"')
     return _run_with_plugin(work, source, "")
+
+
+@case("plugin", exit_code=2, message=r"plugin\.py: hookimpl definition: "
+      r"aligncore_add_matchers\(extra\); Argument\(s\) \{'extra'\} are declared in the hookimpl "
+      r"but can not be found in the hookspec$", outcome="one-line error naming the argument")
+def plugin_hook_unknown_argument(work: Path) -> list[str]:
+    """A hook implementation asking for an argument the hook does not have."""
+    return _run_with_plugin(work, _hook("aligncore_add_matchers").replace("()", "(extra)"), "")
