@@ -278,3 +278,12 @@ def test_a_local_file_registering_nothing_warns(tmp_path):
     path.write_text("VALUE = 1\n")
     with pytest.warns(UserWarning, match=r"nothing\.py registers nothing"):
         aligncore.build_registry([path])
+
+
+def test_a_local_file_named_twice_is_loaded_once(tmp_path):
+    path = tmp_path / "twice.py"
+    path.write_text("import aligncore\n\n@aligncore.hookimpl\ndef aligncore_add_matchers():\n"
+                    "    return []\n")
+    registry = aligncore.build_registry([path, tmp_path / "." / "twice.py"])
+    assert [name for name, _ in registry.manager.list_name_plugin()].count(
+        f"file:{path.resolve()}") == 1

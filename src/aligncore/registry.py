@@ -400,7 +400,7 @@ def build_registry(
         sources[name] = (f"local:{module}", "-")
         labels[name] = f"plugin {module!r}"
 
-    for path in map(Path, local_plugins):
+    for path in _unique_paths(local_plugins):
         for name in _register_file(manager, path):
             sources[name] = (f"file:{path.name}", "-")
             labels[name] = f"plugin file {path}"
@@ -415,6 +415,14 @@ def build_registry(
     for kind, hook_name in _REGISTRATION_HOOKS.items():
         registry.infos[kind] = _collect(manager, kind, hook_name, sources)
     return registry
+
+
+def _unique_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """The paths in order, each file once (a plugin file named twice is loaded once)."""
+    seen: dict[Path, Path] = {}
+    for path in map(Path, paths):
+        seen.setdefault(path.resolve(), path)
+    return list(seen.values())
 
 
 def _load_entry_points(manager: pluggy.PluginManager, sources: dict[str, tuple[str, str]],
