@@ -319,7 +319,8 @@ def plot_residuals(image: ImageResult, residuals: ResidualSet, path: Path,
     bound = image.meta.get("noise_bound_mas")
     extra = f", noise bound {bound:.2f} mas" if isinstance(bound, float) and math.isfinite(
         bound) else ""
-    ax_res.set_title(f"{len(mas)} pairs within {1000.0 * residuals.radius:.0f} mas{extra}",
+    ax_res.set_title(f"{len(mas)} pairs with other images within "
+                     f"{1000.0 * residuals.radius:.0f} mas{extra}",
                      fontsize="medium")
     fig.suptitle(_status_line(image))
     fig.savefig(path, dpi=100)
@@ -364,7 +365,7 @@ def plot_histogram(image: ImageResult, hist: np.ndarray, centers: np.ndarray, pa
     significance = match.get("peak_significance", match.get("significance"))
     detail = (f"peak significance {significance:.1f} sigma, " if isinstance(
         significance, int | float) and math.isfinite(significance) else "")
-    ax_all.set_title(f"{detail}{int(hist.sum())} pairs, bins {1000.0 * step:.0f} mas",
+    ax_all.set_title(f"{detail}{int(hist.sum())} candidate pairs, bins {1000.0 * step:.0f} mas",
                      fontsize="medium")
     ax_zoom.set_title(f"zoom: +-{_ZOOM_BINS} bins around the peak", fontsize="medium")
     fig.suptitle(_status_line(image))
