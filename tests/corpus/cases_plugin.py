@@ -67,6 +67,18 @@ def _run_with_plugin(work: Path, source: str, sections: str, n_images: int = 3,
     return ["run", config, *map(str, images), "-o", str(work / "out")]
 
 
+_SECTIONS = {"matcher": (_MATCHER, "matcher: {plugin: odd}\n"),
+             "fitter": (_FITTER, "fitter: {plugin: oddfit}\n"),
+             "corrector": (_CORRECTOR, "corrector: {plugin: oddwcs}\n"),
+             "refcatalog": (_REFCAT, "absolute: {enabled: true, refcat: {plugin: oddref}}\n")}
+
+
+def _misbehaving(work: Path, kind: str, body: str) -> list[str]:
+    """Run with a ``kind`` plugin whose stage method is ``body``."""
+    template, section = _SECTIONS[kind]
+    return _run_with_plugin(work, _HEAD + template.format(body=body), section)
+
+
 def _hook(name: str) -> str:
     """A plugin file with one hook implementation called ``name``."""
     return f"import aligncore\n\n@aligncore.hookimpl\ndef {name}():\n    return []\n"
@@ -103,49 +115,42 @@ def plugin_detector_raises_on_process_pool(work: Path) -> list[str]:
       outcome="the images FAILED naming the plugin; outputs and report written", writes=True)
 def plugin_matcher_raises_keyerror(work: Path) -> list[str]:
     """A matcher that looks up a missing key."""
-    return _run_with_plugin(work, _HEAD + _MATCHER.format(body='return {}["x"]'),
-                            "matcher: {plugin: odd}\n")
+    return _misbehaving(work, "matcher", 'return {}["x"]')
 
 
 @case("plugin", exit_code=1, message=r"plugin 'odd' \(matcher\) returned dict, expected "
       r"MatchResult", outcome="the images FAILED naming the plugin and the type", writes=True)
 def plugin_matcher_returns_dict(work: Path) -> list[str]:
     """A matcher that returns a dict instead of a MatchResult."""
-    return _run_with_plugin(work, _HEAD + _MATCHER.format(body='return {"image_idx": []}'),
-                            "matcher: {plugin: odd}\n")
+    return _misbehaving(work, "matcher", 'return {"image_idx": []}')
 
 
 @case("plugin", exit_code=1, message=r"error: .*img_00\d\.fits: catalogs disagree",
       outcome="FAILED with the matcher's own message, as docs/plugins.md says", writes=True)
 def plugin_matcher_raises_matcherror(work: Path) -> list[str]:
     """A matcher that raises aligncore.MatchError (an expected failure)."""
-    body = 'raise aligncore.MatchError("catalogs disagree")'
-    return _run_with_plugin(work, _HEAD + _MATCHER.format(body=body), "matcher: {plugin: odd}\n")
+    return _misbehaving(work, "matcher", 'raise aligncore.MatchError("catalogs disagree")')
 
 
 @case("plugin", exit_code=1, message=r"fit failed: too few stars here",
       outcome="FAILED with the fitter's own message", writes=True)
 def plugin_fitter_raises_fiterror(work: Path) -> list[str]:
     """A fitter that raises aligncore.FitError."""
-    body = 'raise aligncore.FitError("too few stars here")'
-    return _run_with_plugin(work, _HEAD + _FITTER.format(body=body), "fitter: {plugin: oddfit}\n")
+    return _misbehaving(work, "fitter", 'raise aligncore.FitError("too few stars here")')
 
 
 @case("plugin", exit_code=1, message=r"plugin 'oddfit' \(fitter\) returned NoneType, expected "
       r"FitResult", outcome="the images FAILED naming the plugin and the type", writes=True)
 def plugin_fitter_returns_none(work: Path) -> list[str]:
     """A fitter that forgets to return its result."""
-    return _run_with_plugin(work, _HEAD + _FITTER.format(body="pass"),
-                            "fitter: {plugin: oddfit}\n")
+    return _misbehaving(work, "fitter", "pass")
 
 
 @case("plugin", exit_code=1, message=r"WCS correction failed: plugin 'oddwcs' \(corrector\) "
       r"raised AttributeError", outcome="the aligned images FAILED, WCS kept", writes=True)
 def plugin_corrector_raises(work: Path) -> list[str]:
     """A WCS corrector that calls a method the WCS does not have."""
-    body = "return wcs.no_such_method()"
-    return _run_with_plugin(work, _HEAD + _CORRECTOR.format(body=body),
-                            "corrector: {plugin: oddwcs}\n")
+    return _misbehaving(work, "corrector", "return wcs.no_such_method()")
 
 
 @case("plugin", exit_code=3, message=r"absolute alignment not applied: reference catalog query "
@@ -153,9 +158,7 @@ def plugin_corrector_raises(work: Path) -> list[str]:
       outcome="relative alignment written, exit 3 naming the plugin", writes=True)
 def plugin_refcat_raises(work: Path) -> list[str]:
     """A reference catalog plugin whose query raises in the absolute stage."""
-    body = 'raise ConnectionError("service down")'
-    return _run_with_plugin(work, _HEAD + _REFCAT.format(body=body),
-                            "absolute: {enabled: true, refcat: {plugin: oddref}}\n")
+    return _misbehaving(work, "refcatalog", 'raise ConnectionError("service down")')
 
 
 # --- a plugin file that cannot be registered: one line naming it, nothing written -----------
