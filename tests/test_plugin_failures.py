@@ -209,3 +209,34 @@ def test_counts_and_rms_agree_between_table_header_and_report(scene, tmp_path, c
         assert header["ALNRMSE"] == pytest.approx(image["fit"]["rmse"])
         assert "ALNREAS" not in header and image["reason"] == ""
     assert np.all([image["status"] != "FAILED" for image in report.values()])
+
+
+def test_a_failing_wrapper_is_not_blamed_on_the_stage():
+    class Broken:
+        @aligncore.hookimpl(wrapper=True)
+        def aligncore_run_stage(self, kind, stage, args):
+            result = yield
+            return result["missing"]
+
+    registry = aligncore.build_registry(plugins=[Broken()])
+    with pytest.raises(PluginRunError, match=r"^a wrapper of aligncore_run_stage around plugin "
+                       r"'stub' \(fitter\) raised TypeError"):
+        registry.run_stage(_Stage("fitter", aligncore.FitResult.identity()))
+
+
+def test_a_wrapper_sees_the_stage_failure_and_it_keeps_its_name():
+    seen = []
+
+    class Watcher:
+        @aligncore.hookimpl(wrapper=True)
+        def aligncore_run_stage(self, kind, stage, args):
+            try:
+                return (yield)
+            except Exception as exc:
+                seen.append(type(exc).__name__)
+                raise
+
+    registry = aligncore.build_registry(plugins=[Watcher()])
+    with pytest.raises(PluginRunError, match=r"^plugin 'stub' \(matcher\) raised KeyError"):
+        registry.run_stage(_Stage("matcher", KeyError("x")))
+    assert seen == ["PluginRunError"]

@@ -131,7 +131,9 @@ def aligncore_run_stage(kind: str, stage: Stage, args: tuple[Any, ...]) -> Any:
     ``FAILED`` with its message; any other exception, or a result of the
     wrong type, makes it ``FAILED`` with a reason naming the plugin
     (``plugin 'NAME' (matcher) raised KeyError: 'x'``) and its traceback in
-    the report. The other images go on.
+    the report. The other images go on. A wrapper sees such an exception as
+    `aligncore.PluginRunError` at its ``yield``; an exception raised by the
+    wrapper itself is reported as the wrapper's.
     """
 
 

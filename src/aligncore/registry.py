@@ -128,6 +128,12 @@ def _plugin_label(stage: Stage) -> str:
     return f"plugin {getattr(stage, 'name', type(stage).__name__)!r} ({stage.kind})"
 
 
+def _failure(what: str, exc: Exception) -> PluginRunError:
+    """``what raised KeyError: 'x'``, with the exception's traceback kept."""
+    return PluginRunError(f"{what} {type(exc).__name__}: {exc}",
+                          "".join(traceback.format_exception(exc)))
+
+
 def _check_result(stage: Stage, value: Any) -> Any:
     """``value`` if it is what ``stage``'s method must return; `PluginRunError` otherwise."""
     expected, accepts = _RESULT_CHECKS[stage.kind]
@@ -172,7 +178,14 @@ class _CoreRunner:
 
     @hookimpl(trylast=True)
     def aligncore_run_stage(self, kind: str, stage: Stage, args: tuple[Any, ...]) -> Any:
-        return getattr(stage, _STAGE_METHODS[kind])(*args)
+        """Call the stage method; an unexpected exception becomes a `PluginRunError` naming
+        the stage's plugin (so that a wrapper's own failure can be told apart)."""
+        try:
+            return getattr(stage, _STAGE_METHODS[kind])(*args)
+        except AlignError:
+            raise
+        except Exception as exc:
+            raise _failure(f"{_plugin_label(stage)} raised", exc) from exc
 
 
 @dataclass
@@ -248,10 +261,9 @@ class Registry:
             value = self.hook.aligncore_run_stage(kind=stage.kind, stage=stage, args=args)
         except AlignError:
             raise
-        except Exception as exc:
-            trace = "".join(traceback.format_exception(exc))
-            raise PluginRunError(
-                f"{_plugin_label(stage)} raised {type(exc).__name__}: {exc}", trace) from exc
+        except Exception as exc:  # not from the stage (the core wraps those): from a wrapper
+            raise _failure(f"a wrapper of aligncore_run_stage around {_plugin_label(stage)} "
+                           "raised", exc) from exc
         return _check_result(stage, value)
 
 
