@@ -240,3 +240,22 @@ def test_a_wrapper_sees_the_stage_failure_and_it_keeps_its_name():
     with pytest.raises(PluginRunError, match=r"^plugin 'stub' \(matcher\) raised KeyError"):
         registry.run_stage(_Stage("matcher", KeyError("x")))
     assert seen == ["PluginRunError"]
+
+
+def test_matches_outside_the_catalogs_are_a_wrong_result(registry):
+    result = aligncore.MatchResult([0, 1], [1, 2])
+    assert registry.run_stage(_Stage("matcher", result), [0, 0], [0, 0, 0]) is result
+    with pytest.raises(PluginRunError, match=r"returned reference indices outside 0\.\.1$"):
+        registry.run_stage(_Stage("matcher", result), [0, 0], [0, 0])
+    with pytest.raises(PluginRunError, match=r"returned image indices outside 0\.\.0$"):
+        registry.run_stage(_Stage("matcher", result), [0], [0, 0, 0])
+
+
+def test_a_detector_table_needs_the_required_columns(registry):
+    from astropy.table import QTable
+
+    table = QTable({"id": [1], "x": [1.0], "flux": [2.0]})
+    with pytest.raises(PluginRunError, match=r"returned a table without the column\(s\) y$"):
+        registry.run_stage(_Stage("detector", table), None)
+    table["y"] = [3.0]
+    assert registry.run_stage(_Stage("detector", table), None) is table

@@ -36,7 +36,7 @@ from aligncore import hookspecs
 from aligncore.errors import AlignError
 from aligncore.hookspecs import PROJECT_NAME, hookimpl
 from aligncore.stages import STAGE_KINDS, Params, Stage
-from aligncore.types import FitResult, MatchResult
+from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, FitResult, MatchResult
 
 __all__ = [
     "DISABLE_AUTOLOAD_ENV",
@@ -120,7 +120,7 @@ _RESULT_CHECKS: dict[str, tuple[str, Any]] = {
     "matcher": ("MatchResult", lambda value: isinstance(value, MatchResult)),
     "fitter": ("FitResult", lambda value: isinstance(value, FitResult)),
     "refcatalog": ("an astropy Table", _is_table),
-    "corrector": ("a WCS object", lambda value: value is not None),
+    "corrector": ("a WCS object", lambda value: hasattr(value, "pixel_to_world")),
 }
 
 
@@ -134,13 +134,31 @@ def _failure(what: str, exc: Exception) -> PluginRunError:
                           "".join(traceback.format_exception(exc)))
 
 
-def _check_result(stage: Stage, value: Any) -> Any:
-    """``value`` if it is what ``stage``'s method must return; `PluginRunError` otherwise."""
+def _check_result(stage: Stage, value: Any, args: tuple[Any, ...]) -> Any:
+    """``value`` if it is what ``stage``'s method must return for ``args``; `PluginRunError`
+    otherwise (wrong type, a detector table without the required columns, matches that
+    point outside the catalogs)."""
     expected, accepts = _RESULT_CHECKS[stage.kind]
     if not accepts(value):
         raise PluginRunError(
             f"{_plugin_label(stage)} returned {type(value).__name__}, expected {expected}")
+    if stage.kind == "detector":
+        missing = [name for name in (COL_ID, COL_X, COL_Y, COL_FLUX) if name not in value.colnames]
+        if missing:
+            raise PluginRunError(f"{_plugin_label(stage)} returned a table without the "
+                                 f"column(s) {', '.join(missing)}")
+    if stage.kind == "matcher" and len(args) >= 2:
+        _check_indices(stage, value, len(args[0]), len(args[1]))
     return value
+
+
+def _check_indices(stage: Stage, result: MatchResult, n_image: int, n_ref: int) -> None:
+    """`PluginRunError` when a match points outside the catalogs the matcher was given."""
+    for what, idx, size in (("image", result.image_idx, n_image),
+                            ("reference", result.ref_idx, n_ref)):
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise PluginRunError(f"{_plugin_label(stage)} returned {what} indices outside "
+                                 f"0..{size - 1}")
 
 
 @dataclass(frozen=True)
@@ -264,7 +282,7 @@ class Registry:
         except Exception as exc:  # not from the stage (the core wraps those): from a wrapper
             raise _failure(f"a wrapper of aligncore_run_stage around {_plugin_label(stage)} "
                            "raised", exc) from exc
-        return _check_result(stage, value)
+        return _check_result(stage, value, args)
 
 
 def _check_kind(kind: str) -> None:

@@ -246,3 +246,27 @@ def plugin_duplicate_name(work: Path) -> list[str]:
 def plugin_hook_unknown_argument(work: Path) -> list[str]:
     """A hook implementation asking for an argument the hook does not have."""
     return _run_with_plugin(work, _hook("aligncore_add_matchers").replace("()", "(extra)"), "")
+
+
+@case("plugin", exit_code=1, message=r"plugin 'odd' \(matcher\) returned reference indices "
+      r"outside 0\.\.\d+", outcome="the images FAILED naming the plugin", writes=True)
+def plugin_matcher_indices_out_of_range(work: Path) -> list[str]:
+    """A matcher whose matches point past the end of the reference catalog."""
+    body = "return aligncore.MatchResult([0, 1], [len(ref_cat), len(ref_cat) + 1])"
+    return _misbehaving(work, "matcher", body)
+
+
+@case("plugin", exit_code=1, message=r"plugin 'flaky' \(detector\) returned a table without "
+      r"the column\(s\) x, y", outcome="that image FAILED naming the plugin", writes=True)
+def plugin_detector_without_columns(work: Path) -> list[str]:
+    """A detector returning a table without pixel positions for one image."""
+    body = "from astropy.table import QTable; return QTable({'id': [1], 'flux': [1.0]})"
+    return _run_with_plugin(work, _HEAD + _DAOFIND_FAILS_ON_ONE.format(body=body),
+                            "detector: {plugin: flaky}\n")
+
+
+@case("plugin", exit_code=1, message=r"plugin 'oddwcs' \(corrector\) returned str, expected a "
+      r"WCS object", outcome="the aligned images FAILED, WCS kept", writes=True)
+def plugin_corrector_returns_text(work: Path) -> list[str]:
+    """A WCS corrector that returns a string instead of a WCS."""
+    return _misbehaving(work, "corrector", "return 'RA---TAN'")
