@@ -210,3 +210,21 @@ def test_global_match_counts_are_pairs_like_the_fit(small_scene):
             np.testing.assert_array_equal(image.fit.matrix, np.eye(2))
             assert 0 < image.fit.rmse < 0.05 and image.fit.residuals.shape == (
                 image.n_matched, 2)
+
+
+def test_an_image_aligned_on_a_retry_keeps_no_reason_from_its_failed_attempt(small_scene,
+                                                                             monkeypatch):
+    import aligncore.relative as relative
+
+    real_guard, calls = relative._guard, []
+
+    def guard_failing_once(unit, *args):
+        calls.append(unit.key)
+        return "forced failure" if len(calls) == 1 else real_guard(unit, *args)
+
+    monkeypatch.setattr(relative, "_guard", guard_failing_once)
+    result = aligncore.align(small_scene.paths)
+    assert calls.count(calls[0]) == 2  # the unit that failed first was tried again
+    for image in result:
+        assert image.status in (Status.SUCCESS, Status.REFERENCE)
+        assert image.reason == "" and "rejected_fit" not in image.meta
