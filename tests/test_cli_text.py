@@ -182,3 +182,22 @@ def test_compare_progress_in_a_log(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and re.fullmatch(r"run 1/1 d/\S+/seed \d+ default \d+\.\d s", err[0])
     assert json.loads((tmp_path / "out" / "spec.json").read_text())["variants"]
+
+
+def test_a_broken_entry_point_is_reported_once_by_plugins(monkeypatch, capsys):
+    import importlib.metadata
+
+    real = importlib.metadata.entry_points
+
+    def with_a_broken_one(**kwargs):
+        found = list(real(**kwargs))
+        if kwargs.get("group") == "aligncore":
+            found.append(importlib.metadata.EntryPoint(
+                name="broken", value="aligncore_no_such_module_xyz", group="aligncore"))
+        return found
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", with_a_broken_one)
+    assert main(["plugins"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: aligncore plugin broken (unknown) "
+                                               "failed to import and is skipped")
