@@ -250,11 +250,16 @@ def test_local_plugin_file_compared_without_installing(tmp_path):
     assert nearest["status"] == "success" and nearest["rel_rms_pix"] < 0.1
     assert nearest["agree_rms_mas"] < 5.0
     assert "nearest" not in aligncore.build_registry().names("matcher")
-    # a crashing plugin is a failed run with its error, and is tried again on a re-run
+    # a raising plugin fails the images of its run with its error (the run itself completes)
     assert broken["status"] == "failed" and "RuntimeError: boom" in broken["reason"]
     assert broken["rel_rms_mas"] == pytest.approx(broken["nominal_rel_rms_mas"])
     again = run_compare(spec, tmp_path / "out", plots=False)
-    assert (again.n_new, again.n_reused) == (1, 2)
+    assert (again.n_new, again.n_reused) == (0, 3)
+    # fixing the plugin file changes the variant's fingerprint: that run is done again
+    write(tmp_path / "broken.py", BROKEN.replace('raise RuntimeError("boom")',
+                                                 'raise aligncore.MatchError("fixed")'))
+    fixed = run_compare(spec, tmp_path / "out", plots=False)
+    assert (fixed.n_new, fixed.n_reused) == (1, 2)
 
 
 def test_parallel_jobs_give_the_serial_numbers(small, tmp_path):

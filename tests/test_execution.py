@@ -178,8 +178,8 @@ def test_resume_after_a_crash_keeps_the_catalogs_detected_before_it(tiles, tmp_p
     paths = [str(p) for p in tiles.paths[:4]]
     (tmp_path / "crasher.py").write_text(CRASHER)
     crash = ["--set", f"plugins=['{tmp_path / 'crasher.py'}']", "--set", "detector.plugin=crasher"]
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        main(["run", "--resume", "-o", str(out), "-q", *crash, _default(), *paths])
+    # the crash fails that image only; the others are detected and their catalogs saved
+    assert main(["run", "--resume", "-o", str(out), "-q", *crash, _default(), *paths]) == 1
     # saved as they were detected, not at the end of the run
     assert (out / "img_000_cat.ecsv").exists() and (out / "img_001_cat.ecsv").exists()
     assert not (out / "img_002_cat.ecsv").exists()

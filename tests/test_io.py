@@ -30,7 +30,7 @@ def test_primary_hdu_image(tmp_path):
     ("maker", "message"),
     [
         (lambda p: None, "file not found"),
-        (lambda p: p.write_text("not a fits file at all"), "not a readable FITS file"),
+        (lambda p: p.write_text("not a fits file at all"), "not a FITS file"),
         (lambda p: write_image(p, np.ones((8, 8)), None), "no celestial WCS"),
         (lambda p: fits.HDUList([fits.PrimaryHDU()]).writeto(p), "no image data"),
     ],

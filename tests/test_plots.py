@@ -107,3 +107,17 @@ def test_without_matplotlib_run_warns_and_writes_the_rest(small_scene, tmp_path,
     assert "no plots written" in capsys.readouterr().err
     assert (out / small_scene.paths[0].name).is_file()
     assert not list(out.glob("*.png"))
+
+
+def test_figure_titles_use_the_table_names_for_counts_and_rms():
+    from aligncore.plots import _status_line
+
+    fit = aligncore.FitResult(matrix=np.eye(2), shift=np.zeros(2),
+                              fitmask=np.array([True] * 7 + [False] * 2), rmse=0.01234)
+    image = aligncore.ImageResult(name="a.fits", status=aligncore.Status.SUCCESS, fit=fit,
+                                  n_matched=9)
+    assert _status_line(image) == "a.fits: SUCCESS, 9 matched, 7 used, fit rms 12.34 mas"
+    failed = aligncore.ImageResult(name="b.fits", status=aligncore.Status.FAILED,
+                                   reason="only 3 matched sources (minobj=5)", n_matched=3)
+    assert _status_line(failed) == ("b.fits: FAILED, 3 matched\n"
+                                    "only 3 matched sources (minobj=5)")

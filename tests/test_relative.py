@@ -199,10 +199,32 @@ def test_auto_geometry_picks_one_geometry_for_the_global_solution(small_scene):
     assert max(small_scene.errors(result)["rms_pix"]) < 0.05
 
 
-def test_global_match_counts_are_distinct_sources(small_scene):
-    """A source matched in several overlaps counts once; the fixed reference counts too."""
+def test_global_match_counts_are_pairs_like_the_fit(small_scene):
+    """matched = pairs found (a source matched in several overlaps is in several pairs), the
+    same count as fit.n_matched; used = pairs kept (fit.n_used); the fixed reference too."""
     result = aligncore.align(small_scene.paths)
     for image in result:
-        assert 0 < image.n_matched <= image.n_sources
-        if image.status == Status.SUCCESS:
-            assert image.fit.fitmask.size >= image.n_matched  # a residual per overlap it is in
+        assert image.n_matched == image.fit.n_matched >= image.fit.n_used > 0
+        assert 0 < image.meta["n_sources_matched"] <= min(image.n_sources, image.n_matched)
+        if image.status == Status.REFERENCE:
+            np.testing.assert_array_equal(image.fit.matrix, np.eye(2))
+            assert 0 < image.fit.rmse < 0.05 and image.fit.residuals.shape == (
+                image.n_matched, 2)
+
+
+def test_an_image_aligned_on_a_retry_keeps_no_reason_from_its_failed_attempt(small_scene,
+                                                                             monkeypatch):
+    import aligncore.relative as relative
+
+    real_guard, calls = relative._guard, []
+
+    def guard_failing_once(unit, *args):
+        calls.append(unit.key)
+        return "forced failure" if len(calls) == 1 else real_guard(unit, *args)
+
+    monkeypatch.setattr(relative, "_guard", guard_failing_once)
+    result = aligncore.align(small_scene.paths)
+    assert calls.count(calls[0]) == 2  # the unit that failed first was tried again
+    for image in result:
+        assert image.status in (Status.SUCCESS, Status.REFERENCE)
+        assert image.reason == "" and "rejected_fit" not in image.meta

@@ -310,7 +310,7 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
                                                   match.ref_idx, plane)
     pos_err = np.asarray(combined["pos_err"], float)[match.image_idx]
     try:
-        weights = _weights(fitter, image_xy, ref_xy, pos_err, ref_err, scale)
+        weights = _weights(fitter, registry, image_xy, ref_xy, pos_err, ref_err, scale)
         fit = registry.run_stage(fitter, image_xy, ref_xy, weights)
     except AlignError as exc:
         raise _Failed(f"absolute fit failed: {exc} ({counts}, {match.n_matched} matched)"
@@ -431,8 +431,8 @@ def _reference_at_source_epochs(tables: dict[Any, QTable], keys: np.ndarray,
     return xy, err
 
 
-def _weights(fitter: Fitter, image_xy: np.ndarray, ref_xy: np.ndarray, pos_err: np.ndarray,
-             ref_err: np.ndarray, scale: float) -> np.ndarray:
+def _weights(fitter: Fitter, registry: Registry, image_xy: np.ndarray, ref_xy: np.ndarray,
+             pos_err: np.ndarray, ref_err: np.ndarray, scale: float) -> np.ndarray:
     """Inverse-variance weights from the source and reference position errors.
 
     Sources without a position error get one estimated from the residuals of a
@@ -443,7 +443,7 @@ def _weights(fitter: Fitter, image_xy: np.ndarray, ref_xy: np.ndarray, pos_err: 
     missing = ~np.isfinite(src)
     if np.any(missing):
         guess = _DEFAULT_POS_ERR_PIX * scale
-        trial = fitter.fit(image_xy, ref_xy, 1.0 / (guess**2 + ref_var))
+        trial = registry.run_stage(fitter, image_xy, ref_xy, 1.0 / (guess**2 + ref_var))
         kept = trial.fitmask if trial.fitmask.size == src.size else np.ones(src.size, bool)
         residual_var = float(np.mean(np.square(trial.residuals[kept])))  # per axis
         floor = (_MIN_POS_ERR_PIX * scale) ** 2

@@ -3,17 +3,23 @@
 Exit codes: 0 success; 1 an input error or an image that failed to align (the
 message names the file and the problem); 2 a configuration or usage error; 3
 the images were aligned relative to each other and written, but the absolute
-alignment (reference catalog) was not applied. Tracebacks are shown only with
-``--debug``.
+alignment (reference catalog) was not applied; 141 stdout was closed early
+(``aligncore ... | head``), ended quietly. Tracebacks, including those of a
+plugin that failed on one image, are shown only with ``--debug``.
+
+Every problem is one line on stderr (``error: ...`` or ``warning: ...``, Python
+warnings included, each once); the results go to stdout. When stderr is not a
+terminal, progress is one line per image (``detect 3/16 img_002.fits 0.4 s``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +29,18 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_ABSOLUTE_FAILED = 3
+EXIT_BROKEN_PIPE = 141  # like a shell command killed by SIGPIPE (128 + 13)
 
 
 class _UsageError(Exception):
     pass
 
 
-def _progress(enabled: bool) -> Any:
-    def wrap(items: Iterable[Any], desc: str, total: int) -> Iterable[Any]:
-        if not enabled:
-            return items
-        from tqdm import tqdm
+def _progress(enabled: bool, images: Sequence[Any] = ()) -> Any:
+    """A bar on a terminal, one line per image in a log (stderr not a terminal)."""
+    from aligncore._cli_text import progress_for
 
-        return tqdm(items, desc=desc, total=total, unit="image", leave=False)
-
-    return wrap
+    return progress_for(enabled, sys.stderr.isatty(), [image.name for image in images])
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -65,7 +68,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     images = [open_image(path) for path in args.images]
     result = align(images, config, registry=registry,
-                   progress=_progress(sys.stderr.isatty() and not args.quiet))
+                   progress=_progress(not args.quiet, images))
     write_outputs(result, images, config, registry=registry)
     if args.plots:
         from aligncore.plots import write_plots
@@ -75,21 +78,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except ImportError as exc:
             print(f"warning: no plots written: {exc}", file=sys.stderr)
     if not args.quiet:
-        print(format_table(result))
+        print(format_table(result, notes=False))  # the problems go to stderr, once
         print(f"outputs written to {config.output.dir}" if not config.output.in_place
               else "inputs updated in place")
-    for image in result.failed:
-        print(f"error: {image.path or image.name}: {image.reason}", file=sys.stderr)
+    _print_failures(result, args.debug)
     return _exit_code(result, config)
 
 
+def _print_failures(result: Any, debug: bool) -> None:
+    """One ``error:`` line per failed image (and a plugin's traceback with ``--debug``)."""
+    for image in result.failed:
+        if debug and image.meta.get("traceback"):
+            print(image.meta["traceback"], file=sys.stderr, end="")
+        print(f"error: {image.path or image.name}: {image.reason}", file=sys.stderr)
+
+
 def _exit_code(result: Any, config: Any) -> int:
+    """1 when an image failed; 3 when only the absolute alignment was not applied (its
+    warning was printed when the pipeline gave it up)."""
     if not result.ok:
         return EXIT_FAILED
     if config.absolute.enabled and result.absolute is None:
-        reason = result.meta.get("absolute", {}).get("reason", "unknown reason")
-        print(f"warning: absolute alignment not applied ({reason}); the relative alignment "
-              "was written", file=sys.stderr)
         return EXIT_ABSOLUTE_FAILED
     return EXIT_OK
 
@@ -103,13 +112,20 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     images = [open_image(path) for path in args.images]
     detector = config.build_stage("detector", registry)
     outcomes = detect_images(images, detector, config, registry,
-                             _progress(sys.stderr.isatty() and not args.quiet))
-    catalogs = [o.catalog for o in outcomes]
+                             _progress(not args.quiet, images))
+    failed = [(image, o) for image, o in zip(images, outcomes, strict=True) if o.catalog is None]
+    done = [(image, o.catalog) for image, o in zip(images, outcomes, strict=True)
+            if o.catalog is not None]
     outdir = Path(args.output)
-    paths = write_catalogs([i.name for i in images], catalogs, outdir, config.output.catalog_format)
-    for image, catalog, path in zip(images, catalogs, paths, strict=True):
+    paths = write_catalogs([i.name for i, _ in done], [c for _, c in done], outdir,
+                           config.output.catalog_format)
+    for (image, catalog), path in zip(done, paths, strict=True):
         print(f"{image.name}: {len(catalog)} sources -> {path}")
-    return EXIT_OK
+    for image, outcome in failed:
+        if args.debug and outcome.traceback:
+            print(outcome.traceback, file=sys.stderr, end="")
+        print(f"error: {image.path or image.name}: {outcome.error}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -130,8 +146,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         scene = simulate("dither", n_images=args.n_images, seed=args.seed,
                          outdir=workdir / "input")
         images = [open_image(path) for path in scene.paths]
-        result = align(images, config, registry=registry,
-                       progress=_progress(sys.stderr.isatty()))
+        result = align(images, config, registry=registry, progress=_progress(True, images))
         write_outputs(result, images, config, workdir / "aligned", registry=registry)
         before = scene.errors([image.wcs for image in images], relative=True)
         after = scene.errors([r.wcs for r in result.images], relative=True)
@@ -170,51 +185,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
-    for label, problem in registry.failures.items():
-        print(f"failed to load: {label}: {problem}", file=sys.stderr)
-    return EXIT_OK
-
-
-def _type_name(annotation: Any) -> str:
-    """Readable type of a parameter: ``float | 'auto'``, ``'shift' | 'rshift'``, ``int | None``."""
-    import types
-    import typing
-
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        base, *constraints = typing.get_args(annotation)
-        metadata = [m for c in constraints for m in getattr(c, "metadata", [c])]
-        bounds = ", ".join(str(m) for m in metadata)
-        return f"{_type_name(base)} [{bounds}]" if bounds else _type_name(base)
-    if origin is typing.Literal:
-        return " | ".join(repr(a) for a in typing.get_args(annotation))
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return "None"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _describe_params(info: Any) -> list[str]:
-    lines = [f"{info.kind} plugin {info.name!r} ({info.distribution} {info.version})"]
-    doc = (info.cls.__doc__ or "").strip()
-    if doc:
-        lines.append("  " + doc.splitlines()[0])
-    fields = info.cls.Params.model_fields
-    if not fields:
-        lines.append("  (no parameters)")
-    for name, field in fields.items():
-        annotation = _type_name(field.annotation)
-        default = "required" if field.is_required() else repr(field.get_default(
-            call_default_factory=True))
-        bounds = ", ".join(str(m) for m in field.metadata)
-        line = f"  {name}: {annotation} = {default}"
-        if bounds:
-            line += f"  [{bounds}]"
-        lines.append(line)
-        if field.description:
-            lines.append(f"      {field.description}")
-    return lines
+    return EXIT_OK  # a plugin that failed to load was reported by its warning, once
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
@@ -229,19 +200,80 @@ def _cmd_params(args: argparse.Namespace) -> int:
         close = difflib.get_close_matches(args.name, names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise _UsageError(f"no plugin named {args.name!r}{hint} Installed: {', '.join(names)}")
+    from aligncore._cli_text import describe_params
+
     for info in found:
-        print("\n".join(_describe_params(info)))
+        print("\n".join(describe_params(info)))
     return EXIT_OK
+
+
+_SIMULATE_HELP = """scenarios:
+  dither   random dithers of 5-15 % of the field; 200 stars per 1024x1024 image
+  mosaic   a ceil(sqrt(N)) wide grid of images with 10 % overlaps; 200 stars per image
+  sparse   a dither with ~20 stars per image (hard for matchers)
+  crowded  a dither with ~6000 stars per 1024x1024 image
+
+Every scenario: 1024x1024 images at 0.1"/pixel, Moffat PSF of FWHM 2.5 pixels,
+pointing errors of 0.1-3", roll errors up to 0.01 deg, sky 100 e-, read noise
+5 e-, cosmic rays, hot and saturated pixels, observation epoch 2025.0 and a
+Gaia-like reference catalog at 2016.0 (no proper motion). The options below
+change these. Writes the images, truth.json, stars.ecsv and refcat.ecsv."""
+
+# command-line option -> simulate() keyword, for the knobs passed through unchanged
+_SIMULATE_KNOBS = ("n_images", "seed", "sip", "wcs", "pixel_scale", "n_stars", "fwhm", "psf",
+                   "roll_error", "proper_motion", "epoch", "refcat_epoch", "ra", "dec")
+
+
+def _add_simulate_parser(sub: Any) -> None:
+    """The ``simulate`` subcommand: a scenario and the simulator's main knobs."""
+    simulate = sub.add_parser("simulate", help="write a simulated scene with ground truth",
+                              description=_SIMULATE_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    simulate.add_argument("scenario", choices=["dither", "mosaic", "sparse", "crowded"],
+                          help="image layout and star density (see above)")
+    simulate.add_argument("-o", "--output", required=True, help="output directory")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    simulate.add_argument("--n-images", type=int, default=4, help="images (default 4)")
+    simulate.add_argument("--size", type=int, help="image size in pixels, square (default 1024)")
+    simulate.add_argument("--pixel-scale", type=float, default=0.1,
+                          help="arcsec per pixel (default 0.1)")
+    simulate.add_argument("--n-stars", type=int,
+                          help="stars per image (default: by scenario, see above)")
+    simulate.add_argument("--fwhm", type=float, default=2.5, help="PSF FWHM, pixels (default 2.5)")
+    simulate.add_argument("--psf", choices=["moffat", "gaussian"], default="moffat",
+                          help="PSF shape (default moffat)")
+    simulate.add_argument("--pointing-error", type=float, nargs=2, metavar=("MIN", "MAX"),
+                          default=(0.1, 3.0),
+                          help="range of each image's pointing error, arcsec (default 0.1 3)")
+    simulate.add_argument("--roll-error", type=float, default=0.01,
+                          help="largest roll error, degrees (default 0.01)")
+    simulate.add_argument("--proper-motion", type=float, default=0.0,
+                          help="mean stellar proper motion, mas/yr (default 0)")
+    simulate.add_argument("--epoch", type=float, default=2025.0,
+                          help="observation epoch, Julian year (default 2025.0)")
+    simulate.add_argument("--refcat-epoch", type=float, default=2016.0,
+                          help="reference catalog epoch, Julian year (default 2016.0)")
+    simulate.add_argument("--ra", type=float, default=150.0, help="scene centre RA, deg")
+    simulate.add_argument("--dec", type=float, default=2.0, help="scene centre Dec, deg")
+    simulate.add_argument("--sip", action="store_true", help="add SIP distortion")
+    simulate.add_argument("--wcs", choices=["fits", "gwcs"], default="fits",
+                          help="fits: FITS files with a FITS WCS; gwcs: ASDF files with a "
+                               "NIRCam-like GWCS (detector -> v2v3 -> world)")
+    simulate.set_defaults(func=_cmd_simulate)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from aligncore.simulate import simulate
 
-    options: dict[str, Any] = {"n_images": args.n_images, "seed": args.seed, "outdir": args.output,
-                               "sip": args.sip, "wcs": args.wcs}
+    options: dict[str, Any] = {key: getattr(args, key) for key in _SIMULATE_KNOBS}
+    options["outdir"] = args.output
+    options["pointing_error"] = tuple(args.pointing_error)
     if args.size:
         options["shape"] = (args.size, args.size)
-    scene = simulate(args.scenario, **options)
+    try:
+        scene = simulate(args.scenario, **options)
+    except ValueError as exc:  # a knob out of range: the message names it
+        raise _UsageError(str(exc)) from exc
     print(f"wrote {len(scene.paths)} images, truth.json, stars.ecsv and refcat.ecsv to "
           f"{args.output}")
     return EXIT_OK
@@ -253,12 +285,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise _UsageError(f"--jobs must be >= 1, got {args.jobs}")
     result = run_compare(args.spec, args.output, jobs=args.jobs, force=args.force,
-                         progress=sys.stderr.isatty() and not args.quiet, plots=not args.no_plots)
+                         progress=_compare_progress(args.quiet), plots=not args.no_plots)
     if not args.quiet:
         print(result.markdown("variants"))
         print(f"{result.n_new} runs done, {result.n_reused} reused; tables and figures in "
               f"{args.output} (report.md)")
     return EXIT_OK
+
+
+def _compare_progress(quiet: bool) -> bool | str:
+    """A bar on a terminal, one line per run in a log, nothing with ``-q``."""
+    if quiet:
+        return False
+    return True if sys.stderr.isatty() else "log"
 
 
 def _cmd_config_reference(args: argparse.Namespace) -> int:
@@ -338,17 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     hooks = sub.add_parser("hooks", help="print the plugin hook reference (Markdown)")
     hooks.set_defaults(func=_cmd_hooks)
 
-    simulate = sub.add_parser("simulate", help="write a simulated scene with ground truth")
-    simulate.add_argument("scenario", choices=["dither", "mosaic", "sparse", "crowded"])
-    simulate.add_argument("-o", "--output", required=True)
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--n-images", type=int, default=4)
-    simulate.add_argument("--size", type=int, help="image size in pixels (square)")
-    simulate.add_argument("--sip", action="store_true", help="add SIP distortion")
-    simulate.add_argument("--wcs", choices=["fits", "gwcs"], default="fits",
-                          help="fits: FITS files with a FITS WCS; gwcs: ASDF files with a "
-                               "NIRCam-like GWCS (detector -> v2v3 -> world)")
-    simulate.set_defaults(func=_cmd_simulate)
+    _add_simulate_parser(sub)
 
     compare = sub.add_parser("compare", help="run several configs on the same scenes, tabulate "
                              "accuracy against the truth and time")
@@ -364,22 +393,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aligncore`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        _route_warnings(args.debug)
+        try:
+            code = _dispatch(args)
+            sys.stdout.flush()
+        except BrokenPipeError:  # stdout closed early (``| head``): stop quietly
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the subcommand; turn the expected errors into one line and an exit code."""
     from aligncore.config import ConfigError
     from aligncore.errors import AlignError
     from aligncore.registry import PluginError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.debug:
-        warnings.simplefilter("ignore", category=DeprecationWarning)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (_UsageError, PluginError) as exc:
+    except (ConfigError, _UsageError, PluginError) as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
@@ -392,6 +427,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # a bug: one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the "
+              "traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _route_warnings(debug: bool) -> None:
+    """Print each Python warning as one ``warning: ...`` line, once per message."""
+    if not debug:
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            print(f"warning: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -220,21 +220,32 @@ def _execute(tasks: Sequence[Task], jobs: int, started: Callable[[], None]
 
 
 class _Progress:
-    """A tqdm bar over the runs, created on demand."""
+    """A tqdm bar over the runs, created on demand; or with ``enabled="log"`` one line per
+    finished run (``run 3/16 dither/default/seed 1 hist2d 2.1 s``) for a log file."""
 
-    def __init__(self, enabled: bool, total: int, initial: int) -> None:
+    def __init__(self, enabled: bool | str, total: int, initial: int) -> None:
         self.enabled, self.total, self.initial = enabled, total, initial
         self.bar: Any = None
+        self.count, self.last = initial, time.perf_counter()
 
     def start(self) -> None:
-        if self.enabled and self.bar is None:
+        if self.enabled and self.enabled != "log" and self.bar is None:
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.total, initial=self.initial, desc="compare", unit="run")
 
-    def update(self, n: int) -> None:
+    def update(self, records: list[dict[str, Any]]) -> None:
         if self.bar is not None:
-            self.bar.update(n)
+            self.bar.update(len(records))
+        if self.enabled != "log":
+            return
+        now = time.perf_counter()
+        for record in records:
+            self.count += 1
+            print(f"run {self.count}/{self.total} {record['dataset']}/{record['case']}/seed "
+                  f"{record['seed']} {record['variant']} {(now - self.last) / len(records):.1f} s",
+                  file=sys.stderr, flush=True)
+        self.last = now
 
     def close(self) -> None:
         if self.bar is not None:
@@ -378,7 +389,7 @@ def run_compare(
     *,
     jobs: int = 1,
     force: bool = False,
-    progress: bool = False,
+    progress: bool | str = False,
     plots: bool = True,
 ) -> CompareResult:
     """Run every variant of a spec on every scene and write the tables.
@@ -394,8 +405,9 @@ def run_compare(
         Worker processes (1: run in this process).
     force : bool
         Run everything again.
-    progress : bool
-        Show a progress bar over the runs.
+    progress : bool or "log"
+        Show a progress bar over the runs; ``"log"``: one line per finished run
+        on stderr instead (for a log file).
     plots : bool
         Write the figures (needs matplotlib).
 
@@ -429,7 +441,7 @@ def run_compare(
             for record in records:
                 ident = (record["dataset"], record["case"], record["seed"], record["variant"])
                 done[by_id[ident]] = record
-            bar.update(len(records))
+            bar.update(records)
     finally:
         bar.close()
     return _finish(comparison, outdir, [done[run.path] for run in runs], len(pending),

@@ -13,6 +13,7 @@ import functools
 import os
 import pickle
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
@@ -64,6 +65,12 @@ class DetectionOutcome:
     catalog: QTable | None
     seconds: float
     error: str = ""
+    traceback: str = ""
+
+    @classmethod
+    def failed(cls, error: AlignError, seconds: float = 0.0) -> DetectionOutcome:
+        """The outcome of a detection that raised ``error`` (a plugin's traceback kept)."""
+        return cls(None, seconds, str(error), getattr(error, "trace", ""))
 
 
 def empty_catalog() -> QTable:
@@ -74,7 +81,11 @@ def empty_catalog() -> QTable:
 
 @functools.lru_cache(maxsize=4)
 def _worker_registry(plugin_files: tuple[str, ...]) -> Registry:
-    return build_registry(plugin_files)
+    """The registry of a worker process; its warnings were already given by the main process
+    when it built the same registry, so they are not repeated once per worker."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_registry(plugin_files)
 
 
 def _detect(image: AlignImage, detector: Detector, registry: Registry) -> QTable:
@@ -82,10 +93,7 @@ def _detect(image: AlignImage, detector: Detector, registry: Registry) -> QTable
     # spin on the other cores, and in a process pool every worker's threads fight over
     # them (detection throughput 1.15x instead of 1.8x on 2 cores). One thread each.
     with threadpool_limits(limits=1, user_api="blas"):
-        catalog = registry.run_stage(detector, image)
-    if catalog is None:
-        raise AlignError(f"{image.name}: detector {detector.name!r} returned None")
-    catalog = QTable(catalog)
+        catalog = QTable(registry.run_stage(detector, image))
     catalog.meta.setdefault("image", image.name)
     return catalog
 
@@ -302,7 +310,9 @@ def _outcome(index: int, future: concurrent.futures.Future,
     except InputError as exc:
         if not skip:
             raise
-        return index, DetectionOutcome(None, 0.0, str(exc))
+        return index, DetectionOutcome.failed(exc)
+    except AlignError as exc:  # the detector plugin failed on this image
+        return index, DetectionOutcome.failed(exc)
     except Exception as exc:  # a worker died or the task was lost
         return index, DetectionOutcome(
             None, 0.0, f"detection failed on a worker: {type(exc).__name__}: {exc}")
@@ -341,7 +351,10 @@ def detect_images(
             except InputError as exc:
                 if not skip:
                     raise
-                outcomes[index] = DetectionOutcome(None, time.perf_counter() - start, str(exc))
+                outcomes[index] = DetectionOutcome.failed(exc, time.perf_counter() - start)
+                continue
+            except AlignError as exc:  # the detector plugin failed on this image
+                outcomes[index] = DetectionOutcome.failed(exc, time.perf_counter() - start)
                 continue
             outcomes[index] = DetectionOutcome(catalog, time.perf_counter() - start)
             _save_for_resume(images[index], catalog, config)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -408,37 +409,52 @@ def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[
             residuals.setdefault(unit, []).append(sign * d)
             masks.setdefault(unit, []).append(pair.keep)
             sources.setdefault(unit, []).append(idx)
-    for unit, k in free.items():
-        fit = units[unit].fit
+    fixed = [u for u in sources if u not in free and units[u].status == Status.REFERENCE]
+    for unit in [*free, *fixed]:
         r = np.concatenate(residuals.get(unit, [np.zeros((0, 2))]))
         mask = np.concatenate(masks.get(unit, [np.zeros(0, bool)]))
-        used = r[mask]
-        rmse = float(np.sqrt(np.mean(np.sum(used**2, axis=1)))) if used.size else 0.0
-        mae = float(np.mean(np.hypot(used[:, 0], used[:, 1]))) if used.size else 0.0
-        shift_err = np.full(2, np.nan)
-        rotation_err = scale_err = math.nan
-        block = None
-        if covariance is not None:
-            block = covariance[k * n_par:(k + 1) * n_par, k * n_par:(k + 1) * n_par]
-            diag = np.sqrt(np.clip(np.diag(block), 0, None))
-            shift_err = diag[-2:]
-            if geometry == "rshift":
-                rotation_err = math.degrees(diag[0])
-            elif geometry == "rscale":
-                rotation_err = math.degrees(diag[1])
-                scale_err = diag[0]
-        units[unit].fit = FitResult(
-            matrix=fit.matrix, shift=fit.shift, center=fit.center, fitgeometry=geometry,
-            fitmask=mask, residuals=r, rmse=rmse, mae=mae, shift_err=shift_err,
-            rotation_err=rotation_err, scale_err=scale_err, covariance=block,
-            meta={**fit.meta, "solver": "global"},
-        )
-        # the unit's own sources matched in at least one overlap (a source seen in three
-        # neighbours gives three residuals but is one matched source)
-        units[unit].n_matched = _distinct(sources.get(unit, []))
-    for unit, found in sources.items():
-        if units[unit].status == Status.REFERENCE:  # fixed, but its sources are matched too
-            units[unit].n_matched = _distinct(found)
+        errors = _errors(covariance, free[unit], n_par, geometry) if unit in free else None
+        _set_unit_fit(units[unit], geometry if unit in free else units[unit].fit.fitgeometry,
+                      r, mask, errors)
+        # matched = the pairs found (a source matched in three overlaps is in three pairs),
+        # as fit.n_matched; used = the pairs kept after clipping (fit.n_used)
+        units[unit].n_matched = int(mask.size)
+        units[unit].meta["n_sources_matched"] = _distinct(sources.get(unit, []))
+
+
+def _errors(covariance: np.ndarray | None, k: int, n_par: int, geometry: str
+            ) -> dict[str, Any] | None:
+    """A free unit's parameter uncertainties from the global covariance (None if unknown)."""
+    if covariance is None:
+        return None
+    block = covariance[k * n_par:(k + 1) * n_par, k * n_par:(k + 1) * n_par]
+    diag = np.sqrt(np.clip(np.diag(block), 0, None))
+    errors: dict[str, Any] = {"shift_err": diag[-2:], "covariance": block}
+    if geometry == "rshift":
+        errors["rotation_err"] = math.degrees(diag[0])
+    elif geometry == "rscale":
+        errors["rotation_err"] = math.degrees(diag[1])
+        errors["scale_err"] = diag[0]
+    return errors
+
+
+def _set_unit_fit(unit: Unit, geometry: str, residuals: np.ndarray, mask: np.ndarray,
+                  errors: dict[str, Any] | None) -> None:
+    """Give the unit's solution its residual statistics (over every pair it is in) and,
+    for a free unit, its uncertainties; the fixed reference keeps its identity."""
+    fit = unit.fit
+    used = residuals[mask]
+    rmse = float(np.sqrt(np.mean(np.sum(used**2, axis=1)))) if used.size else 0.0
+    mae = float(np.mean(np.hypot(used[:, 0], used[:, 1]))) if used.size else 0.0
+    errors = errors or {}
+    unit.fit = FitResult(
+        matrix=fit.matrix, shift=fit.shift, center=fit.center, fitgeometry=geometry,
+        fitmask=mask, residuals=residuals, rmse=rmse, mae=mae,
+        shift_err=errors.get("shift_err", np.full(2, np.nan)),
+        rotation_err=errors.get("rotation_err", math.nan),
+        scale_err=errors.get("scale_err", math.nan), covariance=errors.get("covariance"),
+        meta={**fit.meta, "solver": "global"},
+    )
 
 
 def _distinct(indices: list[np.ndarray]) -> int:

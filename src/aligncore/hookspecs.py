@@ -37,7 +37,9 @@ def aligncore_add_detectors() -> list[type[Detector]]:
     Notes
     -----
     Called once when the plugin registry is built. A name registered twice
-    (by any two plugins) is an error that names both distributions.
+    (by any two plugins) is an error that names both distributions; so is
+    anything but a list of stage classes with a ``name`` (the same holds for
+    every ``aligncore_add_*`` hook).
     """
 
 
@@ -121,6 +123,17 @@ def aligncore_run_stage(kind: str, stage: Stage, args: tuple[Any, ...]) -> Any:
     object
         What the stage method returns (a catalog, a `MatchResult`, a
         `FitResult`, a reference catalog or a corrected WCS).
+
+    Notes
+    -----
+    Failures are contained where this hook is called: an `aligncore.AlignError`
+    (``MatchError``, ``FitError``, ...) makes the image being processed
+    ``FAILED`` with its message; any other exception, or a result of the
+    wrong type, makes it ``FAILED`` with a reason naming the plugin
+    (``plugin 'NAME' (matcher) raised KeyError: 'x'``) and its traceback in
+    the report. The other images go on. A wrapper sees such an exception as
+    `aligncore.PluginRunError` at its ``yield``; an exception raised by the
+    wrapper itself is reported as the wrapper's.
     """
 
 

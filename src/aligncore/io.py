@@ -173,7 +173,7 @@ def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
     except InputError:
         raise
     except OSError as exc:
-        raise InputError(f"{path}: not a readable FITS file ({exc})") from None
+        raise InputError(f"{path}: {_fits_problem(exc)}") from None
     if len(shape) != 2:
         raise InputError(f"{path}: science data must be 2D, got shape {tuple(shape)}")
     saturate = header.get("SATURATE", primary.get("SATURATE"))
@@ -202,14 +202,33 @@ def _strip_wcs(header: fits.Header, wcs: WCS) -> None:
         header.remove(key, ignore_missing=True, remove_all=True)
 
 
+def _fits_problem(exc: OSError) -> str:
+    """What is wrong with a file astropy could not open, without astropy's hints at
+    options (``ignore_missing_simple``) that the command line cannot pass."""
+    text = str(exc)
+    if "SIMPLE" in text or "Empty or corrupt FITS file" in text:
+        return "not a FITS file"
+    return f"not a readable FITS file ({text.split('. If ')[0]})"
+
+
+def _long_string(keyword: str, text: str, comment: str) -> tuple[str, str]:
+    """A string value and comment for a card: the whole text (ASCII), continued on CONTINUE
+    cards when long; the comment is dropped when it would not fit beside a one-card value."""
+    value = text.encode("ascii", "replace").decode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fits.Card(keyword, value, comment).image  # noqa: B018 (formats the card)
+    return (value, "") if caught else (value, comment)
+
+
 def fit_keywords(result: ImageResult) -> dict[str, tuple[Any, str]]:
     """FITS keywords recording the alignment of one image."""
     cards: dict[str, tuple[Any, str]] = {
         "ALNSTAT": (result.status.value, "aligncore alignment status"),
-        "ALNNMAT": (result.n_matched, "matched sources used for the fit"),
+        "ALNNMAT": (result.n_matched, "pairs found by the matcher"),
     }
-    if result.reason:
-        cards["ALNREAS"] = (result.reason[:68], "reason for the status")
+    if result.reason:  # a long reason continues on CONTINUE cards (long-string convention)
+        cards["ALNREAS"] = _long_string("ALNREAS", result.reason, "reason for the status")
     fit = result.fit
     if fit is not None:
         cards.update({
@@ -219,7 +238,7 @@ def fit_keywords(result: ImageResult) -> dict[str, tuple[Any, str]]:
             "ALNROT": (float(fit.rotation), "[deg] rotation"),
             "ALNSCL": (float(fit.scale), "scale"),
             "ALNRMSE": (float(fit.rmse), "[arcsec] fit RMS residual"),
-            "ALNNUSE": (fit.n_used, "sources kept after clipping"),
+            "ALNNUSE": (fit.n_used, "pairs kept by the fit after clipping"),
         })
     return cards
 

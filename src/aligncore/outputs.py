@@ -86,9 +86,10 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
         written.append(write_fits_image(image, image_result, target, wcsname=wcsname,
                                         version=__version__))
     if config.output.save_catalogs:
-        catalogs = [r.catalog for r in result.images]
-        written += write_catalogs([i.name for i in images], catalogs, outdir,
-                                  config.output.catalog_format)
+        detected = [(i.name, r.catalog) for i, r in zip(images, result.images, strict=True)
+                    if "detection_error" not in r.catalog.meta]  # failed: detect again
+        written += write_catalogs([name for name, _ in detected], [c for _, c in detected],
+                                  outdir, config.output.catalog_format)
     if config.output.save_combined and result.combined_catalog is not None:
         fmt = config.output.catalog_format
         written.append(write_catalog(result.combined_catalog,

@@ -126,7 +126,8 @@ def align(
 
     t0 = time.perf_counter()
     outcomes = detect_images(images, detector, config, registry, progress)
-    catalogs = [o.catalog if o.catalog is not None else empty_catalog() for o in outcomes]
+    catalogs = [o.catalog if o.catalog is not None else _failed_catalog(o.error)
+                for o in outcomes]
     detect_seconds = [o.seconds for o in outcomes]
     timings["detect"] = time.perf_counter() - t0
 
@@ -142,6 +143,9 @@ def align(
         if errors:
             unit.status, unit.reason = Status.FAILED, "; ".join(errors)
             unit.catalog = unit.catalog[:0]
+            traces = [outcomes[i].traceback for i in unit.members if outcomes[i].traceback]
+            if traces:
+                unit.meta["traceback"] = "\n".join(traces)
     relative_info: dict[str, Any] = {}
     if len(units) >= 2:
         relative_info = relative_align(units, config, matchers, fitter, registry)
@@ -186,6 +190,14 @@ def align(
     return result
 
 
+def _failed_catalog(error: str) -> QTable:
+    """The empty catalog of an image whose detection failed (``meta["detection_error"]``:
+    not saved, so that ``--resume`` detects that image again)."""
+    catalog = empty_catalog()
+    catalog.meta["detection_error"] = error
+    return catalog
+
+
 def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
                  catalogs: Sequence[QTable], detect_seconds: Sequence[float],
                  plane: TangentPlane, config: Config, registry: Registry) -> list[ImageResult]:
@@ -198,6 +210,7 @@ def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
         wcs = image.wcs
         fit = unit.fit if status in (Status.SUCCESS, Status.REFERENCE) else None
         timings = {"detect": detect_seconds[index]}
+        trace = ""
         if fit is not None:
             t0 = time.perf_counter()
             try:
@@ -206,8 +219,11 @@ def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
             except AlignError as exc:
                 status, reason = Status.FAILED, f"WCS correction failed: {exc}"
                 fit, wcs = None, image.wcs
+                trace = getattr(exc, "trace", "")
             timings["correct"] = time.perf_counter() - t0
         meta = {k: v for k, v in unit.meta.items() if not k.startswith("matched_")}
+        if trace:
+            meta["traceback"] = trace
         if catalogs[index].meta.get("warnings"):
             meta["detector_warnings"] = list(catalogs[index].meta["warnings"])
         results.append(ImageResult(

@@ -253,10 +253,14 @@ def _nice(value: float) -> float:
 
 
 def _status_line(image: ImageResult) -> str:
-    line = f"{image.name}: {image.status.value}"
+    """The figure title: status, the counts and the fit RMS under the names the table, the
+    FITS keywords and report.json use (matched = pairs found, used = pairs kept by the fit)."""
+    line = f"{image.name}: {image.status.value}, {image.n_matched} matched"
+    if image.fit is not None:
+        line += f", {image.fit.n_used} used, fit rms {1000.0 * image.fit.rmse:.2f} mas"
     if image.reason:
         reason = image.reason if len(image.reason) <= 70 else image.reason[:67] + "..."
-        line += f" ({reason})"
+        line += f"\n{reason}"
     return line
 
 
@@ -294,7 +298,7 @@ def plot_residuals(image: ImageResult, residuals: ResidualSet, path: Path,
             ax_map.legend(fontsize="x-small", loc="lower left")
         circle = np.linspace(0.0, 2.0 * np.pi, 200)
         ax_res.plot(rms_mas * np.cos(circle), rms_mas * np.sin(circle), color="k", lw=1.0,
-                    label=f"RMS {rms_mas:.2f} mas")
+                    label=f"pair rms {rms_mas:.2f} mas (vs other images)")
         limit = max(float(np.max(np.abs(mas))), rms_mas) * 1.1
         ax_res.set_xlim(limit, -limit)
         ax_res.set_ylim(-limit, limit)
@@ -315,7 +319,8 @@ def plot_residuals(image: ImageResult, residuals: ResidualSet, path: Path,
     bound = image.meta.get("noise_bound_mas")
     extra = f", noise bound {bound:.2f} mas" if isinstance(bound, float) and math.isfinite(
         bound) else ""
-    ax_res.set_title(f"{len(mas)} pairs within {1000.0 * residuals.radius:.0f} mas{extra}",
+    ax_res.set_title(f"{len(mas)} pairs with other images within "
+                     f"{1000.0 * residuals.radius:.0f} mas{extra}",
                      fontsize="medium")
     fig.suptitle(_status_line(image))
     fig.savefig(path, dpi=100)
@@ -360,7 +365,7 @@ def plot_histogram(image: ImageResult, hist: np.ndarray, centers: np.ndarray, pa
     significance = match.get("peak_significance", match.get("significance"))
     detail = (f"peak significance {significance:.1f} sigma, " if isinstance(
         significance, int | float) and math.isfinite(significance) else "")
-    ax_all.set_title(f"{detail}{int(hist.sum())} pairs, bins {1000.0 * step:.0f} mas",
+    ax_all.set_title(f"{detail}{int(hist.sum())} candidate pairs, bins {1000.0 * step:.0f} mas",
                      fontsize="medium")
     ax_zoom.set_title(f"zoom: +-{_ZOOM_BINS} bins around the peak", fontsize="medium")
     fig.suptitle(_status_line(image))

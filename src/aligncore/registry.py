@@ -20,7 +20,9 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
+import traceback
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +33,10 @@ from typing import Any
 import pluggy
 
 from aligncore import hookspecs
+from aligncore.errors import AlignError
 from aligncore.hookspecs import PROJECT_NAME, hookimpl
 from aligncore.stages import STAGE_KINDS, Params, Stage
+from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, FitResult, MatchResult
 
 __all__ = [
     "DISABLE_AUTOLOAD_ENV",
@@ -41,6 +45,7 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "PluginNotFoundError",
+    "PluginRunError",
     "Registry",
     "build_registry",
     "get_plugin",
@@ -80,6 +85,82 @@ class PluginNotFoundError(PluginError, LookupError):
     """No plugin of that name is registered for the stage."""
 
 
+class PluginRunError(AlignError):
+    """A stage plugin raised an unexpected exception or returned the wrong type.
+
+    The pipeline turns it into a ``FAILED`` status for the image being
+    processed, like any `AlignError`; ``trace`` keeps the plugin's traceback
+    for the report.
+
+    Parameters
+    ----------
+    message : str
+        ``plugin 'NAME' (KIND) raised KeyError: 'x'`` or
+        ``plugin 'NAME' (KIND) returned dict, expected MatchResult``.
+    trace : str
+        The formatted traceback of the plugin's exception ('' for a wrong type).
+    """
+
+    def __init__(self, message: str, trace: str = "") -> None:
+        super().__init__(message)
+        self.trace = trace
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.trace))
+
+
+def _is_table(value: Any) -> bool:
+    from astropy.table import Table
+
+    return isinstance(value, Table)
+
+
+_RESULT_CHECKS: dict[str, tuple[str, Any]] = {
+    "detector": ("an astropy Table", _is_table),
+    "matcher": ("MatchResult", lambda value: isinstance(value, MatchResult)),
+    "fitter": ("FitResult", lambda value: isinstance(value, FitResult)),
+    "refcatalog": ("an astropy Table", _is_table),
+    "corrector": ("a WCS object", lambda value: hasattr(value, "pixel_to_world")),
+}
+
+
+def _plugin_label(stage: Stage) -> str:
+    return f"plugin {getattr(stage, 'name', type(stage).__name__)!r} ({stage.kind})"
+
+
+def _failure(what: str, exc: Exception) -> PluginRunError:
+    """``what raised KeyError: 'x'``, with the exception's traceback kept."""
+    return PluginRunError(f"{what} {type(exc).__name__}: {exc}",
+                          "".join(traceback.format_exception(exc)))
+
+
+def _check_result(stage: Stage, value: Any, args: tuple[Any, ...]) -> Any:
+    """``value`` if it is what ``stage``'s method must return for ``args``; `PluginRunError`
+    otherwise (wrong type, a detector table without the required columns, matches that
+    point outside the catalogs)."""
+    expected, accepts = _RESULT_CHECKS[stage.kind]
+    if not accepts(value):
+        raise PluginRunError(
+            f"{_plugin_label(stage)} returned {type(value).__name__}, expected {expected}")
+    if stage.kind == "detector":
+        missing = [name for name in (COL_ID, COL_X, COL_Y, COL_FLUX) if name not in value.colnames]
+        if missing:
+            raise PluginRunError(f"{_plugin_label(stage)} returned a table without the "
+                                 f"column(s) {', '.join(missing)}")
+    if stage.kind == "matcher" and len(args) >= 2:
+        _check_indices(stage, value, len(args[0]), len(args[1]))
+    return value
+
+
+def _check_indices(stage: Stage, result: MatchResult, n_image: int, n_ref: int) -> None:
+    """`PluginRunError` when a match points outside the catalogs the matcher was given."""
+    for what, idx, size in (("image", result.image_idx, n_image),
+                            ("reference", result.ref_idx, n_ref)):
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise PluginRunError(f"{_plugin_label(stage)} returned {what} indices outside "
+                                 f"0..{size - 1}")
+
+
 @dataclass(frozen=True)
 class PluginInfo:
     """One registered stage implementation."""
@@ -93,8 +174,21 @@ class PluginInfo:
 
     @property
     def summary(self) -> str:
-        doc = (self.cls.__doc__ or "").strip().splitlines()
-        return doc[0] if doc else ""
+        """The first paragraph of the class docstring, as plain text (no RST markup)."""
+        paragraph = (self.cls.__doc__ or "").strip().split("\n\n")[0]
+        return plain_text(" ".join(line.strip() for line in paragraph.splitlines()))
+
+
+_ROLE = re.compile(r":[a-z:]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+_LITERAL = re.compile(r"``([^`]*)``|`~?([^`]*)`")
+_EMPHASIS = re.compile(r"\*\*([^*]+)\*\*|\*([^*]+)\*")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText/numpydoc markup: roles, literals, emphasis."""
+    text = _ROLE.sub(r"\1", text)
+    text = _LITERAL.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), text)
+    return _EMPHASIS.sub(lambda m: m.group(1) or m.group(2), text)
 
 
 class _CoreRunner:
@@ -102,7 +196,14 @@ class _CoreRunner:
 
     @hookimpl(trylast=True)
     def aligncore_run_stage(self, kind: str, stage: Stage, args: tuple[Any, ...]) -> Any:
-        return getattr(stage, _STAGE_METHODS[kind])(*args)
+        """Call the stage method; an unexpected exception becomes a `PluginRunError` naming
+        the stage's plugin (so that a wrapper's own failure can be told apart)."""
+        try:
+            return getattr(stage, _STAGE_METHODS[kind])(*args)
+        except AlignError:
+            raise
+        except Exception as exc:
+            raise _failure(f"{_plugin_label(stage)} raised", exc) from exc
 
 
 @dataclass
@@ -161,8 +262,27 @@ class Registry:
         return message
 
     def run_stage(self, stage: Stage, *args: Any) -> Any:
-        """Run a stage call through the ``aligncore_run_stage`` hook."""
-        return self.hook.aligncore_run_stage(kind=stage.kind, stage=stage, args=args)
+        """Run a stage call through the ``aligncore_run_stage`` hook.
+
+        This is the one place where plugin code runs during an alignment, so
+        it is where a plugin's failure is contained: an `AlignError` (e.g.
+        ``MatchError``, ``FitError``) passes through unchanged, any other
+        exception and a result of the wrong type become a `PluginRunError`
+        naming the plugin. The caller marks the image ``FAILED``.
+
+        Raises
+        ------
+        AlignError
+            Raised by the plugin itself, or a `PluginRunError`.
+        """
+        try:
+            value = self.hook.aligncore_run_stage(kind=stage.kind, stage=stage, args=args)
+        except AlignError:
+            raise
+        except Exception as exc:  # not from the stage (the core wraps those): from a wrapper
+            raise _failure(f"a wrapper of aligncore_run_stage around {_plugin_label(stage)} "
+                           "raised", exc) from exc
+        return _check_result(stage, value, args)
 
 
 def _check_kind(kind: str) -> None:
@@ -175,18 +295,87 @@ def _autoload_disabled() -> bool:
 
 
 def _load_local_file(path: Path) -> ModuleType:
+    """Import a local plugin file as a fresh module; `PluginError` (one line) if it cannot be."""
+    if not path.is_file():
+        raise PluginError(f"plugin file {path}: no such file")
     module_name = f"aligncore_local_{path.stem}_{abs(hash(str(path.resolve()))):x}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
+        raise PluginError(f"plugin file {path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except BaseException:
+    except SyntaxError as exc:
         del sys.modules[module_name]
-        raise
+        raise PluginError(f"plugin file {path}: syntax error on line {exc.lineno}: "
+                          f"{exc.msg}") from exc
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise PluginError(f"plugin file {path}: cannot be imported: "
+                          f"{type(exc).__name__}: {exc}") from exc
     return module
+
+
+def _hook_classes(module: ModuleType) -> list[type]:
+    """Classes defined in ``module`` that carry hook implementations as methods
+    (e.g. a ``StageTimer`` with an ``aligncore_run_stage`` wrapper)."""
+    marker = PROJECT_NAME + "_impl"
+    found = []
+    for value in vars(module).values():
+        if (isinstance(value, type) and value.__module__ == module.__name__
+                and any(hasattr(attr, marker) for attr in vars(value).values())):
+            found.append(value)
+    return found
+
+
+def _register(manager: pluggy.PluginManager, plugin: Any, name: str, label: str) -> str:
+    """Register one plugin object; `PluginError` naming ``label`` if pluggy refuses it."""
+    try:
+        registered = manager.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:  # pluggy's message spans three lines
+        text = str(exc).split("\n")
+        raise PluginError(f"{label}: {'; '.join(line.strip() for line in text[1:]) or text[0]}"
+                          ) from exc
+    return registered or name
+
+
+def _register_file(manager: pluggy.PluginManager, path: Path) -> list[str]:
+    """Register a local plugin file: its module-level hook functions and one instance of
+    each class defined in it with hook methods. Returns the registered plugin names."""
+    label = f"plugin file {path}"
+    module = _load_local_file(path)
+    names = [_register(manager, module, f"file:{path.resolve()}", label)]
+    for cls in _hook_classes(module):
+        try:
+            instance = cls()
+        except Exception as exc:
+            raise PluginError(f"{label}: cannot create {cls.__name__}() to register its hooks: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        names.append(_register(manager, instance, f"file:{path.resolve()}:{cls.__name__}",
+                               label))
+    if not any(manager.get_hookcallers(manager.get_plugin(n)) for n in names):
+        warnings.warn(f"{label} registers nothing: it has no @aligncore.hookimpl function "
+                      "or class", stacklevel=3)
+    return names
+
+
+def _check_hook_names(manager: pluggy.PluginManager, labels: dict[str, str]) -> None:
+    """`PluginError` for a hook implementation whose name is no hook (a typo), naming the
+    plugin and the closest hook."""
+    known = [name for name in dir(hookspecs) if name.startswith("aligncore_")]
+    problems = []
+    for hook_name in sorted(vars(manager.hook)):
+        caller = getattr(manager.hook, hook_name)
+        if hook_name.startswith("_") or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            where = labels.get(impl.plugin_name, f"plugin {impl.plugin_name!r}")
+            close = difflib.get_close_matches(hook_name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{where}: {hook_name!r} is not an aligncore hook{hint}")
+    if problems:
+        raise PluginError("; ".join(problems))
 
 
 def build_registry(
@@ -201,6 +390,8 @@ def build_registry(
     ----------
     local_plugins : iterable of path
         ``.py`` files to load as plugins (e.g. a researcher's own matcher).
+        Their module-level ``@hookimpl`` functions are registered, and one
+        instance of each class defined in the file with ``@hookimpl`` methods.
     plugins : sequence
         Extra plugin objects (modules or instances with hook implementations).
     autoload : bool, optional
@@ -216,63 +407,35 @@ def build_registry(
     DuplicatePluginError
         Two plugins register the same stage name.
     PluginError
-        A plugin registers something that is not a stage class of the right kind.
-    pluggy.PluginValidationError
-        A plugin implements a hook that does not exist (e.g. a misspelled name).
+        A plugin registers something that is not a stage class of the right
+        kind, implements a hook that does not exist (e.g. a misspelled name),
+        or a local plugin file is missing or cannot be imported. The message
+        is one line naming the plugin or file.
     """
     manager = pluggy.PluginManager(PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     manager.register(_CoreRunner(), name="aligncore.core")
     sources: dict[str, tuple[str, str]] = {}
+    labels: dict[str, str] = {}
     failures: dict[str, str] = {}
 
     if autoload is None:
         autoload = not _autoload_disabled()
     if autoload:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist.name if ep.dist is not None else "unknown"
-            version = ep.dist.version if ep.dist is not None else "unknown"
-            label = f"{ep.name} ({dist})"
-            if manager.has_plugin(ep.name):
-                warnings.warn(f"aligncore plugin {label} skipped: name already registered",
-                              stacklevel=2)
-                continue
-            try:
-                module = ep.load()
-            except Exception as exc:  # a broken plugin must not stop the others
-                failures[label] = f"{type(exc).__name__}: {exc}"
-                warnings.warn(
-                    f"aligncore plugin {label} failed to import and is skipped: "
-                    f"{type(exc).__name__}: {exc}",
-                    stacklevel=2,
-                )
-                continue
-            manager.register(module, name=ep.name)
-            sources[ep.name] = (dist, version)
+        _load_entry_points(manager, sources, labels, failures)
 
     for obj in plugins:
-        name = manager.register(obj)
-        if name is not None:
-            module = getattr(obj, "__module__", None) or getattr(obj, "__name__", "")
-            sources[name] = (f"local:{module}", "-")
+        module = getattr(obj, "__module__", None) or getattr(obj, "__name__", "")
+        name = _register(manager, obj, manager.get_canonical_name(obj), f"plugin {module!r}")
+        sources[name] = (f"local:{module}", "-")
+        labels[name] = f"plugin {module!r}"
 
-    for path in local_plugins:
-        path = Path(path)
-        label = str(path)
-        try:
-            module = _load_local_file(path)
-        except Exception as exc:
-            failures[label] = f"{type(exc).__name__}: {exc}"
-            warnings.warn(
-                f"aligncore plugin file {label} failed to import and is skipped: "
-                f"{type(exc).__name__}: {exc}",
-                stacklevel=2,
-            )
-            continue
-        name = manager.register(module, name=f"file:{path.resolve()}")
-        if name is not None:
+    for path in _unique_paths(local_plugins):
+        for name in _register_file(manager, path):
             sources[name] = (f"file:{path.name}", "-")
+            labels[name] = f"plugin file {path}"
 
+    _check_hook_names(manager, labels)
     manager.check_pending()
     if os.environ.get(TRACE_ENV):
         manager.trace.root.setwriter(lambda text: print(text, end="", file=sys.stderr))
@@ -282,6 +445,58 @@ def build_registry(
     for kind, hook_name in _REGISTRATION_HOOKS.items():
         registry.infos[kind] = _collect(manager, kind, hook_name, sources)
     return registry
+
+
+def _unique_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """The paths in order, each file once (a plugin file named twice is loaded once)."""
+    seen: dict[Path, Path] = {}
+    for path in map(Path, paths):
+        seen.setdefault(path.resolve(), path)
+    return list(seen.values())
+
+
+def _load_entry_points(manager: pluggy.PluginManager, sources: dict[str, tuple[str, str]],
+                       labels: dict[str, str], failures: dict[str, str]) -> None:
+    """Register the ``aligncore`` entry points; one that fails to import is a warning."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "unknown"
+        version = ep.dist.version if ep.dist is not None else "unknown"
+        label = f"{ep.name} ({dist})"
+        if manager.has_plugin(ep.name):
+            warnings.warn(f"aligncore plugin {label} skipped: name already registered",
+                          stacklevel=3)
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken plugin must not stop the others
+            failures[label] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                f"aligncore plugin {label} failed to import and is skipped: "
+                f"{type(exc).__name__}: {exc}",
+                stacklevel=3,
+            )
+            continue
+        _register(manager, module, ep.name, f"plugin {label}")
+        sources[ep.name] = (dist, version)
+        labels[ep.name] = f"plugin {label}"
+
+
+def _stage_classes(impl: Any, hook_name: str, dist: str) -> list[Any]:
+    """What one registration hook implementation returns, as a list (`PluginError` if it
+    raises or returns something else)."""
+    try:
+        classes = impl.function()
+    except Exception as exc:
+        raise PluginError(f"{dist}: {hook_name}() raised {type(exc).__name__}: {exc}") from exc
+    if classes is None:
+        return []
+    if isinstance(classes, type):
+        raise PluginError(f"{dist}: {hook_name}() returned the class {classes.__name__}; "
+                          f"expected a list of classes: [{classes.__name__}]")
+    if not isinstance(classes, list | tuple):
+        raise PluginError(f"{dist}: {hook_name}() returned {type(classes).__name__}; "
+                          "expected a list of classes")
+    return list(classes)
 
 
 def _collect(
@@ -294,8 +509,7 @@ def _collect(
     found: dict[str, PluginInfo] = {}
     for impl in getattr(manager.hook, hook_name).get_hookimpls():
         dist, version = sources.get(impl.plugin_name, (impl.plugin_name, "-"))
-        classes = impl.function() or []
-        for cls in classes:
+        for cls in _stage_classes(impl, hook_name, dist):
             if not (isinstance(cls, type) and issubclass(cls, base)):
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} ({dist}) returned {cls!r} from {hook_name}; "

@@ -21,7 +21,7 @@ from aligncore.config import Config
 from aligncore.errors import AlignError
 from aligncore.global_solver import overlap_statistics, solve_global
 from aligncore.overlap import alignment_order, overlap_matrix
-from aligncore.registry import Registry
+from aligncore.registry import PluginRunError, Registry
 from aligncore.stages import Fitter, Matcher
 from aligncore.types import (
     COL_FLUX,
@@ -195,40 +195,55 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
               registry: Registry, config: Config) -> None:
     """Match and fit one unit against the reference catalog; sets status/fit on the unit."""
     minobj = config.align.minobj
-    match, matcher, ref_cat, tried = _match_with_fallback(unit, reference, matchers, registry,
-                                                          config)
+    try:
+        match, matcher, ref_cat, tried = _match_with_fallback(unit, reference, matchers,
+                                                              registry, config)
+    except AlignError as exc:
+        _fail(unit, str(exc), exc)
+        return
     unit.n_matched = match.n_matched
     unit.meta.update({"matcher": matcher.name, "match": dict(match.meta),
                       "offset_arcsec": list(match.offset)})
     if len(matchers) > 1:
         unit.meta["matchers_tried"] = tried
     if match.n_matched < minobj:
-        unit.status = Status.FAILED
-        unit.reason = (f"only {match.n_matched} matched sources (minobj={minobj}); "
-                       f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the "
-                       f"reference" + (f"; tried {'; '.join(tried)}" if len(tried) > 1 else ""))
+        _fail(unit, f"only {match.n_matched} matched sources (minobj={minobj}); "
+              f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the reference"
+              + (f"; tried {'; '.join(tried)}" if len(tried) > 1 else ""))
         return
     variance = _pair_variance(unit.catalog, ref_cat, match)
     weights = 1.0 / variance if variance is not None and config.align.use_weights else None
     try:
         fit = registry.run_stage(fitter, _columns(unit.catalog, match.image_idx),
                                  _columns(ref_cat, match.ref_idx), weights)
+    except PluginRunError as exc:
+        _fail(unit, str(exc), exc)
+        return
     except AlignError as exc:
-        unit.status = Status.FAILED
-        unit.reason = f"fit failed: {exc}"
+        _fail(unit, f"fit failed: {exc}")
         return
     if not (np.all(np.isfinite(fit.matrix)) and np.all(np.isfinite(fit.shift))):
-        unit.status, unit.reason = Status.FAILED, "fit failed: non-finite solution"
+        _fail(unit, "fit failed: non-finite solution")
         return
     unit.meta["noise_bound_mas"] = noise_bound(variance, fit.fitmask) * 1000.0
     reason = _guard(unit, fit, match, variance, config, matcher)
     if reason:
-        unit.status, unit.reason = Status.FAILED, reason
+        _fail(unit, reason)
         unit.meta["rejected_fit"] = fit.summary()
         return
     unit.fit = fit
-    unit.status = Status.SUCCESS
+    unit.status, unit.reason = Status.SUCCESS, ""  # no reason left from an earlier attempt
+    for key in ("traceback", "rejected_fit"):
+        unit.meta.pop(key, None)
     unit.meta["matched_image_idx"] = match.image_idx
+
+
+def _fail(unit: Unit, reason: str, error: BaseException | None = None) -> None:
+    """Mark ``unit`` FAILED with ``reason``; keep a plugin's traceback for the report."""
+    unit.status, unit.reason = Status.FAILED, reason
+    trace = getattr(error, "trace", "")
+    if trace:
+        unit.meta["traceback"] = trace
 
 
 def _reference_catalog(unit: Unit) -> QTable:

@@ -51,16 +51,26 @@ def _fmt(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
-def format_table(result: AlignResult, errors: Sequence[Mapping[str, float]] | None = None) -> str:
+def format_table(result: AlignResult, errors: Sequence[Mapping[str, float]] | None = None,
+                 *, notes: bool = True) -> str:
     """A fixed-width per-image table: status, matches, shift, rotation (and truth errors).
+
+    ``matched`` is the number of pairs the matcher found (FITS ``ALNNMAT``,
+    report ``n_matched``), ``used`` the pairs the fit kept after clipping
+    (``ALNNUSE``, ``fit.n_used``), ``rms`` the fit's RMS residual over the
+    used pairs (``ALNRMSE``, ``fit.rmse``).
 
     Parameters
     ----------
     result : AlignResult
     errors : sequence of mapping, optional
         Per image ``{"before_mas": ..., "after_mas": ...}`` (e.g. from a simulated truth).
+    notes : bool
+        Add one line per image with a reason, and why the absolute alignment
+        was not applied (off when these are printed elsewhere, e.g. on stderr).
     """
-    header = ["image", "status", "sources", "matched", "dx[\"]", "dy[\"]", "rot[deg]", "rms[mas]"]
+    header = ["image", "status", "sources", "matched", "used", "dx[\"]", "dy[\"]", "rot[deg]",
+              "rms[mas]"]
     if errors is not None:
         header += ["err before[mas]", "err after[mas]"]
     rows = []
@@ -71,6 +81,7 @@ def format_table(result: AlignResult, errors: Sequence[Mapping[str, float]] | No
             image.status.value,
             str(image.n_sources),
             str(image.n_matched),
+            str(fit.n_used) if fit else "-",
             _fmt(float(fit.shift[0]) if fit else None, ".4f"),
             _fmt(float(fit.shift[1]) if fit else None, ".4f"),
             _fmt(fit.rotation if fit else None, ".5f"),
@@ -86,6 +97,8 @@ def format_table(result: AlignResult, errors: Sequence[Mapping[str, float]] | No
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    if not notes:
+        return "\n".join(lines)
     for image in result.images:
         if image.reason:
             lines.append(f"{image.name}: {image.status.value}: {image.reason}")
