@@ -57,7 +57,7 @@ def test_empty_figures_say_so():
 
 def test_scatter_reports_rms_in_mas():
     residuals = np.array([[0.003, 0.004], [-0.003, -0.004]])  # 5 mas each
-    assert "RMS 5.00 mas" in scatter_svg(residuals, bound_mas=2.0)
+    assert "RMS 5.00 mas" in scatter_svg(residuals, expected_mas=2.0)
 
 
 def test_merged_bins_keep_every_count_and_the_zero_offset_in_the_middle():

@@ -53,10 +53,10 @@ class ImageFigures:
 
 
 def _badness(image: ImageResult) -> tuple[int, float, float]:
-    """Sort key, smallest first: failed, then RMS / noise bound, then RMS."""
+    """Sort key, smallest first: failed, then RMS / expected RMS, then RMS."""
     rms = image.fit.rmse * 1000.0 if image.fit is not None and image.fit.n_used else 0.0
-    bound = image.meta.get("noise_bound_mas")
-    ratio = rms / bound if isinstance(bound, int | float) and bound > 0 else 0.0
+    expected = image.meta.get("expected_rms_mas")
+    ratio = rms / expected if isinstance(expected, int | float) and expected > 0 else 0.0
     return (0 if image.status == Status.FAILED else 1, -ratio, -rms)
 
 
@@ -148,7 +148,7 @@ def _scatter_only(index: int, image: ImageResult) -> ImageFigures:
     fit = image.fit
     residuals = fit.residuals[fit.fitmask] if fit is not None and fit.fitmask.size \
         else np.zeros((0, 2))
-    bound = image.meta.get("noise_bound_mas")
-    bound = float(bound) if isinstance(bound, int | float) else None
-    svg = _svg.scatter_svg(residuals, title="fit residuals", bound_mas=bound)
+    expected = image.meta.get("expected_rms_mas")
+    expected = float(expected) if isinstance(expected, int | float) else None
+    svg = _svg.scatter_svg(residuals, title="fit residuals", expected_mas=expected)
     return ImageFigures(index, image, (svg,), f"{len(residuals)} residuals kept by the fit.")

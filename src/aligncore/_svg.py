@@ -197,8 +197,8 @@ def quiver_svg(xy: np.ndarray, residuals: np.ndarray, *, outline: np.ndarray | N
 
 
 def scatter_svg(residuals: np.ndarray, *, width: float = 300.0, title: str = "",
-                bound_mas: float | None = None) -> str:
-    """Residuals (arcsec) as points in mas, with their RMS circle (and the noise bound)."""
+                expected_mas: float | None = None) -> str:
+    """Residuals (arcsec) as points in mas, with their RMS circle (and the expected RMS)."""
     res = np.asarray(residuals, dtype=float).reshape(-1, 2) * 1000.0
     res = res[np.all(np.isfinite(res), axis=1)]
     body = ['<rect width="100%" height="100%" fill="#fff"/>']
@@ -222,12 +222,12 @@ def scatter_svg(residuals: np.ndarray, *, width: float = 300.0, title: str = "",
                 'stroke-opacity="0.6"/>')
     body.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{rms * frame.sx:.1f}" fill="none" '
                 'stroke="#c0392b"><title>RMS</title></circle>')
-    if bound_mas is not None and math.isfinite(bound_mas) and bound_mas > 0:
-        body.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{bound_mas * frame.sx:.1f}" '
+    if expected_mas is not None and math.isfinite(expected_mas) and expected_mas > 0:
+        body.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{expected_mas * frame.sx:.1f}" '
                     'fill="none" stroke="#2e8b57" stroke-dasharray="4 3">'
-                    '<title>noise bound</title></circle>')
+                    '<title>expected RMS</title></circle>')
     body.append(f'<text x="6" y="{width - 6:.0f}">RMS {rms:.2f} mas; axes &#177;{reach:.3g} mas'
-                f"{f'; bound {bound_mas:.2f} mas' if bound_mas else ''}</text>")
+                f"{f'; expected {expected_mas:.2f} mas' if expected_mas else ''}</text>")
     return _svg(width, width, body, "residual scatter")
 
 

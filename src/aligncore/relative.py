@@ -34,7 +34,7 @@ from aligncore.types import (
 )
 from aligncore.units import TP_ERR, Unit
 
-__all__ = ["correction_size", "max_correction", "noise_bound", "relative_align"]
+__all__ = ["correction_size", "expected_rms", "max_correction", "noise_bound", "relative_align"]
 
 _REF_COLUMNS = (COL_TP_X, COL_TP_Y, COL_FLUX, TP_ERR)
 
@@ -116,6 +116,20 @@ def noise_bound(variance: np.ndarray | None, mask: np.ndarray | None = None) -> 
     if used.size == 0:
         return math.nan
     return float(math.sqrt(float(np.sum(used))) / used.size)
+
+
+def expected_rms(variance: np.ndarray | None, mask: np.ndarray | None = None) -> float:
+    """The residual RMS the centroid errors predict: ``sqrt(2 mean sigma_k^2)`` (arcsec).
+
+    ``variance`` holds each pair's per-axis variance, so the expected RMS of the
+    2D residual vectors is the square root of twice their mean; NaN if unknown.
+    """
+    if variance is None:
+        return math.nan
+    used = variance if mask is None else variance[mask]
+    if used.size == 0:
+        return math.nan
+    return float(math.sqrt(2.0 * float(np.mean(used))))
 
 
 def correction_size(fit: FitResult, footprint: np.ndarray) -> float:
@@ -226,6 +240,7 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
         _fail(unit, "fit failed: non-finite solution")
         return
     unit.meta["noise_bound_mas"] = noise_bound(variance, fit.fitmask) * 1000.0
+    unit.meta["expected_rms_mas"] = expected_rms(variance, fit.fitmask) * 1000.0
     reason = _guard(unit, fit, match, variance, config, matcher)
     if reason:
         _fail(unit, reason)

@@ -56,8 +56,10 @@ TABLE_COLUMNS = (
     Column("rot [deg]", ".5f", "rotation, degrees counter-clockwise"),
     Column("scale-1 [ppm]", ".2f", "mean scale minus one, parts per million"),
     Column("rms [mas]", ".2f", "RMS of the kept fit residuals"),
-    Column("bound [mas]", ".2f", "centroid-noise limit of the fit"),
-    Column("rms/bound", ".2f", "about 1 when the fit is as good as the centroids allow"),
+    Column("expected [mas]", ".2f", "residual RMS the centroid errors predict"),
+    Column("rms/expected", ".2f", "about 1 when the residuals are as small as the centroids "
+           "allow; well above 1: a poor fit or underestimated centroid errors"),
+    Column("precision [mas]", ".2f", "centroid-noise limit of the fitted shift"),
     Column("detect [s]", ".2f"),
 )
 """Columns of the per-image table, in order."""
@@ -195,18 +197,23 @@ def _sky_map(result: AlignResult, images: Sequence[AlignImage] | None) -> str:
     return f'<div id="sky-map">{sky_map(result, images)}</div>'
 
 
+def _finite(value: Any) -> float | None:
+    """A finite number from a meta value, else None."""
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
 def _row(index: int, image: ImageResult) -> list[Any]:
     fit = image.fit
-    bound = image.meta.get("noise_bound_mas")
-    bound = float(bound) if isinstance(bound, int | float) and math.isfinite(bound) else None
+    bound = _finite(image.meta.get("noise_bound_mas"))
+    expected = _finite(image.meta.get("expected_rms_mas"))
     rms = fit.rmse * 1000.0 if fit is not None and fit.n_used else None
-    ratio = rms / bound if rms is not None and bound else None
+    ratio = rms / expected if rms is not None and expected else None
     return [
         index, image.name, image.status.value, image.reason, image.group_id or "",
         image.n_sources, image.n_matched,
         float(fit.shift[0]) if fit else None, float(fit.shift[1]) if fit else None,
         fit.rotation if fit else None, (fit.scale - 1.0) * 1e6 if fit else None,
-        rms, bound, ratio, image.timings.get("detect"),
+        rms, expected, ratio, bound, image.timings.get("detect"),
     ]
 
 
