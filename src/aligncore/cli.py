@@ -10,6 +10,7 @@ alignment (reference catalog) was not applied. Tracebacks are shown only with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import warnings
@@ -23,6 +24,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_ABSOLUTE_FAILED = 3
+EXIT_TERMINATED = 143
 
 
 class _UsageError(Exception):
@@ -48,6 +50,24 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     return config, build_registry(config.plugin_files())
 
 
+def _claim_output_dir(args: argparse.Namespace, config: Any) -> bool:
+    """Check the output directory before any work and lock it for the rest of the command.
+
+    Prints one ``error: PATH: problem`` line per problem and returns False when
+    the outputs could not be written.
+    """
+    from aligncore.filelock import output_dir_lock
+    from aligncore.outputs import output_dir_problems
+
+    problems = output_dir_problems(Path(config.output.dir), [Path(p) for p in args.images],
+                                   config.output.in_place)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        args.cleanups.enter_context(output_dir_lock(config.output.dir))
+    return not problems
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from aligncore.outputs import write_outputs
     from aligncore.pipeline import align
@@ -61,6 +81,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         config.execution.resume_dir = config.output.dir
         config.output.save_catalogs = True
+    if not _claim_output_dir(args, config):
+        return EXIT_FAILED
     from aligncore.io import open_image
 
     images = [open_image(path) for path in args.images]
@@ -359,21 +381,36 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-plots", action="store_true", help="do not write figures")
     compare.add_argument("-q", "--quiet", action="store_true")
     compare.set_defaults(func=_cmd_compare)
+    _add_local_plugins_flag(parser, sub.choices.values())
     return parser
+
+
+def _add_local_plugins_flag(parser: argparse.ArgumentParser,
+                            commands: Iterable[argparse.ArgumentParser]) -> None:
+    """``--no-local-plugins`` before the command or after it (``aligncore run --no-...``)."""
+    text = ("refuse local plugin .py files named in configs, specs or --plugin-file (they are "
+            "code); same as ALIGNCORE_NO_LOCAL_PLUGINS=1")
+    parser.add_argument("--no-local-plugins", action="store_true", help=text)
+    for command in commands:
+        command.add_argument("--no-local-plugins", action="store_true", help=text,
+                             default=argparse.SUPPRESS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aligncore`` command; returns the exit code."""
     from aligncore.config import ConfigError
     from aligncore.errors import AlignError
-    from aligncore.registry import PluginError
+    from aligncore.filelock import Terminated, sigterm_as_exit
+    from aligncore.registry import PluginError, refuse_local_plugins
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.debug:
         warnings.simplefilter("ignore", category=DeprecationWarning)
     try:
-        return int(args.func(args))
+        with (sigterm_as_exit(), refuse_local_plugins(args.no_local_plugins),
+              contextlib.ExitStack() as args.cleanups):
+            return int(args.func(args))
     except ConfigError as exc:
         if args.debug:
             raise
@@ -392,6 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated (SIGTERM); no partial or temporary file left", file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":  # pragma: no cover

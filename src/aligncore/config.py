@@ -17,7 +17,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from aligncore.registry import Registry, build_registry
+from aligncore.registry import (
+    LOCAL_PLUGINS_HINT,
+    Registry,
+    build_registry,
+    local_plugins_refused,
+)
 from aligncore.stages import Stage
 
 __all__ = [
@@ -37,6 +42,15 @@ def _positive_or_auto(value: float | str) -> float | str:
     """Validator: an angle in arcsec must be > 0 (or the string 'auto')."""
     if isinstance(value, float) and value <= 0:
         raise ValueError("must be > 0 (arcsec) or 'auto'")
+    return value
+
+
+def _plain_file_name(value: str) -> str:
+    """Validator: a file name written in the output directory, never a path out of it."""
+    if (not value or value in (".", "..") or "/" in value or "\\" in value
+            or Path(value).is_absolute() or "\0" in value):
+        raise ValueError("must be a plain file name in the output directory, e.g. report.json "
+                         "(no directory part, no '..', not absolute)")
     return value
 
 
@@ -210,7 +224,10 @@ class OutputSection(_Section):
     catalog_format: Literal["ecsv", "fits", "parquet"] = "ecsv"
     save_combined: bool = Field(
         True, description="Write the merged mosaic catalog as combined_cat.<format>.")
-    report: str = Field("report.json", description="Run report file name in the output dir.")
+    report: str = Field("report.json", description="Run report file name in the output dir "
+                        "(a plain file name: no directory part).")
+
+    _plain_report = field_validator("report")(_plain_file_name)
 
 
 class ExecutionSection(_Section):
@@ -505,6 +522,27 @@ def _merge_aliases(data: dict[str, Any], origins: Mapping[tuple[str, ...], str],
     return problems
 
 
+def _local_plugin_problems(config: Config | None, locator: _Locator,
+                           origins: Mapping[tuple[str, ...], str]) -> list[ConfigProblem]:
+    """Local plugin files that are missing, or refused (they are code that runs)."""
+    if config is None:
+        return []
+    problems = []
+    refused = local_plugins_refused()
+    for index, (name, path) in enumerate(zip(config.plugins, config.plugin_files(), strict=True)):
+        key = ("plugins", str(index))
+        file = origins.get(("plugins",), locator.file)
+        line = None if file == "--set" else locator.line(key)
+        if refused:
+            message = f"plugin file {name} ({path}) not loaded: {LOCAL_PLUGINS_HINT}"
+        elif not path.is_file():
+            message = f"plugin file not found: {path} (a local .py file, relative to the config)"
+        else:
+            continue
+        problems.append(ConfigProblem(file, line, ".".join(key), message))
+    return problems
+
+
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     try:
         text = path.read_text()
@@ -574,9 +612,11 @@ def load_config(
         problems.extend(_collect_validation(exc, Config, (), locator, origins))
         config = None
 
+    plugin_problems = _local_plugin_problems(config, locator, origins)
+    problems.extend(plugin_problems)
     if registry is None:
         plugin_files = []
-        if config is not None:
+        if config is not None and not plugin_problems:
             plugin_files = config.plugin_files()
         registry = build_registry(plugin_files)
 

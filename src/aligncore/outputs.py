@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,80 @@ from aligncore.registry import Registry
 from aligncore.report import run_report
 from aligncore.types import AlignImage, AlignResult
 
-__all__ = ["write_catalogs", "write_outputs"]
+__all__ = ["output_dir_problems", "write_catalogs", "write_outputs"]
+
+
+def _existing_ancestor(path: Path) -> tuple[Path, Path | None]:
+    """The nearest existing ancestor of ``path`` (or ``path``), and its child on the way."""
+    child = None
+    current = path
+    while not current.exists() and current != current.parent:
+        child = current
+        current = current.parent
+    return current, child
+
+
+def _writable_dir(directory: Path) -> bool:
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def _location_problems(outdir: Path) -> list[str]:
+    """The output directory can be created (or exists) and is writable."""
+    existing, _ = _existing_ancestor(outdir)
+    if existing == outdir:
+        if not outdir.is_dir():
+            return [f"{outdir}: output directory exists and is not a directory"]
+        if not _writable_dir(outdir):
+            return [f"{outdir}: output directory is not writable"]
+        return []
+    if not existing.is_dir():
+        return [f"{outdir}: output directory cannot be created: {existing} is a file, "
+                "not a directory"]
+    if not _writable_dir(existing):
+        return [f"{outdir}: output directory cannot be created: {existing} is not writable"]
+    return []
+
+
+def _input_problems(outdir: Path, input_paths: Sequence[Path], in_place: bool) -> list[str]:
+    """Without in-place, outputs must not land on the inputs; with it, inputs are replaceable."""
+    problems = []
+    resolved_out = outdir.resolve()
+    for path in input_paths:
+        directory = path.parent
+        if in_place:
+            if path.exists() and not _writable_dir(directory):
+                problems.append(f"{path}: cannot update in place: its directory {directory} "
+                                "is not writable")
+        elif directory.resolve() == resolved_out:
+            problems.append(f"{path}: output directory {outdir} is this input's directory; "
+                            "its output would replace it. Choose another output directory "
+                            "(-o) or pass --in-place to update the inputs")
+    return problems
+
+
+def output_dir_problems(outdir: Path, input_paths: Sequence[Path], in_place: bool) -> list[str]:
+    """Why a run could not write its outputs into ``outdir``, before any work starts.
+
+    Parameters
+    ----------
+    outdir : Path
+        Output directory (created by the run if missing).
+    input_paths : sequence of Path
+        The input images.
+    in_place : bool
+        Whether the inputs themselves are updated (``--in-place``).
+
+    Returns
+    -------
+    list of str
+        One message per problem, each starting with the path concerned; empty
+        when the outputs can be written.
+    """
+    outdir = Path(outdir)
+    problems = _location_problems(outdir)
+    if problems:
+        return problems
+    return _input_problems(outdir, [Path(p) for p in input_paths], in_place)
 
 
 def write_catalogs(names: Sequence[str], catalogs: Sequence[QTable], outdir: Path,
