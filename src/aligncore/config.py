@@ -24,6 +24,7 @@ from aligncore.registry import (
     local_plugins_refused,
 )
 from aligncore.stages import Stage
+from aligncore.yaml_guard import YamlRefused, parse_yaml
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -55,7 +56,7 @@ def _plain_file_name(value: str) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class StageChoice(_Section):
@@ -265,7 +266,9 @@ class Config(_Section):
     output: OutputSection = Field(default_factory=OutputSection)
     execution: ExecutionSection = Field(default_factory=ExecutionSection)
     plugins: list[str] = Field(
-        default_factory=list, description="Local plugin .py files (relative to the config file)."
+        default_factory=list, description="Local plugin .py files (relative to the config "
+        "file). They are Python code and run when the config is loaded; refused with "
+        "--no-local-plugins or ALIGNCORE_NO_LOCAL_PLUGINS=1."
     )
 
     source: str | None = Field(None, exclude=True, description="File the config was read from.")
@@ -545,21 +548,22 @@ def _local_plugin_problems(config: Config | None, locator: _Locator,
 
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(path), None, "", "file not found")]) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return parse_yaml(raw)
+    except YamlRefused as exc:
+        raise ConfigError([ConfigProblem(str(path), p.line, p.key, p.message)
+                           for p in exc.problems]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         message = f"invalid YAML: {problem}"
         raise ConfigError([ConfigProblem(str(path), line, "", message)]) from None
-    return data, node
 
 
 def load_config(
@@ -598,6 +602,12 @@ def load_config(
     if not isinstance(data, dict):
         message = "the config must be a mapping of sections"
         raise ConfigError([ConfigProblem(str(path), 1, "", message)])
+    odd_keys = [key for key in data if not isinstance(key, str)]
+    if odd_keys:
+        raise ConfigError([ConfigProblem(str(path), locator.line((str(k),)), str(k),
+                                         "section names must be text; allowed: "
+                                         f"{', '.join(_allowed_fields(Config))}")
+                           for k in odd_keys])
 
     origins: dict[tuple[str, ...], str] = {}
     for text in overrides:

@@ -74,7 +74,7 @@ def lock_owner(lock_file: Path) -> int | None:
     """The process id recorded in a lock file, or None (missing, empty or unreadable)."""
     try:
         text = lock_file.read_text().strip()
-    except OSError:
+    except (OSError, ValueError):  # missing, unreadable, not text
         return None
     return int(text) if text.isdigit() else None
 

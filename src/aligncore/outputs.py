@@ -97,7 +97,20 @@ def output_dir_problems(outdir: Path, input_paths: Sequence[Path], in_place: boo
     problems = _location_problems(outdir)
     if problems:
         return problems
-    return _input_problems(outdir, [Path(p) for p in input_paths], in_place)
+    paths = [Path(p) for p in input_paths]
+    return _input_problems(outdir, paths, in_place) + ([] if in_place else _name_clashes(paths))
+
+
+def _name_clashes(input_paths: Sequence[Path]) -> list[str]:
+    """Different inputs with one file name would write the same output file."""
+    first: dict[str, Path] = {}
+    problems = []
+    for path in input_paths:
+        other = first.setdefault(path.name, path)
+        if other is not path and other.resolve() != path.resolve():
+            problems.append(f"{path}: has the same file name as {other}; both outputs would be "
+                            f"written to one file {path.name}. Rename one of them")
+    return problems
 
 
 def write_catalogs(names: Sequence[str], catalogs: Sequence[QTable], outdir: Path,
