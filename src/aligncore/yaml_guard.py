@@ -109,6 +109,11 @@ def _compose(text: str) -> yaml.Node | None:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except RecursionError:
         raise YamlRefused([YamlProblem(None, "", "nested too deeply to read")]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise YamlRefused([YamlProblem(line, "", f"character U+{code:04X} is not allowed in "
+                                       "YAML text (a binary file?)")]) from None
 
 
 def parse_yaml(raw: bytes) -> tuple[Any, yaml.Node | None]:
