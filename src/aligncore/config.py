@@ -537,7 +537,8 @@ def _local_plugin_problems(config: Config | None, locator: _Locator,
         file = origins.get(("plugins",), locator.file)
         line = None if file == "--set" else locator.line(key)
         if refused:
-            message = f"plugin file {name} ({path}) not loaded: {LOCAL_PLUGINS_HINT}"
+            shown = name if Path(name) == path else f"{name} ({path})"
+            message = f"plugin file {shown} not loaded: {LOCAL_PLUGINS_HINT}"
         elif not path.is_file():
             message = f"plugin file not found: {path} (a local .py file, relative to the config)"
         else:
