@@ -21,6 +21,13 @@ def _run(work: Path, out: Path | str, *extra: str) -> list[str]:
     return ["run", default_config(work), *map(str, images), "-o", str(out), "-q", *extra]
 
 
+def _run_locked(work: Path, lock: bytes) -> list[str]:
+    """``aligncore run`` into ``out``, which already holds a lock file with ``lock``."""
+    (work / "out").mkdir()
+    (work / "out" / LOCK_NAME).write_bytes(lock)
+    return _run(work, work / "out")
+
+
 def _skip_as_root() -> None:
     if os.geteuid() == 0:
         pytest.skip("root writes into read-only directories")
@@ -115,27 +122,21 @@ def report_name_absolute(work: Path) -> list[str]:
       outcome="refused, the other run's lock and directory untouched")
 def locked_by_live_run(work: Path) -> list[str]:
     """The output directory holds the lock of a live process."""
-    (work / "out").mkdir()
-    (work / "out" / LOCK_NAME).write_text(f"{os.getppid()}\n")
-    return _run(work, work / "out")
+    return _run_locked(work, f"{os.getppid()}\n".encode())
 
 
 @case("output", exit_code=0, message=None, outcome="stale lock taken over, outputs written",
       writes=True, modifies=(f"out/{LOCK_NAME}",))
 def stale_lock(work: Path) -> list[str]:
     """The output directory holds the lock file of a process that no longer exists."""
-    (work / "out").mkdir()
-    (work / "out" / LOCK_NAME).write_text(f"{_dead_pid()}\n")
-    return _run(work, work / "out")
+    return _run_locked(work, f"{_dead_pid()}\n".encode())
 
 
 @case("output", exit_code=0, message=None, outcome="unreadable lock taken over, outputs written",
       writes=True, modifies=(f"out/{LOCK_NAME}",))
 def garbage_lock(work: Path) -> list[str]:
     """The lock file holds no process id (e.g. left empty by a crash)."""
-    (work / "out").mkdir()
-    (work / "out" / LOCK_NAME).write_bytes(b"\x00\xffgarbage")
-    return _run(work, work / "out")
+    return _run_locked(work, b"\x00\xffgarbage")
 
 
 @case("output", exit_code=0, message=None, outcome="directories created, outputs written",
