@@ -283,3 +283,25 @@ def test_plugin_file_option_refused_too(local_plugin_config, capsys):
     assert code == 2
     assert "mine.py: local plugin files are refused" in capsys.readouterr().err
     assert not marker.exists()
+
+
+@pytest.mark.timeout(60)
+def test_forked_child_dies_of_sigterm_instead_of_raising():
+    """A worker forked inside the CLI's handler scope is killed by SIGTERM as usual."""
+    from aligncore.filelock import sigterm_as_exit
+
+    read_end, write_end = os.pipe()
+    with sigterm_as_exit():
+        pid = os.fork()
+        if pid == 0:  # child: wait to be killed; exit 0 would mean the signal was swallowed
+            try:
+                os.write(write_end, b"ready")  # signals before this are lost by the fork
+                signal.pause()
+            finally:
+                os._exit(0)
+        assert os.read(read_end, 5) == b"ready"
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+    os.close(read_end)
+    os.close(write_end)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM

@@ -27,6 +27,7 @@ from aligncore.errors import AlignError
 __all__ = [
     "LOCK_NAME",
     "OutputDirBusy",
+    "OutputDirError",
     "Terminated",
     "lock_owner",
     "output_dir_lock",
@@ -38,7 +39,11 @@ LOCK_NAME = ".aligncore.lock"
 """File name of the lock inside an output directory."""
 
 
-class OutputDirBusy(AlignError):
+class OutputDirError(AlignError):
+    """The output directory cannot be created or locked."""
+
+
+class OutputDirBusy(OutputDirError):
     """Another live aligncore run holds the output directory."""
 
 
@@ -154,16 +159,23 @@ def output_dir_lock(outdir: str | Path) -> Iterator[Path]:
         A live aligncore run holds the directory (the message names its pid).
     """
     outdir = Path(outdir)
-    created = _created_dirs(outdir)
+    try:
+        created = _created_dirs(outdir)
+    except OSError as exc:
+        raise OutputDirError(f"{outdir}: cannot create the output directory: "
+                             f"{exc.strerror or exc}") from None
     lock_file = outdir / LOCK_NAME
     fd = -1
     try:
         fd = _open_locked(lock_file, outdir)
         _claim(fd, lock_file, outdir)
-    except BaseException:
+    except BaseException as exc:
         if fd >= 0:
             os.close(fd)
         _remove_empty(created)
+        if isinstance(exc, OSError):
+            raise OutputDirError(f"{lock_file}: cannot lock the output directory: "
+                                 f"{exc.strerror or exc}") from None
         raise
     try:
         yield lock_file
@@ -173,7 +185,15 @@ def output_dir_lock(outdir: str | Path) -> Iterator[Path]:
         _remove_empty(created)
 
 
+_HANDLER_PID: list[int] = []
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    if _HANDLER_PID and os.getpid() != _HANDLER_PID[-1]:
+        # a forked worker inherited the handler: die as if it had none
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise Terminated(f"signal {signum}")
 
 
@@ -188,7 +208,9 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    _HANDLER_PID.append(os.getpid())
     try:
         yield
     finally:
+        _HANDLER_PID.pop()
         signal.signal(signal.SIGTERM, previous)
