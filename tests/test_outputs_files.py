@@ -213,6 +213,18 @@ def test_output_dir_problems_name_each_path(tmp_path):
     assert same.startswith(f"{image}: output directory {image.parent} is this input's directory")
 
 
+def test_jwst_outputs_may_go_beside_their_inputs(tmp_path):
+    """``*_cal.fits`` data models are written as ``*_tweakreg.fits``: no clash with the input."""
+    from astropy.io import fits
+
+    model = tmp_path / "jw01_cal.fits"
+    fits.PrimaryHDU(header=fits.Header([("DATAMODL", "ImageModel")])).writeto(model)
+    plain = tmp_path / "other_cal.fits"
+    fits.PrimaryHDU().writeto(plain)
+    (problem,) = output_dir_problems(tmp_path, [model, plain], False)
+    assert problem.startswith(f"{plain}: output directory")
+
+
 @pytest.mark.skipif(IS_ROOT, reason="root writes into read-only directories")
 def test_read_only_output_dir_is_a_problem(tmp_path):
     locked = tmp_path / "ro"

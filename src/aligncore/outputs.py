@@ -19,7 +19,7 @@ from aligncore.io import (
     write_json,
 )
 from aligncore.io_asdf import is_asdf, write_asdf_image
-from aligncore.io_jwst import output_name, write_jwst_image
+from aligncore.io_jwst import is_jwst_fits, output_name, write_jwst_image
 from aligncore.registry import Registry
 from aligncore.report import run_report
 from aligncore.types import AlignImage, AlignResult
@@ -58,17 +58,22 @@ def _location_problems(outdir: Path) -> list[str]:
     return []
 
 
+def _output_file_name(path: Path) -> str:
+    """The name of the output written for input ``path`` (JWST ``*_cal`` -> ``*_tweakreg``)."""
+    renamed = output_name(path.name)
+    return renamed if renamed != path.name and is_jwst_fits(path) else path.name
+
+
 def _input_problems(outdir: Path, input_paths: Sequence[Path], in_place: bool) -> list[str]:
     """Without in-place, outputs must not land on the inputs; with it, inputs are replaceable."""
     problems = []
-    resolved_out = outdir.resolve()
     for path in input_paths:
         directory = path.parent
         if in_place:
             if path.exists() and not _writable_dir(directory):
                 problems.append(f"{path}: cannot update in place: its directory {directory} "
                                 "is not writable")
-        elif directory.resolve() == resolved_out:
+        elif (outdir / _output_file_name(path)).resolve() == path.resolve():
             problems.append(f"{path}: output directory {outdir} is this input's directory; "
                             "its output would replace it. Choose another output directory "
                             "(-o) or pass --in-place to update the inputs")
@@ -106,10 +111,11 @@ def _name_clashes(input_paths: Sequence[Path]) -> list[str]:
     first: dict[str, Path] = {}
     problems = []
     for path in input_paths:
-        other = first.setdefault(path.name, path)
+        name = _output_file_name(path)
+        other = first.setdefault(name, path)
         if other is not path and other.resolve() != path.resolve():
-            problems.append(f"{path}: has the same file name as {other}; both outputs would be "
-                            f"written to one file {path.name}. Rename one of them")
+            problems.append(f"{path}: has the same output file name as {other}; both would be "
+                            f"written to one file {name}. Rename one of them")
     return problems
 
 

@@ -157,7 +157,8 @@ def output_dir_has_previous_run(work: Path) -> list[str]:
     return _run(work, work / "out")
 
 
-@case("output", exit_code=1, message=r"b/img_000\.fits: has the same file name as .*a/img_000",
+@case("output", exit_code=1,
+      message=r"b/img_000\.fits: has the same output file name as .*a/img_000",
       outcome="refused before detection, nothing written")
 def inputs_share_a_file_name(work: Path) -> list[str]:
     """Two inputs from different directories with the same file name."""
