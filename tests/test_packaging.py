@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -46,6 +47,32 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
     (path,) = dist.glob("aligncore-*.whl")
     with zipfile.ZipFile(path) as archive:
         yield archive
+
+
+CHECKOUT_JUNK = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build", "dist",
+                                       ".pytest_cache", ".ruff_cache", ".hypothesis", "*.tmp")
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory) -> list[str]:
+    source = tmp_path_factory.mktemp("checkout") / "aligncore"
+    shutil.copytree(REPO, source, ignore=CHECKOUT_JUNK)
+    dist = tmp_path_factory.mktemp("sdist")
+    code = f"from setuptools import build_meta; build_meta.build_sdist({str(dist)!r})"
+    subprocess.run([sys.executable, "-c", code], cwd=source, check=True, capture_output=True,
+                   timeout=300)
+    (path,) = dist.glob("aligncore-*.tar.gz")
+    with tarfile.open(path) as archive:
+        return [name.split("/", 1)[1] for name in archive.getnames() if "/" in name]
+
+
+def test_sdist_is_a_complete_checkout(sdist):
+    for name in ("README.md", "pyproject.toml", ".ci/run", "configs/default.yaml",
+                 "configs/jwst.yaml", "src/aligncore/data/default.yaml", "src/aligncore/py.typed",
+                 "docs/config.md", "tests/conftest.py", "tests/corpus/harness.py",
+                 "tests/corpus/cases_yaml.py"):
+        assert name in sdist, name
+    assert not [n for n in sdist if "__pycache__" in n or n.endswith(".pyc")]
 
 
 def test_wheel_contains_every_data_file(wheel):
