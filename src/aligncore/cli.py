@@ -3,8 +3,9 @@
 Exit codes: 0 success; 1 an input error or an image that failed to align (the
 message names the file and the problem); 2 a configuration or usage error; 3
 the images were aligned relative to each other and written, but the absolute
-alignment (reference catalog) was not applied. Tracebacks are shown only with
-``--debug``.
+alignment (reference catalog) was not applied; 130 interrupted (Ctrl-C) and 143
+terminated (SIGTERM), both after removing temporary files and the output
+directory's lock. Tracebacks are shown only with ``--debug``.
 """
 
 from __future__ import annotations
