@@ -237,6 +237,23 @@ def test_read_only_output_dir_is_a_problem(tmp_path):
         locked.chmod(0o755)
 
 
+def test_unwritable_dirs_are_problems_for_any_user(tmp_path, monkeypatch):
+    """The same checks with permissions denied by os.access (as for a non-root user)."""
+    image = tmp_path / "in" / "a.fits"
+    image.parent.mkdir()
+    image.write_bytes(b"")
+    denied = {tmp_path / "out", image.parent, tmp_path}
+    monkeypatch.setattr("aligncore.outputs.os.access", lambda path, mode: path not in denied)
+    (tmp_path / "out").mkdir()
+    assert output_dir_problems(tmp_path / "out", [image], False) == [
+        f"{tmp_path / 'out'}: output directory is not writable"]
+    assert output_dir_problems(tmp_path / "new", [image], False) == [
+        f"{tmp_path / 'new'}: output directory cannot be created: {tmp_path} is not writable"]
+    (tmp_path / "ok").mkdir()
+    assert output_dir_problems(tmp_path / "ok", [image], True) == [
+        f"{image}: cannot update in place: its directory {image.parent} is not writable"]
+
+
 def test_run_reports_output_problems_before_detection(inputs, capsys):
     code = main(["run", DEFAULT, *map(str, inputs), "-o", str(inputs[0].parent), "-q"])
     err = capsys.readouterr().err.splitlines()
