@@ -110,8 +110,8 @@ SLOW_WRITER = textwrap.dedent("""
 """)
 
 
-def _terminate_mid_write(argv: list[str], cwd: Path) -> tuple[int, str, str]:
-    """Run the CLI with a writer that stalls mid-file; SIGTERM it there."""
+def _signal_mid_write(argv: list[str], cwd: Path, signum: int) -> tuple[int, str, str]:
+    """Run the CLI with a writer that stalls mid-file; send it ``signum`` there."""
     process = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, *argv], cwd=cwd, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     marker = ""
@@ -120,7 +120,7 @@ def _terminate_mid_write(argv: list[str], cwd: Path) -> tuple[int, str, str]:
             marker = process.stdout.readline()
             if not marker and process.poll() is not None:
                 break
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -129,16 +129,20 @@ def _terminate_mid_write(argv: list[str], cwd: Path) -> tuple[int, str, str]:
     return process.returncode, marker + out, err
 
 
+@pytest.mark.parametrize(("signum", "exit_code", "said"),
+                         [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+                         ids=["SIGTERM", "Ctrl-C"])
 @pytest.mark.parametrize("in_place", [False, True], ids=["outdir", "in-place"])
-def test_sigterm_mid_write_leaves_nothing_partial(inputs, tmp_path, in_place):
+def test_signal_mid_write_leaves_nothing_partial(inputs, tmp_path, in_place, signum, exit_code,
+                                                 said):
     out = tmp_path / "out"
     before = _digests(inputs)
     argv = ["run", DEFAULT, *map(str, inputs), "-o", str(out), "-q"]
-    code, out_text, err = _terminate_mid_write(argv + (["--in-place"] if in_place else []),
-                                               tmp_path)
-    assert code == 143, err
-    assert "terminated" in err and "Traceback" not in err
-    assert str(inputs[0].parent if in_place else out) in out_text  # killed inside the write
+    code, out_text, err = _signal_mid_write(argv + (["--in-place"] if in_place else []),
+                                            tmp_path, signum)
+    assert code == exit_code, err
+    assert said in err and "Traceback" not in err
+    assert str(inputs[0].parent if in_place else out) in out_text  # stopped inside the write
     assert _digests(inputs) == before
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p not in inputs]
     assert leftovers == []  # no temp file, no partial output, no lock
