@@ -3,9 +3,11 @@
 Exit codes: 0 success; 1 an input error or an image that failed to align (the
 message names the file and the problem); 2 a configuration or usage error; 3
 the images were aligned relative to each other and written, but the absolute
-alignment (reference catalog) was not applied; 141 stdout was closed early
-(``aligncore ... | head``), ended quietly. Tracebacks, including those of a
-plugin that failed on one image, are shown only with ``--debug``.
+alignment (reference catalog) was not applied; 130 interrupted (Ctrl-C) and 143
+terminated (SIGTERM), both after removing temporary files and the output
+directory's lock; 141 stdout was closed early (``aligncore ... | head``), ended
+quietly. Tracebacks, including those of a plugin that failed on one image, are
+shown only with ``--debug``.
 
 Every problem is one line on stderr (``error: ...`` or ``warning: ...``, Python
 warnings included, each once); the results go to stdout. When stderr is not a
@@ -15,6 +17,7 @@ terminal, progress is one line per image (``detect 3/16 img_002.fits 0.4 s``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -30,6 +33,7 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_ABSOLUTE_FAILED = 3
 EXIT_BROKEN_PIPE = 141  # like a shell command killed by SIGPIPE (128 + 13)
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class _UsageError(Exception):
@@ -51,6 +55,24 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     return config, build_registry(config.plugin_files())
 
 
+def _claim_output_dir(args: argparse.Namespace, config: Any) -> bool:
+    """Check the output directory before any work and lock it for the rest of the command.
+
+    Prints one ``error: PATH: problem`` line per problem and returns False when
+    the outputs could not be written.
+    """
+    from aligncore.filelock import output_dir_lock
+    from aligncore.outputs import output_dir_problems
+
+    problems = output_dir_problems(Path(config.output.dir), [Path(p) for p in args.images],
+                                   config.output.in_place)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        args.cleanups.enter_context(output_dir_lock(config.output.dir))
+    return not problems
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from aligncore.outputs import write_outputs
     from aligncore.pipeline import align
@@ -64,6 +86,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         config.execution.resume_dir = config.output.dir
         config.output.save_catalogs = True
+    if not _claim_output_dir(args, config):
+        return EXIT_FAILED
     from aligncore.io import open_image
 
     images = [open_image(path) for path in args.images]
@@ -388,7 +412,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-plots", action="store_true", help="do not write figures")
     compare.add_argument("-q", "--quiet", action="store_true")
     compare.set_defaults(func=_cmd_compare)
+    _add_local_plugins_flag(parser, sub.choices.values())
     return parser
+
+
+def _add_local_plugins_flag(parser: argparse.ArgumentParser,
+                            commands: Iterable[argparse.ArgumentParser]) -> None:
+    """``--no-local-plugins`` before the command or after it (``aligncore run --no-...``)."""
+    text = ("refuse local plugin .py files named in configs, specs or --plugin-file (they are "
+            "code); same as ALIGNCORE_NO_LOCAL_PLUGINS=1")
+    parser.add_argument("--no-local-plugins", action="store_true", help=text)
+    for command in commands:
+        command.add_argument("--no-local-plugins", action="store_true", help=text,
+                             default=argparse.SUPPRESS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -410,10 +446,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     """Run the subcommand; turn the expected errors into one line and an exit code."""
     from aligncore.config import ConfigError
     from aligncore.errors import AlignError
-    from aligncore.registry import PluginError
+    from aligncore.filelock import Terminated, sigterm_as_exit
+    from aligncore.registry import PluginError, refuse_local_plugins
 
     try:
-        return int(args.func(args))
+        with (sigterm_as_exit(), refuse_local_plugins(args.no_local_plugins),
+              contextlib.ExitStack() as args.cleanups):
+            return int(args.func(args))
     except (ConfigError, _UsageError, PluginError) as exc:
         if args.debug:
             raise
@@ -427,6 +466,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated (SIGTERM); no partial or temporary file left", file=sys.stderr)
+        return EXIT_TERMINATED
     except BrokenPipeError:
         raise
     except Exception as exc:  # a bug: one line, the traceback with --debug

@@ -17,8 +17,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from aligncore.registry import Registry, build_registry
+from aligncore.registry import (
+    LOCAL_PLUGINS_HINT,
+    Registry,
+    build_registry,
+    local_plugins_refused,
+)
 from aligncore.stages import Stage
+from aligncore.yaml_guard import YamlRefused, parse_yaml
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -40,8 +46,17 @@ def _positive_or_auto(value: float | str) -> float | str:
     return value
 
 
+def _plain_file_name(value: str) -> str:
+    """Validator: a file name written in the output directory, never a path out of it."""
+    if (not value or value in (".", "..") or "/" in value or "\\" in value
+            or Path(value).is_absolute() or "\0" in value):
+        raise ValueError("must be a plain file name in the output directory, e.g. report.json "
+                         "(no directory part, no '..', not absolute)")
+    return value
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class StageChoice(_Section):
@@ -210,7 +225,10 @@ class OutputSection(_Section):
     catalog_format: Literal["ecsv", "fits", "parquet"] = "ecsv"
     save_combined: bool = Field(
         True, description="Write the merged mosaic catalog as combined_cat.<format>.")
-    report: str = Field("report.json", description="Run report file name in the output dir.")
+    report: str = Field("report.json", description="Run report file name in the output dir "
+                        "(a plain file name: no directory part).")
+
+    _plain_report = field_validator("report")(_plain_file_name)
 
 
 class ExecutionSection(_Section):
@@ -248,7 +266,9 @@ class Config(_Section):
     output: OutputSection = Field(default_factory=OutputSection)
     execution: ExecutionSection = Field(default_factory=ExecutionSection)
     plugins: list[str] = Field(
-        default_factory=list, description="Local plugin .py files (relative to the config file)."
+        default_factory=list, description="Local plugin .py files (relative to the config "
+        "file). They are Python code and run when the config is loaded; refused with "
+        "--no-local-plugins or ALIGNCORE_NO_LOCAL_PLUGINS=1."
     )
 
     source: str | None = Field(None, exclude=True, description="File the config was read from.")
@@ -505,23 +525,46 @@ def _merge_aliases(data: dict[str, Any], origins: Mapping[tuple[str, ...], str],
     return problems
 
 
+def _local_plugin_problems(config: Config | None, locator: _Locator,
+                           origins: Mapping[tuple[str, ...], str]) -> list[ConfigProblem]:
+    """Local plugin files that are missing, or refused (they are code that runs)."""
+    if config is None:
+        return []
+    problems = []
+    refused = local_plugins_refused()
+    for index, (name, path) in enumerate(zip(config.plugins, config.plugin_files(), strict=True)):
+        key = ("plugins", str(index))
+        file = origins.get(("plugins",), locator.file)
+        line = None if file == "--set" else locator.line(key)
+        if refused:
+            shown = name if Path(name) == path else f"{name} ({path})"
+            message = f"plugin file {shown} not loaded: {LOCAL_PLUGINS_HINT}"
+        elif not path.is_file():
+            message = f"plugin file not found: {path} (a local .py file, relative to the config)"
+        else:
+            continue
+        problems.append(ConfigProblem(file, line, ".".join(key), message))
+    return problems
+
+
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(path), None, "", "file not found")]) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return parse_yaml(raw)
+    except YamlRefused as exc:
+        raise ConfigError([ConfigProblem(str(path), p.line, p.key, p.message)
+                           for p in exc.problems]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         message = f"invalid YAML: {problem}"
         raise ConfigError([ConfigProblem(str(path), line, "", message)]) from None
-    return data, node
 
 
 def load_config(
@@ -560,6 +603,12 @@ def load_config(
     if not isinstance(data, dict):
         message = "the config must be a mapping of sections"
         raise ConfigError([ConfigProblem(str(path), 1, "", message)])
+    odd_keys = [key for key in data if not isinstance(key, str)]
+    if odd_keys:
+        raise ConfigError([ConfigProblem(str(path), locator.line((str(k),)), str(k),
+                                         "section names must be text; allowed: "
+                                         f"{', '.join(_allowed_fields(Config))}")
+                           for k in odd_keys])
 
     origins: dict[tuple[str, ...], str] = {}
     for text in overrides:
@@ -574,9 +623,11 @@ def load_config(
         problems.extend(_collect_validation(exc, Config, (), locator, origins))
         config = None
 
+    plugin_problems = _local_plugin_problems(config, locator, origins)
+    problems.extend(plugin_problems)
     if registry is None:
         plugin_files = []
-        if config is not None:
+        if config is not None and not plugin_problems:
             plugin_files = config.plugin_files()
         registry = build_registry(plugin_files)
 

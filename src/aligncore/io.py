@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
@@ -32,7 +33,9 @@ __all__ = [
     "atomic_path",
     "catalog_path",
     "checked_pixels",
+    "current_umask",
     "open_image",
+    "output_mode",
     "read_catalog",
     "write_catalog",
     "write_fits_image",
@@ -45,23 +48,49 @@ CATALOG_FORMATS = {"ecsv": ("ascii.ecsv", ".ecsv"), "fits": ("fits", ".fits"),
 _WCS_KEY_PREFIXES = ("A_", "B_", "AP_", "BP_")
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read from /proc where possible, without changing it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # no /proc: read by setting, then restore at once
+    os.umask(mask)
+    return mask
+
+
+def output_mode(target: Path) -> int:
+    """The permission bits a plain ``open(target, "w")`` would leave ``target`` with.
+
+    An existing file keeps its mode (``--in-place`` keeps the input's mode); a new
+    file gets ``0o666`` minus the umask.
+    """
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` on success.
 
-    On any exception the temporary file is removed and ``target`` is untouched.
+    The result has the mode of :func:`output_mode` (that of the file it replaces,
+    or ``0o666`` minus the umask). On any exception, including KeyboardInterrupt
+    and SIGTERM turned into an exception, the temporary file is removed and
+    ``target`` is untouched.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
     tmp = Path(tmp_name)
     try:
+        os.close(fd)
         yield tmp
+        os.chmod(tmp, output_mode(target))
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def _science_hdu(hdul: fits.HDUList, path: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,13 +19,105 @@ from aligncore.io import (
     write_json,
 )
 from aligncore.io_asdf import is_asdf, write_asdf_image
-from aligncore.io_jwst import output_name, write_jwst_image
+from aligncore.io_jwst import is_jwst_fits, output_name, write_jwst_image
 from aligncore.registry import Registry
 from aligncore.report import run_report
 from aligncore.report_html import write_html_report
 from aligncore.types import AlignImage, AlignResult
 
-__all__ = ["write_catalogs", "write_outputs"]
+__all__ = ["output_dir_problems", "write_catalogs", "write_outputs"]
+
+
+def _existing_ancestor(path: Path) -> tuple[Path, Path | None]:
+    """The nearest existing ancestor of ``path`` (or ``path``), and its child on the way."""
+    child = None
+    current = path
+    while not current.exists() and current != current.parent:
+        child = current
+        current = current.parent
+    return current, child
+
+
+def _writable_dir(directory: Path) -> bool:
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def _location_problems(outdir: Path) -> list[str]:
+    """The output directory can be created (or exists) and is writable."""
+    existing, _ = _existing_ancestor(outdir)
+    if existing == outdir:
+        if not outdir.is_dir():
+            return [f"{outdir}: output directory exists and is not a directory"]
+        if not _writable_dir(outdir):
+            return [f"{outdir}: output directory is not writable"]
+        return []
+    if not existing.is_dir():
+        return [f"{outdir}: output directory cannot be created: {existing} is a file, "
+                "not a directory"]
+    if not _writable_dir(existing):
+        return [f"{outdir}: output directory cannot be created: {existing} is not writable"]
+    return []
+
+
+def _output_file_name(path: Path) -> str:
+    """The name of the output written for input ``path`` (JWST ``*_cal`` -> ``*_tweakreg``)."""
+    renamed = output_name(path.name)
+    return renamed if renamed != path.name and is_jwst_fits(path) else path.name
+
+
+def _input_problems(outdir: Path, input_paths: Sequence[Path], in_place: bool) -> list[str]:
+    """Without in-place, outputs must not land on the inputs; with it, inputs are replaceable."""
+    problems = []
+    for path in input_paths:
+        directory = path.parent
+        if in_place:
+            if path.exists() and not _writable_dir(directory):
+                problems.append(f"{path}: cannot update in place: its directory {directory} "
+                                "is not writable")
+        elif (outdir / _output_file_name(path)).resolve() == path.resolve():
+            problems.append(f"{path}: output directory {outdir} is this input's directory; "
+                            "its output would replace it. Choose another output directory "
+                            "(-o) or pass --in-place to update the inputs")
+    return problems
+
+
+def output_dir_problems(outdir: Path, input_paths: Sequence[Path], in_place: bool) -> list[str]:
+    """Why a run could not write its outputs into ``outdir``, before any work starts.
+
+    Parameters
+    ----------
+    outdir : Path
+        Output directory (created by the run if missing).
+    input_paths : sequence of Path
+        The input images.
+    in_place : bool
+        Whether the inputs themselves are updated (``--in-place``).
+
+    Returns
+    -------
+    list of str
+        One message per problem, each starting with the path concerned; empty
+        when the outputs can be written.
+    """
+    outdir = Path(outdir)
+    problems = _location_problems(outdir)
+    if problems:
+        return problems
+    paths = [Path(p) for p in input_paths]
+    return _input_problems(outdir, paths, in_place) + ([] if in_place else _name_clashes(paths))
+
+
+def _name_clashes(input_paths: Sequence[Path]) -> list[str]:
+    """Different inputs with one file name would write the same output file."""
+    first: dict[str, Path] = {}
+    problems = []
+    for path in input_paths:
+        name = _output_file_name(path)
+        other = first.setdefault(name, path)
+        if other is not path and other.resolve() != path.resolve():
+            problems.append(f"{path}: has the same output file name as {other}; both would be "
+                            f"written to one file {name}. Rename one of them")
+    return problems
 
 
 def write_catalogs(names: Sequence[str], catalogs: Sequence[QTable], outdir: Path,

@@ -11,10 +11,14 @@ ALIGNCORE_DISABLE_PLUGIN_AUTOLOAD=1
     Do not load entry points (hermetic tests); only explicitly given plugins.
 ALIGNCORE_TRACE=1
     Print every hook call.
+ALIGNCORE_NO_LOCAL_PLUGINS=1
+    Refuse local plugin files (``plugins:`` in a config, ``--plugin-file``): they
+    are Python code and run when loaded. Same as ``aligncore --no-local-plugins``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata
@@ -24,7 +28,8 @@ import re
 import sys
 import traceback
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -41,7 +46,9 @@ from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, FitResult, MatchResu
 __all__ = [
     "DISABLE_AUTOLOAD_ENV",
     "ENTRY_POINT_GROUP",
+    "NO_LOCAL_PLUGINS_ENV",
     "DuplicatePluginError",
+    "LocalPluginRefusedError",
     "PluginError",
     "PluginInfo",
     "PluginNotFoundError",
@@ -50,11 +57,18 @@ __all__ = [
     "build_registry",
     "get_plugin",
     "list_plugins",
+    "local_plugins_refused",
+    "refuse_local_plugins",
 ]
 
 ENTRY_POINT_GROUP = "aligncore"
 DISABLE_AUTOLOAD_ENV = "ALIGNCORE_DISABLE_PLUGIN_AUTOLOAD"
 TRACE_ENV = "ALIGNCORE_TRACE"
+NO_LOCAL_PLUGINS_ENV = "ALIGNCORE_NO_LOCAL_PLUGINS"
+LOCAL_PLUGINS_HINT = (f"local plugin files are refused (--no-local-plugins or "
+                      f"{NO_LOCAL_PLUGINS_ENV}=1); to allow it, run without --no-local-plugins "
+                      f"and with {NO_LOCAL_PLUGINS_ENV} unset")
+_REFUSE_LOCAL: ContextVar[bool] = ContextVar("aligncore_refuse_local_plugins", default=False)
 
 _REGISTRATION_HOOKS = {
     "detector": "aligncore_add_detectors",
@@ -79,6 +93,10 @@ class PluginError(Exception):
 
 class DuplicatePluginError(PluginError):
     """Two plugins registered the same stage name."""
+
+
+class LocalPluginRefusedError(PluginError):
+    """A local plugin file was named while local plugins are refused."""
 
 
 class PluginNotFoundError(PluginError, LookupError):
@@ -291,7 +309,27 @@ def _check_kind(kind: str) -> None:
 
 
 def _autoload_disabled() -> bool:
-    return os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return _env_flag(DISABLE_AUTOLOAD_ENV)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def local_plugins_refused() -> bool:
+    """Whether local plugin files are refused (``ALIGNCORE_NO_LOCAL_PLUGINS`` or
+    inside :func:`refuse_local_plugins`)."""
+    return _REFUSE_LOCAL.get() or _env_flag(NO_LOCAL_PLUGINS_ENV)
+
+
+@contextlib.contextmanager
+def refuse_local_plugins(refuse: bool = True) -> Iterator[None]:
+    """Within the block, refuse local plugin files (``refuse=False``: no change)."""
+    token = _REFUSE_LOCAL.set(refuse or _REFUSE_LOCAL.get())
+    try:
+        yield
+    finally:
+        _REFUSE_LOCAL.reset(token)
 
 
 def _load_local_file(path: Path) -> ModuleType:
@@ -411,7 +449,13 @@ def build_registry(
         kind, implements a hook that does not exist (e.g. a misspelled name),
         or a local plugin file is missing or cannot be imported. The message
         is one line naming the plugin or file.
+    LocalPluginRefusedError
+        ``local_plugins`` is not empty while local plugins are refused.
     """
+    local_plugins = list(local_plugins)
+    if local_plugins and local_plugins_refused():
+        names = ", ".join(str(p) for p in local_plugins)
+        raise LocalPluginRefusedError(f"plugin file {names}: {LOCAL_PLUGINS_HINT}")
     manager = pluggy.PluginManager(PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     manager.register(_CoreRunner(), name="aligncore.core")
