@@ -193,9 +193,8 @@ def plugin_import_error(work: Path) -> list[str]:
 @case("plugin", exit_code=2, message=r"plugin file .*nowhere\.py: no such file",
       outcome="error, not a warning; nothing written")
 def plugin_file_missing(work: Path) -> list[str]:
-    """A config naming a plugin file that does not exist."""
-    config = write_config(work, "plugins: [nowhere.py]\n")
-    return ["run", config, *map(str, copy_images(work, 2)), "-o", str(work / "out")]
+    """``aligncore params --plugin-file`` naming a file that does not exist."""
+    return ["params", "hist2d", "--plugin-file", str(work / "nowhere.py")]
 
 
 @case("plugin", exit_code=0, message=r"warning: plugin file .*plugin\.py registers nothing",

@@ -73,21 +73,21 @@ def duplicate_key(work: Path) -> list[str]:
     return _run_with(work, "matcher:\n  plugin: hist2d\n  params: {}\n  plugin: triangles\n")
 
 
-@case("yaml", exit_code=2, message=r"config\.yaml:1: <top>: the config must be a mapping",
+@case("yaml", exit_code=2, message=r"config\.yaml:1: the config must be a mapping",
       outcome=CONFIG_ERROR)
 def top_level_list(work: Path) -> list[str]:
     """A YAML list instead of a mapping of sections."""
     return _run_with(work, "- detector\n- matcher\n")
 
 
-@case("yaml", exit_code=2, message=r"config\.yaml: <top>: not a UTF-8 text file",
+@case("yaml", exit_code=2, message=r"config\.yaml: not a UTF-8 text file",
       outcome=CONFIG_ERROR)
 def binary_garbage(work: Path) -> list[str]:
     """A PNG header instead of YAML text."""
     return _run_with(work, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
 
 
-@case("yaml", exit_code=2, message=r"config\.yaml:1: <top>: character U\+0000 is not allowed",
+@case("yaml", exit_code=2, message=r"config\.yaml:1: character U\+0000 is not allowed",
       outcome=CONFIG_ERROR)
 def nul_byte(work: Path) -> list[str]:
     """UTF-8 text with a NUL byte in it."""
@@ -129,7 +129,7 @@ def number_as_section_name(work: Path) -> list[str]:
     return _run_with(work, "7: seven\n")
 
 
-@case("yaml", exit_code=2, message=r"config\.yaml: <top>: nested too deeply", outcome=CONFIG_ERROR)
+@case("yaml", exit_code=2, message=r"config\.yaml: nested too deeply", outcome=CONFIG_ERROR)
 def deep_nesting(work: Path) -> list[str]:
     """Lists nested 50,000 deep."""
     return _run_with(work, "plugins: " + "[" * 50_000 + "]" * 50_000 + "\n")
