@@ -24,7 +24,13 @@ from aligncore import (
     COL_RA,
     COL_RA_ERR,
 )
-from aligncore.catalogs import as_jyear, propagate, reference_table
+from aligncore.catalogs import (
+    as_jyear,
+    drop_unusable_rows,
+    find_column,
+    propagate,
+    reference_table,
+)
 
 __all__ = ["COLUMN_ALIASES", "FileRefCatalog", "read_reference_table"]
 
@@ -51,7 +57,9 @@ _UNITS = {COL_RA: u.deg, COL_DEC: u.deg, COL_RA_ERR: u.mas, COL_DEC_ERR: u.mas,
           COL_PMRA: u.mas / u.yr, COL_PMDEC: u.mas / u.yr}
 
 
-def _find(colnames: list[str], column: str) -> str | None:
+def _find(colnames: list[str], column: str, path: Path) -> str | None:
+    if column in (COL_RA, COL_DEC):  # the positions must not be a guess
+        return find_column(colnames, COLUMN_ALIASES[column], f"{path}: {column}")
     lower = {name.lower(): name for name in colnames}
     for alias in COLUMN_ALIASES[column]:
         if alias in lower:
@@ -112,7 +120,10 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
     ------
     aligncore.InputError
         The file is missing or unreadable, or has no RA/Dec columns (the
-        message lists the columns it has).
+        message lists the columns it has), or several candidates for one of them
+        (``ra`` and ``RA``; the message lists them). Rows with a masked or
+        non-finite position are dropped (counted in ``meta['dropped_rows']``),
+        as are rows with ``|dec| > 90``.
     """
     path = Path(path)
     if not path.exists():
@@ -126,7 +137,7 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
                                    ) from None
     except Exception as exc:
         raise aligncore.InputError(f"{path}: cannot read the reference catalog: {exc}") from None
-    found = {column: _find(raw.colnames, column) for column in COLUMN_ALIASES}
+    found = {column: _find(raw.colnames, column, path) for column in COLUMN_ALIASES}
     if found[COL_RA] is None or found[COL_DEC] is None:
         missing = " and ".join(c for c in (COL_RA, COL_DEC) if found[c] is None)
         raise aligncore.InputError(
@@ -151,7 +162,8 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
     for key in ("catalog", "CATALOG"):
         if key in raw.meta:
             table.meta["catalog"] = str(raw.meta[key])
-    return table
+    table = drop_unusable_rows(table, (COL_RA, COL_DEC))
+    return table[np.abs(np.asarray(table[COL_DEC], float)) <= 90.0]
 
 
 def _meta_epoch(meta: dict[str, Any]) -> float | None:
@@ -188,6 +200,20 @@ class FileRefCatalog(aligncore.RefCatalog):
             description="Epoch (decimal year) of the positions when the file has no epoch "
             "column or metadata.",
         )
+
+    def check(self, min_rows: int) -> list[str]:
+        """Problems of the file, found before any work: unreadable, no or ambiguous
+        ra/dec columns, fewer than ``min_rows`` usable rows."""
+        try:
+            table = read_reference_table(self.params.path, fmt=self.params.format,
+                                         epoch=self.params.epoch)
+        except aligncore.InputError as exc:
+            return [str(exc)]
+        if len(table) < min_rows:
+            dropped = table.meta.get("dropped_rows", 0)
+            return [f"{self.params.path}: {len(table)} usable rows (with finite ra, dec; "
+                    f"{dropped} dropped), absolute.min_gaia needs at least {min_rows}"]
+        return []
 
     def query(self, center: SkyCoord, radius: Angle, epoch: Time | None = None) -> QTable:
         p = self.params

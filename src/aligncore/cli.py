@@ -48,6 +48,18 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     return config, build_registry(config.plugin_files())
 
 
+def _inputs_ok(paths: Sequence[str], config: Any, registry: Any) -> bool:
+    """Check every input before any work (`aligncore.preflight`); print each problem once."""
+    from aligncore.preflight import check_inputs
+
+    problems = [str(p) for p in check_inputs(paths, config, registry=registry)]
+    # OUTPUT-DIR-CHECK: the lead plugs outputs.output_dir_problems(outdir, paths, in_place)
+    # in here (problems += ...), so that they are reported with the input problems.
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return not problems
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from aligncore.outputs import write_outputs
     from aligncore.pipeline import align
@@ -63,6 +75,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.output.save_catalogs = True
     from aligncore.io import open_image
 
+    if not _inputs_ok(args.images, config, registry):
+        return EXIT_FAILED
     images = [open_image(path) for path in args.images]
     result = align(images, config, registry=registry,
                    progress=_progress(sys.stderr.isatty() and not args.quiet))
@@ -100,6 +114,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from aligncore.outputs import write_catalogs
 
     config, registry = _load(args)
+    if not _inputs_ok(args.images, None, registry):
+        return EXIT_FAILED
     images = [open_image(path) for path in args.images]
     detector = config.build_stage("detector", registry)
     outcomes = detect_images(images, detector, config, registry,

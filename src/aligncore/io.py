@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -23,6 +24,7 @@ from astropy.table import QTable, Table
 from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
+from aligncore.catalogs import drop_unusable_rows, find_column
 from aligncore.errors import InputError
 from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, AlignImage, ImageResult
 
@@ -32,10 +34,12 @@ __all__ = [
     "atomic_path",
     "catalog_path",
     "checked_pixels",
+    "header_shape",
     "open_image",
     "read_catalog",
     "write_catalog",
     "write_fits_image",
+    "wcs_problems",
     "write_json",
 ]
 
@@ -64,27 +68,115 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+_IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+MIN_PIXEL_SCALE = 1e-4
+"""Smallest pixel scale (arcsec) accepted in a FITS WCS."""
+MAX_PIXEL_SCALE = 3600.0
+"""Largest pixel scale (arcsec, one degree) accepted in a FITS WCS."""
+MAX_SIP_ORDER = 9
+"""Highest SIP polynomial order accepted (``A_ORDER``, ``B_ORDER``, ``AP_ORDER``, ``BP_ORDER``)."""
+
+
+def header_shape(header: fits.Header) -> tuple[int, ...]:
+    """Data shape (numpy order) declared by a header's ``NAXISn`` keywords; () without data."""
+    try:
+        naxis = int(header.get("NAXIS", 0))
+        shape = tuple(int(header.get(f"NAXIS{i}", 0)) for i in range(naxis, 0, -1))
+    except (TypeError, ValueError):
+        return ()
+    return shape if shape and min(shape) > 0 else ()
+
+
+def _has_image(hdu: Any) -> bool:
+    return isinstance(hdu, _IMAGE_HDUS) and bool(header_shape(hdu.header))
+
+
 def _science_hdu(hdul: fits.HDUList, path: Path) -> int:
+    """Index of the science image: ``SCI``, else the primary HDU, else the first image
+    extension; chosen from the headers alone (no pixel is read)."""
     for index, hdu in enumerate(hdul):
-        if hdu.name == "SCI" and hdu.data is not None:
-            return index
-    if hdul[0].data is not None:
-        return 0
+        if hdu.name == "SCI":
+            if not isinstance(hdu, _IMAGE_HDUS):
+                raise InputError(f"{path}: the SCI extension is a {type(hdu).__name__}, not an "
+                                 "image of numbers")
+            if header_shape(hdu.header):
+                return index
     for index, hdu in enumerate(hdul):
-        if isinstance(hdu, fits.ImageHDU) and hdu.data is not None:
+        if _has_image(hdu):
             return index
     raise InputError(f"{path}: no image data (no SCI extension and no data in the primary HDU)")
 
 
+def _sip_problems(header: fits.Header) -> list[str]:
+    """SIP orders present when the CTYPE asks for SIP, integers within 0..MAX_SIP_ORDER."""
+    problems = []
+    sip = any(str(header.get(f"CTYPE{i}", "")).upper().endswith("-SIP") for i in (1, 2))
+    for key in ("A_ORDER", "B_ORDER", "AP_ORDER", "BP_ORDER"):
+        value = header.get(key)
+        if value is None:
+            if sip and key in ("A_ORDER", "B_ORDER"):
+                problems.append(f"CTYPE asks for SIP distortion but {key} is missing")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not (
+                0 <= value <= MAX_SIP_ORDER):
+            problems.append(f"{key} = {value!r}: a SIP order must be an integer in "
+                            f"0..{MAX_SIP_ORDER}")
+    return problems
+
+
+def _linear_matrix(wcs: WCS) -> np.ndarray:
+    """The celestial CD matrix (deg/pixel): CD, or PC times CDELT."""
+    core = wcs.celestial.wcs
+    if core.has_cd():
+        return np.array(core.cd, dtype=float)
+    return np.array(core.get_pc(), dtype=float) * np.array(core.get_cdelt(), dtype=float)[:, None]
+
+
+def wcs_problems(wcs: WCS) -> list[str]:
+    """What makes a FITS WCS unusable for alignment (empty when it is usable).
+
+    Checks a 2D celestial WCS, finite ``CRVAL`` with the latitude within +-90 deg, a
+    finite non-singular linear matrix (CD, or PC times CDELT) and a pixel scale within
+    `MIN_PIXEL_SCALE` .. `MAX_PIXEL_SCALE` arcsec.
+    """
+    if not wcs.has_celestial or wcs.naxis != 2:
+        return ["no celestial WCS in the science header (need a 2D sky WCS)"]
+    crval = np.array(wcs.wcs.crval, dtype=float)
+    if not np.all(np.isfinite(crval)):
+        return [f"CRVAL {crval.tolist()} is not finite"]
+    problems = []
+    lat = wcs.wcs.lat
+    if lat >= 0 and abs(crval[lat]) > 90.0:
+        problems.append(f"CRVAL{lat + 1} = {crval[lat]} is not a latitude (must be within "
+                        "-90..90 deg)")
+    matrix = _linear_matrix(wcs)
+    if not np.all(np.isfinite(matrix)):
+        return [*problems, f"the CD/PC*CDELT matrix {matrix.tolist()} is not finite"]
+    det = abs(float(np.linalg.det(matrix)))
+    size = float(np.max(np.abs(matrix)))
+    if size == 0.0 or det <= 1e-12 * size * size:
+        return [*problems, f"the CD/PC*CDELT matrix {matrix.tolist()} is singular (no pixel "
+                           "scale)"]
+    scale = math.sqrt(det) * 3600.0
+    if not MIN_PIXEL_SCALE <= scale <= MAX_PIXEL_SCALE:
+        problems.append(f"pixel scale {scale:.3g} arcsec is outside {MIN_PIXEL_SCALE:g} .. "
+                        f"{MAX_PIXEL_SCALE:g} arcsec")
+    return problems
+
+
 def _read_wcs(header: fits.Header, hdul: fits.HDUList, path: Path) -> WCS:
+    problems = _sip_problems(header)
+    if problems:
+        raise InputError(f"{path}: " + "; ".join(problems))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             wcs = WCS(header, fobj=hdul)
     except Exception as exc:
         raise InputError(f"{path}: cannot read the WCS: {exc}") from None
-    if not wcs.has_celestial or wcs.naxis != 2:
-        raise InputError(f"{path}: no celestial WCS in the science header (need a 2D sky WCS)")
+    problems = wcs_problems(wcs)
+    if problems:
+        raise InputError(f"{path}: " + "; ".join(problems))
     return wcs
 
 
@@ -119,11 +211,14 @@ class FitsPixels:
     sci: int | str
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray | None]:
-        with fits.open(self.path, memmap=False) as hdul:
-            data = np.asarray(hdul[self.sci].data, dtype=float)
-            dq = None
-            if "DQ" in hdul and hdul["DQ"].data is not None:
-                dq = np.asarray(hdul["DQ"].data)
+        try:
+            with fits.open(self.path, memmap=False) as hdul:
+                data = np.asarray(hdul[self.sci].data, dtype=float)
+                dq = None
+                if "DQ" in hdul and hdul["DQ"].data is not None:
+                    dq = np.asarray(hdul["DQ"].data)
+        except (OSError, ValueError, TypeError, EOFError) as exc:
+            raise InputError(f"{self.path}: cannot read the pixels ({exc})") from None
         return checked_pixels(self.path, data, dq)
 
 
@@ -168,11 +263,11 @@ def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
             sci_index = _science_hdu(hdul, path)
             header = hdul[sci_index].header.copy()
             primary = hdul[0].header.copy()
-            shape = hdul[sci_index].data.shape
+            shape = header_shape(header)
             wcs = _read_wcs(header, hdul, path)
     except InputError:
         raise
-    except OSError as exc:
+    except (OSError, ValueError, EOFError, fits.VerifyError) as exc:
         raise InputError(f"{path}: not a readable FITS file ({exc})") from None
     if len(shape) != 2:
         raise InputError(f"{path}: science data must be 2D, got shape {tuple(shape)}")
@@ -293,7 +388,9 @@ def read_catalog(path: str | Path) -> QTable:
     Raises
     ------
     InputError
-        The file is missing, unreadable, or lacks pixel coordinates.
+        The file is missing, unreadable, lacks pixel coordinates or has several
+        candidates for one of them (``x`` and ``xcentroid``). Rows with a masked or
+        non-finite position are dropped; ``meta['dropped_rows']`` counts them.
     """
     path = Path(path)
     if not path.exists():
@@ -302,14 +399,14 @@ def read_catalog(path: str | Path) -> QTable:
         table = QTable.read(path)
     except Exception as exc:
         raise InputError(f"{path}: cannot read the catalog: {exc}") from None
-    lower = {name.lower(): name for name in table.colnames}
     for column, aliases in _CATALOG_ALIASES.items():
-        found = next((lower[a] for a in aliases if a in lower), None)
+        found = find_column(table.colnames, aliases, f"{path}: {column!r} (0-based pixels)")
         if found is None:
             raise InputError(f"{path}: no {column!r} column (0-based pixels); columns present: "
                              f"{', '.join(table.colnames)}")
         if found != column:
             table.rename_column(found, column)
+    table = drop_unusable_rows(table, (COL_X, COL_Y))
     if COL_ID not in table.colnames:
         table[COL_ID] = np.arange(1, len(table) + 1)
     if COL_FLUX not in table.colnames:

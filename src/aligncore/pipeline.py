@@ -21,6 +21,7 @@ from aligncore.config import Config, load_config
 from aligncore.errors import AlignError, InputError
 from aligncore.execution import detect_images, empty_catalog
 from aligncore.io import open_image
+from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
 from aligncore.relative import relative_align
 from aligncore.stages import Corrector
@@ -103,13 +104,18 @@ def align(
     ------
     InputError
         Unusable input (fewer than two images without absolute alignment, an
-        unreadable image, ...). Nothing has been written or changed.
+        unreadable image, ...). Every problem of the path inputs and of the
+        reference catalog file is listed, one per line (`aligncore.preflight`).
+        Nothing has been written or changed.
     """
     config = _resolve_config(config)
     registry = registry or build_registry(config.plugin_files())
     progress = progress or _no_progress
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    paths = [item for item in images if not isinstance(item, AlignImage)]
+    # OUTPUT-DIR-CHECK: output-directory problems join these when align() writes outputs.
+    raise_problems(check_inputs(paths, config, registry=registry))
     images = _resolve_images(images, config)
     if not images:
         raise InputError("no input images")

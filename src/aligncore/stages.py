@@ -141,6 +141,20 @@ class RefCatalog(Stage):
 
     kind: ClassVar[str] = "refcatalog"
 
+    def check(self, min_rows: int) -> list[str]:
+        """Problems that will make `query` fail, found before any work is done.
+
+        Called by `aligncore.preflight.check_inputs` for a local catalog the user
+        gave; each problem is one line starting with the path it is about. The
+        default finds none (a remote service is checked when it is queried).
+
+        Parameters
+        ----------
+        min_rows : int
+            Usable rows the alignment needs (``absolute.min_gaia``).
+        """
+        return []
+
     @abstractmethod
     def query(self, center: SkyCoord, radius: Angle, epoch: Time | None = None) -> QTable:
         """Sources within ``radius`` of ``center``: columns ``id, ra, dec`` (deg),
