@@ -37,9 +37,9 @@ __all__ = [
     "header_shape",
     "open_image",
     "read_catalog",
+    "wcs_problems",
     "write_catalog",
     "write_fits_image",
-    "wcs_problems",
     "write_json",
 ]
 
