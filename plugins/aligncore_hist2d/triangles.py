@@ -28,6 +28,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from aligncore_hist2d.histogram import false_alarm
+from aligncore_hist2d.pairing import check_pair_count
 
 __all__ = ["SimilarityTransform", "find_transform", "fit_similarity", "triangles"]
 
@@ -164,7 +165,9 @@ def find_transform(
     counts = (len(vi), len(vr))
     if len(vi) == 0 or len(vr) == 0:
         return TriangleSolution(None, 0, 0, counts)
-    sdm = cKDTree(ii).sparse_distance_matrix(cKDTree(ir), invariant_tol, output_type="ndarray")
+    tree_i, tree_r = cKDTree(ii), cKDTree(ir)
+    check_pair_count(tree_i, tree_r, invariant_tol, "triangle invariants")
+    sdm = tree_i.sparse_distance_matrix(tree_r, invariant_tol, output_type="ndarray")
     if sdm.size == 0:
         return TriangleSolution(None, 0, 0, counts)
     order = np.argsort(sdm["v"], kind="stable")[:max_candidates]

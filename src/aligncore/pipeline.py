@@ -16,6 +16,7 @@ from typing import Any
 
 from astropy.table import QTable
 
+from aligncore.catalogs import META_DROPPED_ROWS, drop_unusable_rows
 from aligncore.combined import merge_catalogs
 from aligncore.config import Config, load_config
 from aligncore.errors import AlignError, InputError
@@ -27,6 +28,8 @@ from aligncore.relative import relative_align
 from aligncore.stages import Corrector
 from aligncore.tangent import TangentPlane
 from aligncore.types import (
+    COL_X,
+    COL_Y,
     AlignImage,
     AlignResult,
     FitResult,
@@ -63,6 +66,14 @@ def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config) -
     if duplicates:
         raise InputError(f"{duplicates[0]}: the same image name is given twice")
     return opened
+
+
+def usable_catalog(catalog: QTable | None) -> QTable:
+    """A detected or user catalog without its masked or non-finite positions (counted in
+    ``meta['dropped_rows']``); an empty catalog for None."""
+    if catalog is None:
+        return empty_catalog()
+    return drop_unusable_rows(catalog, (COL_X, COL_Y))
 
 
 def _pick_corrector(image: AlignImage, config: Config, registry: Registry) -> Corrector:
@@ -132,7 +143,7 @@ def align(
 
     t0 = time.perf_counter()
     outcomes = detect_images(images, detector, config, registry, progress)
-    catalogs = [o.catalog if o.catalog is not None else empty_catalog() for o in outcomes]
+    catalogs = [usable_catalog(o.catalog) for o in outcomes]
     detect_seconds = [o.seconds for o in outcomes]
     timings["detect"] = time.perf_counter() - t0
 
@@ -214,6 +225,8 @@ def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
                 fit, wcs = None, image.wcs
             timings["correct"] = time.perf_counter() - t0
         meta = {k: v for k, v in unit.meta.items() if not k.startswith("matched_")}
+        if catalogs[index].meta.get(META_DROPPED_ROWS):
+            meta[META_DROPPED_ROWS] = int(catalogs[index].meta[META_DROPPED_ROWS])
         if catalogs[index].meta.get("warnings"):
             meta["detector_warnings"] = list(catalogs[index].meta["warnings"])
         results.append(ImageResult(
