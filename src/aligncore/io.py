@@ -174,7 +174,10 @@ def _read_wcs(header: fits.Header, hdul: fits.HDUList, path: Path) -> WCS:
             wcs = WCS(header, fobj=hdul)
     except Exception as exc:
         raise InputError(f"{path}: cannot read the WCS: {exc}") from None
-    problems = wcs_problems(wcs)
+    try:
+        problems = wcs_problems(wcs)
+    except (ValueError, IndexError, TypeError, AttributeError) as exc:
+        problems = [f"cannot read the WCS: {exc}"]
     if problems:
         raise InputError(f"{path}: " + "; ".join(problems))
     return wcs
@@ -199,6 +202,14 @@ def checked_pixels(path: Path, data: np.ndarray, dq: np.ndarray | None
     if not np.isfinite(data).any():
         raise InputError(f"{path}: the science array has no finite pixel (all NaN/inf)")
     return data, dq
+
+
+def _check_dq_shape(hdul: fits.HDUList, shape: tuple[int, ...], path: Path) -> None:
+    """A ``DQ`` extension, if any, has the science shape (from the headers)."""
+    if "DQ" in hdul:
+        dq_shape = header_shape(hdul["DQ"].header)
+        if dq_shape and dq_shape != shape:
+            raise InputError(f"{path}: DQ shape {dq_shape} differs from SCI shape {shape}")
 
 
 @dataclass(frozen=True)
@@ -264,13 +275,14 @@ def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
             header = hdul[sci_index].header.copy()
             primary = hdul[0].header.copy()
             shape = header_shape(header)
+            if len(shape) != 2:
+                raise InputError(f"{path}: science data must be 2D, got shape {tuple(shape)}")
+            _check_dq_shape(hdul, shape, path)
             wcs = _read_wcs(header, hdul, path)
     except InputError:
         raise
     except (OSError, ValueError, EOFError, fits.VerifyError) as exc:
         raise InputError(f"{path}: not a readable FITS file ({exc})") from None
-    if len(shape) != 2:
-        raise InputError(f"{path}: science data must be 2D, got shape {tuple(shape)}")
     saturate = header.get("SATURATE", primary.get("SATURATE"))
     return AlignImage(
         name=path.name,
