@@ -124,32 +124,89 @@ def _sip_problems(header: fits.Header) -> list[str]:
     return problems
 
 
-def _linear_matrix(wcs: WCS) -> np.ndarray:
-    """The celestial CD matrix (deg/pixel): CD, or PC times CDELT."""
+_NUMERIC_WCS_KEYS = ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "CDELT1", "CDELT2", "CD1_1",
+                     "CD1_2", "CD2_1", "CD2_2", "PC1_1", "PC1_2", "PC2_1", "PC2_2")
+
+
+def _header_value(header: fits.Header, key: str) -> Any:
+    try:
+        return header.get(key)
+    except (ValueError, fits.VerifyError):
+        return "unparsable"
+
+
+def _keyword_problems(header: fits.Header) -> list[str]:
+    """WCS keywords that are present but not finite numbers; a latitude beyond +-90 deg."""
+    problems = []
+    for key in _NUMERIC_WCS_KEYS:
+        value = _header_value(header, key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                value):
+            problems.append(f"{key} = {value!r} is not a finite number")
+    for axis in (1, 2):
+        ctype = str(_header_value(header, f"CTYPE{axis}") or "").upper()
+        value = _header_value(header, f"CRVAL{axis}")
+        if (ctype.startswith("DEC") or ctype[1:4] == "LAT") and isinstance(
+                value, int | float) and abs(value) > 90.0:
+            problems.append(f"CRVAL{axis} = {value} is not a latitude (must be within "
+                            "-90..90 deg)")
+    return problems
+
+
+def _wcslib_message(exc: Exception) -> str:
+    """An astropy/wcslib error on one line, without wcslib's source locations."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    kept = [line for line in lines if line and not line.startswith("ERROR ")]
+    return " ".join(kept) or str(exc)
+
+
+def _linear_matrix(wcs: WCS, header: fits.Header | None) -> np.ndarray:
+    """The celestial CD matrix (deg/pixel): the header's CD when it has one (wcslib would
+    replace an all-zero CD by a unit matrix), else the WCS's CD, or PC times CDELT."""
+    if header is not None and any(f"CD{i}_{j}" in header for i in (1, 2) for j in (1, 2)):
+        return np.array([[float(header.get(f"CD{i}_{j}", 0.0)) for j in (1, 2)]
+                         for i in (1, 2)])
     core = wcs.celestial.wcs
     if core.has_cd():
         return np.array(core.cd, dtype=float)
     return np.array(core.get_pc(), dtype=float) * np.array(core.get_cdelt(), dtype=float)[:, None]
 
 
-def wcs_problems(wcs: WCS) -> list[str]:
+def wcs_problems(wcs: WCS, header: fits.Header | None = None) -> list[str]:
     """What makes a FITS WCS unusable for alignment (empty when it is usable).
 
-    Checks a 2D celestial WCS, finite ``CRVAL`` with the latitude within +-90 deg, a
+    Checks a 2D celestial WCS, finite ``CRPIX`` and ``CRVAL`` with the latitude within +-90 deg, a
     finite non-singular linear matrix (CD, or PC times CDELT) and a pixel scale within
     `MIN_PIXEL_SCALE` .. `MAX_PIXEL_SCALE` arcsec.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+    header : astropy.io.fits.Header, optional
+        The header it was read from: its CD keywords are checked as written (wcslib
+        silently replaces an all-zero CD matrix).
+
+    Returns
+    -------
+    list of str
+        One line per problem, without the file name.
     """
     if not wcs.has_celestial or wcs.naxis != 2:
         return ["no celestial WCS in the science header (need a 2D sky WCS)"]
     crval = np.array(wcs.wcs.crval, dtype=float)
     if not np.all(np.isfinite(crval)):
         return [f"CRVAL {crval.tolist()} is not finite"]
+    crpix = np.array(wcs.wcs.crpix, dtype=float)
+    if not np.all(np.isfinite(crpix)):
+        return [f"CRPIX {crpix.tolist()} is not finite"]
     problems = []
     lat = wcs.wcs.lat
     if lat >= 0 and abs(crval[lat]) > 90.0:
         problems.append(f"CRVAL{lat + 1} = {crval[lat]} is not a latitude (must be within "
                         "-90..90 deg)")
-    matrix = _linear_matrix(wcs)
+    matrix = _linear_matrix(wcs, header)
     if not np.all(np.isfinite(matrix)):
         return [*problems, f"the CD/PC*CDELT matrix {matrix.tolist()} is not finite"]
     det = abs(float(np.linalg.det(matrix)))
@@ -165,7 +222,7 @@ def wcs_problems(wcs: WCS) -> list[str]:
 
 
 def _read_wcs(header: fits.Header, hdul: fits.HDUList, path: Path) -> WCS:
-    problems = _sip_problems(header)
+    problems = _keyword_problems(header) + _sip_problems(header)
     if problems:
         raise InputError(f"{path}: " + "; ".join(problems))
     try:
@@ -173,9 +230,9 @@ def _read_wcs(header: fits.Header, hdul: fits.HDUList, path: Path) -> WCS:
             warnings.simplefilter("ignore", FITSFixedWarning)
             wcs = WCS(header, fobj=hdul)
     except Exception as exc:
-        raise InputError(f"{path}: cannot read the WCS: {exc}") from None
+        raise InputError(f"{path}: cannot read the WCS: {_wcslib_message(exc)}") from None
     try:
-        problems = wcs_problems(wcs)
+        problems = wcs_problems(wcs, header)
     except (ValueError, IndexError, TypeError, AttributeError) as exc:
         problems = [f"cannot read the WCS: {exc}"]
     if problems:
