@@ -148,13 +148,17 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
     values = {c: (_values(raw, name, c, path) if name is not None else None)
               for c, name in found.items()}
     file_epoch = epoch if epoch is not None else _meta_epoch(raw.meta)
-    table = reference_table(
-        values[COL_RA], values[COL_DEC], ids=values[COL_ID], mag=values[COL_MAG],
-        ra_err=values[COL_RA_ERR], dec_err=values[COL_DEC_ERR], pmra=values[COL_PMRA],
-        pmdec=values[COL_PMDEC],
-        epoch=values[COL_EPOCH] if values[COL_EPOCH] is not None else file_epoch,
-        meta={"source": str(path)},
-    )
+    try:
+        table = reference_table(
+            values[COL_RA], values[COL_DEC], ids=values[COL_ID], mag=values[COL_MAG],
+            ra_err=values[COL_RA_ERR], dec_err=values[COL_DEC_ERR], pmra=values[COL_PMRA],
+            pmdec=values[COL_PMDEC],
+            epoch=values[COL_EPOCH] if values[COL_EPOCH] is not None else file_epoch,
+            meta={"source": str(path)},
+        )
+    except (TypeError, ValueError) as exc:
+        raise aligncore.InputError(f"{path}: a column is not numeric ({exc}); ra and dec must "
+                                   "be decimal degrees") from None
     if file_epoch is not None:
         table.meta["ref_epoch"] = float(file_epoch)
         epochs = np.asarray(table[COL_EPOCH], dtype=float)
