@@ -47,7 +47,7 @@ def not_fits(work: Path) -> list[str]:
 
 
 @case("fits", exit_code=1, message=r"empty\.fits: empty file", outcome=NOTHING)
-def empty_file(work: Path) -> list[str]:
+def empty_fits(work: Path) -> list[str]:
     """An empty (0-byte) .fits file."""
     images = copy_images(work, 1)
     empty = work / "in" / "empty.fits"
