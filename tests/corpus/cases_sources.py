@@ -21,6 +21,12 @@ def _shift_crval(arcsec: float):
     return change
 
 
+def _few_stars(work: Path, n_stars: int) -> list[str]:
+    images = copy_images(work, 2)
+    star_image(images[1], n_stars)
+    return run_args(work, images)
+
+
 @case("sources", exit_code=1, message=r"img_001\.fits: .*(no sources|only 0 matched)",
       outcome=FAILED_IMAGE, writes=True)
 def no_sources(work: Path) -> list[str]:
@@ -35,18 +41,14 @@ def no_sources(work: Path) -> list[str]:
       outcome=FAILED_IMAGE, writes=True)
 def one_source(work: Path) -> list[str]:
     """An image with a single star."""
-    images = copy_images(work, 2)
-    star_image(images[1], 1)
-    return run_args(work, images)
+    return _few_stars(work, 1)
 
 
 @case("sources", exit_code=1, message=r"img_001\.fits: only [0-2] matched sources",
       outcome=FAILED_IMAGE, writes=True)
 def two_sources(work: Path) -> list[str]:
     """An image with two stars."""
-    images = copy_images(work, 2)
-    star_image(images[1], 2)
-    return run_args(work, images)
+    return _few_stars(work, 2)
 
 
 @case("geometry", exit_code=1, message=r"img_00[01]\.fits: .*(overlap|matched)",

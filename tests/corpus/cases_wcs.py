@@ -19,6 +19,24 @@ def _second_broken(work: Path, change: Callable[[fits.Header], None]) -> list[st
     return run_args(work, images)
 
 
+def _cards(**cards: object) -> Callable[[fits.Header], None]:
+    """A header change setting the given keywords."""
+
+    def change(header: fits.Header) -> None:
+        header.update(cards)
+
+    return change
+
+
+SIP_CTYPES = {"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP"}
+
+
+def _raw_card(work: Path, key: str, value: str) -> list[str]:
+    images = copy_images(work, 2)
+    patch_card(images[1], key, value)
+    return run_args(work, images)
+
+
 def _scale_cd(factor: float) -> Callable[[fits.Header], None]:
     def change(header: fits.Header) -> None:
         for key in ("CD1_1", "CD1_2", "CD2_1", "CD2_2"):
@@ -59,18 +77,14 @@ def zero_cd(work: Path) -> list[str]:
       outcome=NOTHING)
 def nan_crval(work: Path) -> list[str]:
     """CRVAL1 = NaN."""
-    images = copy_images(work, 2)
-    patch_card(images[1], "CRVAL1", "NaN")
-    return run_args(work, images)
+    return _raw_card(work, "CRVAL1", "NaN")
 
 
 @case("wcs", exit_code=1, message=r"img_001\.fits: CD1_1 = inf is not a finite number",
       outcome=NOTHING)
 def inf_cd(work: Path) -> list[str]:
     """CD1_1 = 1E400 (overflows to infinity)."""
-    images = copy_images(work, 2)
-    patch_card(images[1], "CD1_1", "1E400")
-    return run_args(work, images)
+    return _raw_card(work, "CD1_1", "1E400")
 
 
 @case("wcs", exit_code=1, message=r"img_001\.fits: .*(singular|CDELT)", outcome=NOTHING)
@@ -104,78 +118,48 @@ def ten_degree_pixels(work: Path) -> list[str]:
 @case("wcs", exit_code=1, message=r"img_001\.fits: no celestial WCS", outcome=NOTHING)
 def linear_ctype(work: Path) -> list[str]:
     """CTYPE1/2 = 'LINEAR' (a WCS, but not on the sky)."""
-
-    def linear(header: fits.Header) -> None:
-        header["CTYPE1"], header["CTYPE2"] = "LINEAR", "LINEAR"
-
-    return _second_broken(work, linear)
+    return _second_broken(work, _cards(CTYPE1="LINEAR", CTYPE2="LINEAR"))
 
 
 @case("wcs", exit_code=1, message=r"img_001\.fits: .*(WCS|celestial)", outcome=NOTHING)
 def unknown_projection(work: Path) -> list[str]:
     """CTYPE1/2 = 'RA---XYZ'/'DEC--XYZ' (no such projection)."""
-
-    def xyz(header: fits.Header) -> None:
-        header["CTYPE1"], header["CTYPE2"] = "RA---XYZ", "DEC--XYZ"
-
-    return _second_broken(work, xyz)
+    return _second_broken(work, _cards(CTYPE1="RA---XYZ", CTYPE2="DEC--XYZ"))
 
 
 @case("wcs", exit_code=1, message=r"img_001\.fits: A_ORDER = 50: a SIP order must be",
       outcome=NOTHING)
 def sip_order_50(work: Path) -> list[str]:
     """A TAN-SIP header with A_ORDER = B_ORDER = 50."""
-
-    def sip(header: fits.Header) -> None:
-        header["CTYPE1"], header["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
-        header["A_ORDER"], header["B_ORDER"] = 50, 50
-
-    return _second_broken(work, sip)
+    return _second_broken(work, _cards(**SIP_CTYPES, A_ORDER=50, B_ORDER=50))
 
 
 @case("wcs", exit_code=1, message=r"img_001\.fits: CTYPE asks for SIP distortion but A_ORDER",
       outcome=NOTHING)
 def sip_without_orders(work: Path) -> list[str]:
     """CTYPE '-SIP' without A_ORDER/B_ORDER or coefficients."""
-
-    def sip(header: fits.Header) -> None:
-        header["CTYPE1"], header["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
-
-    return _second_broken(work, sip)
+    return _second_broken(work, _cards(**SIP_CTYPES))
 
 
 @case("wcs", exit_code=1, message=r"img_001\.fits: CRVAL2 = 95.0 is not a latitude",
       outcome=NOTHING)
 def dec_out_of_range(work: Path) -> list[str]:
     """CRVAL2 (declination) = 95 deg."""
-
-    def north(header: fits.Header) -> None:
-        header["CRVAL2"] = 95.0
-
-    return _second_broken(work, north)
+    return _second_broken(work, _cards(CRVAL2=95.0))
 
 
 @case("wcs", exit_code=1, message=r"img_001\.fits: .*CRPIX", outcome=NOTHING)
 def nan_crpix(work: Path) -> list[str]:
     """CRPIX1 = NaN."""
-    images = copy_images(work, 2)
-    patch_card(images[1], "CRPIX1", "NaN")
-    return run_args(work, images)
+    return _raw_card(work, "CRPIX1", "NaN")
 
 
 @case("wcs", exit_code=0, message=None, outcome="aligned (the SIP terms are honoured)",
       writes=True)
 def sip_order_zero_terms(work: Path) -> list[str]:
     """A valid TAN-SIP header of order 2 with all coefficients zero."""
-
-    def sip(header: fits.Header) -> None:
-        header["CTYPE1"], header["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
-        header["A_ORDER"], header["B_ORDER"] = 2, 2
-        for name in ("A", "B"):
-            for i, j in ((2, 0), (1, 1), (0, 2)):
-                header[f"{name}_{i}_{j}"] = 0.0
-
-    return _second_broken(work, sip)
+    zeros = {f"{name}_{i}_{j}": 0.0 for name in "AB" for i, j in ((2, 0), (1, 1), (0, 2))}
+    return _second_broken(work, _cards(**SIP_CTYPES, A_ORDER=2, B_ORDER=2, **zeros))
 
 
 @case("wcs", exit_code=1,
@@ -185,9 +169,5 @@ def two_broken_wcs(work: Path) -> list[str]:
     """Two images, each with a different WCS problem."""
     images = copy_images(work, 2)
     edit_sci(images[0], _scale_cd(0.0))
-
-    def north(header: fits.Header) -> None:
-        header["CRVAL2"] = 95.0
-
-    edit_sci(images[1], north)
+    edit_sci(images[1], _cards(CRVAL2=95.0))
     return run_args(work, images)
