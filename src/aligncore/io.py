@@ -193,6 +193,13 @@ def wcs_problems(wcs: WCS, header: fits.Header | None = None) -> list[str]:
     list of str
         One line per problem, without the file name.
     """
+    try:
+        return _checked_wcs(wcs, header)
+    except (ValueError, IndexError, TypeError, AttributeError) as exc:  # wcslib's errors
+        return [f"cannot read the WCS: {_wcslib_message(exc)}"]
+
+
+def _checked_wcs(wcs: WCS, header: fits.Header | None) -> list[str]:
     if not wcs.has_celestial or wcs.naxis != 2:
         return ["no celestial WCS in the science header (need a 2D sky WCS)"]
     crval = np.array(wcs.wcs.crval, dtype=float)
@@ -231,10 +238,7 @@ def _read_wcs(header: fits.Header, hdul: fits.HDUList, path: Path) -> WCS:
             wcs = WCS(header, fobj=hdul)
     except Exception as exc:
         raise InputError(f"{path}: cannot read the WCS: {_wcslib_message(exc)}") from None
-    try:
-        problems = wcs_problems(wcs, header)
-    except (ValueError, IndexError, TypeError, AttributeError) as exc:
-        problems = [f"cannot read the WCS: {exc}"]
+    problems = wcs_problems(wcs, header)
     if problems:
         raise InputError(f"{path}: " + "; ".join(problems))
     return wcs
