@@ -122,7 +122,7 @@ def _refcat_config(path, min_gaia=5):
         f"absolute.refcat={{plugin: file, params: {{path: '{path}'}}}}"])
 
 
-def test_reference_file_with_ra_and_RA_is_refused_with_the_candidates(tmp_path):  # noqa: N802
+def test_reference_file_with_ra_and_RA_is_refused_with_the_candidates(tmp_path):
     path = tmp_path / "ref.ecsv"
     QTable({"ra": np.ones(10), "RA": np.ones(10), "dec": np.ones(10)}).write(path)
     (problem,) = check_inputs([], _refcat_config(path))
