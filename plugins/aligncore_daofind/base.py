@@ -46,6 +46,7 @@ from aligncore import (
     InputError,
     Params,
 )
+from aligncore.stages import require_type
 from aligncore_daofind.background import BackgroundError, BackgroundEstimate, MapBackground
 from aligncore_daofind.catalog import CATALOG_COLUMNS, make_catalog
 from aligncore_daofind.centroids import gauss_centroids, window_centroids
@@ -195,6 +196,7 @@ class SourceDetector(Detector):
         aligncore.InputError
             If the pixels are not a 2D array or none of them is finite.
         """
+        require_type(image, AlignImage, f"{self.name}.detect: image")
         data, mask = image.load_pixels()
         prepared = self.prepare(image.name, data, mask, image.meta)
         if prepared.data.size == 0:

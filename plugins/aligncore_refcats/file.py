@@ -31,6 +31,7 @@ from aligncore.catalogs import (
     propagate,
     reference_table,
 )
+from aligncore.stages import require_query_types
 
 __all__ = ["COLUMN_ALIASES", "FileRefCatalog", "read_reference_table"]
 
@@ -220,6 +221,7 @@ class FileRefCatalog(aligncore.RefCatalog):
         return []
 
     def query(self, center: SkyCoord, radius: Angle, epoch: Time | None = None) -> QTable:
+        require_query_types(self.name, center, radius, epoch)
         p = self.params
         table = read_reference_table(p.path, fmt=p.format, epoch=p.epoch)
         if epoch is not None:
