@@ -154,13 +154,14 @@ def open_asdf(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         raise InputError(f"{path}: file not found")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not an image file")
-    try:
-        af = asdf.open(path, lazy_load=True, memmap=False)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable ASDF file ({exc})") from None
-    with af, warnings.catch_warnings():
+    with warnings.catch_warnings():
         # a node that fails to convert is reported below, with the file name
         warnings.simplefilter("ignore", AsdfConversionWarning)
+        try:
+            af = asdf.open(path, lazy_load=True, memmap=False)
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable ASDF file ({exc})") from None
+    with af:
         tree = af.tree
         shape = tuple(getattr(tree.get("data"), "shape", ()))
         dtype = np.dtype(getattr(tree.get("data"), "dtype", float))
