@@ -92,3 +92,11 @@ def one_image(work: Path) -> list[str]:
     """A single image without absolute alignment."""
     images = copy_images(work, 1)
     return ["run", default_config(work), str(images[0]), "-o", str(work / "out"), "-q"]
+
+
+@case("sources", exit_code=1, message=r"kernel_fwhm 100000 px is too large for a 256 x 256",
+      outcome="every image FAILED with the reason (no MemoryError), inputs unchanged",
+      writes=True)
+def absurd_kernel_fwhm(work: Path) -> list[str]:
+    """A detection kernel FWHM of 10^5 pixels (--set detector.params.kernel_fwhm=1e5)."""
+    return [*run_args(work, copy_images(work, 2)), "--set", "detector.params.kernel_fwhm=1e5"]

@@ -73,3 +73,18 @@ def test_tiny_pixel_scale_image_fails_with_a_reason_not_memory(small_scene):
     failed = [image for image in result.images if image.status == aligncore.Status.FAILED]
     assert len(failed) == 1
     assert "bins" in failed[0].reason or "matched sources" in failed[0].reason
+
+
+@pytest.mark.parametrize("name", ["daofind", "iraf", "segmentation"])
+def test_a_kernel_larger_than_the_image_is_refused_before_allocation(name):
+    from aligncore.registry import build_registry
+    from conftest import simple_wcs
+
+    data = np.random.default_rng(0).normal(100.0, 5.0, (64, 64))
+    image = aligncore.AlignImage(name="small", wcs=simple_wcs(), shape=(64, 64),
+                                 loader=lambda: (data, None))
+    detector = build_registry(()).get("detector", name)({"kernel_fwhm": 1e5})
+    with pytest.raises(aligncore.InputError,
+                       match=r"small: kernel_fwhm 100000 px is too large for a 64 x 64 image "
+                             r"\(at most 8 px\)"):
+        detector.detect(image)
