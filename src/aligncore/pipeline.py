@@ -125,7 +125,6 @@ def align(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     paths = [item for item in images if not isinstance(item, AlignImage)]
-    # OUTPUT-DIR-CHECK: output-directory problems join these when align() writes outputs.
     raise_problems(check_inputs(paths, config, registry=registry))
     images = _resolve_images(images, config)
     if not images:

@@ -225,9 +225,9 @@ def check_inputs(paths: Iterable[str | Path], config: Config | None = None, *,
     problems += _duplicates(paths)
     if config is not None:
         problems += _refcat_problems(config, registry)
-    # The output-directory checks (outputs.output_dir_problems) are added by the
-    # callers, `aligncore.cli` and `aligncore.pipeline.align`, at their
-    # OUTPUT-DIR-CHECK marker.
+    # Output-directory problems (outputs.output_dir_problems) are added by the command
+    # line, which knows the output directory: see the OUTPUT-DIR-CHECK marker in
+    # aligncore.cli._inputs_ok.
     return problems
 
 
