@@ -259,10 +259,10 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
         raise _Failed(f"cannot set up reference catalog {section.refcat.plugin!r}: {exc}") from exc
     try:
         raw = registry.run_stage(refcat, center, radius, None)
+        ref = drop_unusable_rows(QTable(raw), (COL_RA, COL_DEC))
     except Exception as exc:  # network and third-party failures must not lose the relative fit
         text = str(exc) if isinstance(exc, AlignError) else f"{type(exc).__name__}: {exc}"
         raise _Failed(f"reference catalog query failed: {text}") from exc
-    ref = drop_unusable_rows(QTable(raw), (COL_RA, COL_DEC))
     info["refcat"] = {
         "plugin": refcat.name,
         **{k: ref.meta.get(k) for k in ("catalog", "service", "url", "cache", META_DROPPED_ROWS)
