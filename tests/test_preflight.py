@@ -170,3 +170,15 @@ def test_dropped_rows_of_a_user_catalog_land_in_the_image_result(small_scene, tm
     assert result.images[0].meta["dropped_rows"] == 3
     assert result.images[0].n_sources == len(detected) - 3
     assert result.ok
+
+
+def test_asdf_blocks_are_checked_to_the_last_byte(tmp_path):
+    scene = aligncore.simulate("dither", n_images=1, seed=3, shape=(32, 32), n_stars=5,
+                               outdir=tmp_path / "scene", wcs="gwcs")
+    path = scene.paths[0]
+    assert check_inputs([path]) == []
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.asdf"
+    cut.write_bytes(raw[: raw.index(b"\xd3BLK") + 100])
+    (problem,) = check_inputs([cut])
+    assert problem.message.startswith("truncated: block 0 announces")

@@ -11,8 +11,8 @@
   image with a usable celestial WCS (finite CRVAL, non-singular CD or PC * CDELT,
   pixel scale within 1e-4 arcsec .. 1 deg, sane SIP orders; see
   `aligncore.io.wcs_problems`);
-- ASDF files are opened with `aligncore.io_asdf.open_asdf` (readable, 2D numeric
-  ``data`` and a GWCS);
+- ASDF files must hold every binary block their block headers announce, and are
+  opened with `aligncore.io_asdf.open_asdf` (2D numeric ``data`` and a GWCS);
 - the reference catalog stage's `~aligncore.RefCatalog.check` reports what would
   make its query fail (the ``file`` catalog: unreadable, no or ambiguous ra/dec
   columns, fewer than ``absolute.min_gaia`` usable rows).
@@ -23,6 +23,7 @@ Each problem is one `Problem` whose text is ``"PATH: problem"``.
 from __future__ import annotations
 
 import gzip
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
     from aligncore.config import Config
     from aligncore.registry import Registry
 
-__all__ = ["FITS_BLOCK", "MAX_HDUS", "Problem", "check_image", "check_inputs",
-           "fits_layout_problems", "raise_problems"]
+__all__ = ["ASDF_BLOCK_MAGIC", "FITS_BLOCK", "MAX_HDUS", "Problem", "asdf_layout_problems",
+           "check_image", "check_inputs", "data_size", "fits_layout_problems", "raise_problems"]
 
 FITS_BLOCK = 2880
 """Size of a FITS block (bytes): headers and data are padded to it."""
@@ -139,6 +140,38 @@ def fits_layout_problems(path: str | Path) -> list[str]:
     return [problem] if problem else []
 
 
+ASDF_BLOCK_MAGIC = b"\xd3BLK"
+_ASDF_HEADER = struct.Struct(">IIQQQ")  # flags, compression, allocated, used, data sizes
+
+
+def asdf_layout_problems(path: str | Path) -> list[str]:
+    """Whether every binary block of an ASDF file is complete (its allocated bytes present).
+
+    Block headers (ASDF standard: magic, header size, flags, compression,
+    allocated/used/data sizes, checksum) are read one after the other from the
+    first block; nothing is decompressed or loaded.
+
+    Returns
+    -------
+    list of str
+        At most one problem (``"truncated: ..."``), without the path.
+    """
+    raw = Path(path).read_bytes()
+    offset, index = raw.find(ASDF_BLOCK_MAGIC), 0
+    while 0 <= offset < len(raw) and raw.startswith(ASDF_BLOCK_MAGIC, offset):
+        start = offset + len(ASDF_BLOCK_MAGIC) + 2
+        if start + _ASDF_HEADER.size > len(raw):
+            return [f"truncated: block {index} has an incomplete header"]
+        (header_size,) = struct.unpack_from(">H", raw, start - 2)
+        allocated = _ASDF_HEADER.unpack_from(raw, start)[2]
+        offset = start + header_size + allocated
+        if offset > len(raw):
+            return [f"truncated: block {index} announces {allocated} bytes, only "
+                    f"{len(raw) - start - header_size} are in the file"]
+        index += 1
+    return []
+
+
 def _is_fits_name(path: Path) -> bool:
     name = path.name.lower()
     return not name.endswith(".asdf")
@@ -153,10 +186,9 @@ def check_image(path: str | Path) -> list[Problem]:
         return [Problem(str(path), "file not found")]
     if path.is_dir():
         return [Problem(str(path), "is a directory, not an image file")]
-    if _is_fits_name(path):
-        layout = fits_layout_problems(path)
-        if layout:
-            return [Problem(str(path), message) for message in layout]
+    layout = fits_layout_problems(path) if _is_fits_name(path) else asdf_layout_problems(path)
+    if layout:
+        return [Problem(str(path), message) for message in layout]
     try:
         open_image(path)
     except InputError as exc:
