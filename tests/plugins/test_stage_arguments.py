@@ -80,8 +80,9 @@ def test_reference_catalogs_want_sky_angle_time(name):
         stage.query(center, radius, 2016.0)
 
 
-@pytest.mark.parametrize("name", ["fitswcs"])
-def test_correctors_want_a_fit_and_a_plane(name):
+@pytest.mark.parametrize(("name", "refusal"), [("fitswcs", "corrects 2D celestial astropy WCS"),
+                                             ("gwcs", "corrects gwcs.WCS objects")])
+def test_correctors_want_a_fit_and_a_plane(name, refusal):
     stage = _stage("corrector", name)
     fit = aligncore.FitResult.identity(fitgeometry="shift")
     plane = TangentPlane(150.0, 2.0)
@@ -90,5 +91,5 @@ def test_correctors_want_a_fit_and_a_plane(name):
     with pytest.raises(TypeError, match=rf"{name}\.correct: tangent_plane must be a "
                                         "TangentPlane, got tuple"):
         stage.correct(simple_wcs(), fit, (150.0, 2.0))
-    with pytest.raises(aligncore.AlignError, match="corrects 2D celestial astropy WCS"):
+    with pytest.raises(aligncore.AlignError, match=refusal):
         stage.correct("RA---TAN", fit, plane)
