@@ -155,3 +155,49 @@ def test_the_command_line_returns_an_exit_code_never_a_traceback(good_image, hea
         out, err = capsys.readouterr()
         assert code in (0, 1, 2, 3)
         assert "Traceback" not in out + err
+
+
+COLUMN_NAMES = st.sampled_from(["ra", "RA", "dec", "DEC", "RAJ2000", "DEJ2000", "x", "mag",
+                                "pmra", "ra_error", "epoch", "source_id", "name"])
+COLUMN_VALUES = st.one_of(
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=0, max_size=8),
+    st.lists(st.text(alphabet="0123456789:+-. ", max_size=6), min_size=0, max_size=8),
+)
+
+
+@SETTINGS
+@given(st.dictionaries(COLUMN_NAMES, COLUMN_VALUES, max_size=5), st.integers(1, 10))
+def test_any_reference_file_gives_problems_never_a_crash(columns, min_gaia):
+    from astropy.table import Table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ref.ecsv"
+        n = min((len(v) for v in columns.values()), default=0)
+        Table({name: values[:n] for name, values in columns.items()}).write(path)
+        config = load_config(None, [
+            "absolute.enabled=true", f"absolute.min_gaia={min_gaia}",
+            f"absolute.refcat={{plugin: file, params: {{path: '{path}'}}}}"])
+        problems = check_inputs([], config)
+        assert all(str(p).startswith(f"{path}: ") for p in problems)
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(["x", "y", "X", "xcentroid", "y_centroid", "flux", "id"]),
+                       COLUMN_VALUES, max_size=4))
+def test_any_user_catalog_is_read_or_refused_with_an_input_error(columns):
+    from astropy.table import Table
+
+    from aligncore.io import read_catalog
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cat.ecsv"
+        n = min((len(v) for v in columns.values()), default=0)
+        Table({name: values[:n] for name, values in columns.items()}).write(path)
+        try:
+            table = read_catalog(path)
+        except InputError as exc:
+            assert str(exc).startswith(f"{path}: ")
+        else:
+            x, y = np.asarray(table["x"], float), np.asarray(table["y"], float)
+            assert np.isfinite(x).all() and np.isfinite(y).all()
+            assert len(table) + table.meta.get("dropped_rows", 0) == n

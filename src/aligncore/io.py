@@ -479,7 +479,10 @@ def read_catalog(path: str | Path) -> QTable:
                              f"{', '.join(table.colnames)}")
         if found != column:
             table.rename_column(found, column)
-    table = drop_unusable_rows(table, (COL_X, COL_Y))
+    try:
+        table = drop_unusable_rows(table, (COL_X, COL_Y))
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     if COL_ID not in table.colnames:
         table[COL_ID] = np.arange(1, len(table) + 1)
     if COL_FLUX not in table.colnames:
