@@ -177,9 +177,9 @@ def _linear_matrix(wcs: WCS, header: fits.Header | None) -> np.ndarray:
 def wcs_problems(wcs: WCS, header: fits.Header | None = None) -> list[str]:
     """What makes a FITS WCS unusable for alignment (empty when it is usable).
 
-    Checks a 2D celestial WCS, finite ``CRPIX`` and ``CRVAL`` with the latitude within +-90 deg, a
-    finite non-singular linear matrix (CD, or PC times CDELT) and a pixel scale within
-    `MIN_PIXEL_SCALE` .. `MAX_PIXEL_SCALE` arcsec.
+    Checks a 2D equatorial WCS (RA first), finite ``CRPIX`` and ``CRVAL`` with the
+    latitude within +-90 deg, a finite non-singular linear matrix (CD, or PC times
+    CDELT) and a pixel scale within `MIN_PIXEL_SCALE` .. `MAX_PIXEL_SCALE` arcsec.
 
     Parameters
     ----------
@@ -202,6 +202,12 @@ def wcs_problems(wcs: WCS, header: fits.Header | None = None) -> list[str]:
 def _checked_wcs(wcs: WCS, header: fits.Header | None) -> list[str]:
     if not wcs.has_celestial or wcs.naxis != 2:
         return ["no celestial WCS in the science header (need a 2D sky WCS)"]
+    if (wcs.wcs.lngtyp, wcs.wcs.lattyp) != ("RA", "DEC"):
+        return [f"the sky axes are {wcs.wcs.lngtyp}/{wcs.wcs.lattyp}; aligncore needs "
+                "equatorial RA/DEC axes (its tangent plane and reference catalogs are ICRS)"]
+    if (wcs.wcs.lng, wcs.wcs.lat) != (0, 1):
+        return ["the first WCS axis must be the longitude (CTYPE1 = 'RA---...', CTYPE2 = "
+                "'DEC--...'); this header has them the other way round"]
     crval = np.array(wcs.wcs.crval, dtype=float)
     if not np.all(np.isfinite(crval)):
         return [f"CRVAL {crval.tolist()} is not finite"]

@@ -171,3 +171,25 @@ def two_broken_wcs(work: Path) -> list[str]:
     edit_sci(images[0], _scale_cd(0.0))
     edit_sci(images[1], _cards(CRVAL2=95.0))
     return run_args(work, images)
+
+
+@case("wcs", exit_code=1, message=r"img_001\.fits: the first WCS axis must be the longitude",
+      outcome="input error: the WCS axes must be longitude first, nothing written")
+def swapped_axes(work: Path) -> list[str]:
+    """A WCS with DEC as the first axis and RA as the second."""
+
+    def swap(header: fits.Header) -> None:
+        header["CTYPE1"], header["CTYPE2"] = "DEC--TAN", "RA---TAN"
+        header["CRVAL1"], header["CRVAL2"] = header["CRVAL2"], header["CRVAL1"]
+        header["CD1_1"], header["CD1_2"], header["CD2_1"], header["CD2_2"] = (
+            header["CD2_1"], header["CD2_2"], header["CD1_1"], header["CD1_2"])
+
+    return _second_broken(work, swap)
+
+
+@case("wcs", exit_code=1,
+      message=r"img_001\.fits: the sky axes are GLON/GLAT; aligncore needs equatorial",
+      outcome="input error: aligncore works in equatorial (ICRS) coordinates, nothing written")
+def galactic_frame(work: Path) -> list[str]:
+    """One image with a galactic (GLON/GLAT) WCS among equatorial ones."""
+    return _second_broken(work, _cards(CTYPE1="GLON-TAN", CTYPE2="GLAT-TAN"))
