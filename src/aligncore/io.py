@@ -205,6 +205,9 @@ def _checked_wcs(wcs: WCS, header: fits.Header | None) -> list[str]:
     if (wcs.wcs.lngtyp, wcs.wcs.lattyp) != ("RA", "DEC"):
         return [f"the sky axes are {wcs.wcs.lngtyp}/{wcs.wcs.lattyp}; aligncore needs "
                 "equatorial RA/DEC axes (its tangent plane and reference catalogs are ICRS)"]
+    if wcs.wcs.radesys not in ("", "ICRS", "FK5"):
+        return [f"RADESYS = {wcs.wcs.radesys!r}: aligncore needs ICRS (or FK5 J2000) "
+                "coordinates, like its reference catalogs"]
     if (wcs.wcs.lng, wcs.wcs.lat) != (0, 1):
         return ["the first WCS axis must be the longitude (CTYPE1 = 'RA---...', CTYPE2 = "
                 "'DEC--...'); this header has them the other way round"]

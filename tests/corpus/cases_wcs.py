@@ -193,3 +193,10 @@ def swapped_axes(work: Path) -> list[str]:
 def galactic_frame(work: Path) -> list[str]:
     """One image with a galactic (GLON/GLAT) WCS among equatorial ones."""
     return _second_broken(work, _cards(CTYPE1="GLON-TAN", CTYPE2="GLAT-TAN"))
+
+
+@case("wcs", exit_code=1, message=r"img_001\.fits: RADESYS = 'FK4': aligncore needs ICRS",
+      outcome="input error: B1950 coordinates are not silently taken as ICRS, nothing written")
+def fk4_frame(work: Path) -> list[str]:
+    """A WCS in the FK4 (B1950) frame."""
+    return _second_broken(work, _cards(RADESYS="FK4", EQUINOX=1950.0))
