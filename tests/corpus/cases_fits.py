@@ -242,3 +242,11 @@ def bad_bitpix(work: Path) -> list[str]:
     raw[start:start + 80] = f"{'BITPIX':<8}= {12:>20}".ljust(80).encode()
     images[1].write_bytes(bytes(raw))
     return run_args(work, images)
+
+
+@case("fits", exit_code=1, message=r"img_001\.fits: truncated", outcome=NOTHING)
+def detect_truncated(work: Path) -> list[str]:
+    """`aligncore detect` with a FITS file cut in its pixel data."""
+    images = copy_images(work, 2)
+    _cut(images[1], 2880 * 20)
+    return ["detect", default_config(work), *map(str, images), "-o", str(work / "cats")]
