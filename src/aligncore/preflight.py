@@ -23,11 +23,12 @@ Each problem is one `Problem` whose text is ``"PATH: problem"``.
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from astropy.io import fits
 
@@ -45,6 +46,7 @@ FITS_BLOCK = 2880
 MAX_HDUS = 1000
 """HDUs walked per file at most (a file with more is not checked further)."""
 _CHUNK = 1 << 22
+_Stream = io.BufferedReader | gzip.GzipFile
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def data_size(header: fits.Header) -> int:
     return abs(int(header["BITPIX"])) // 8 * gcount * (pcount + count)
 
 
-def _skip(handle: IO[bytes], size: int) -> int:
+def _skip(handle: _Stream, size: int) -> int:
     """Move ``size`` bytes forward; returns how many bytes there were to skip."""
     if not isinstance(handle, gzip.GzipFile):
         start = handle.tell()
@@ -94,19 +96,17 @@ def _skip(handle: IO[bytes], size: int) -> int:
     return skipped
 
 
-def _open_bytes(path: Path) -> IO[bytes]:
+def _open_bytes(path: Path) -> _Stream:
     with path.open("rb") as probe:
         magic = probe.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
 
 
-def _walk(handle: IO[bytes]) -> str | None:
+def _walk(handle: _Stream) -> str | None:
     """The first layout problem of an open FITS stream, or None."""
     for index in range(MAX_HDUS):
-        if index > 0 and not handle.read(1):
-            return None
-        if index > 0:
-            handle.seek(handle.tell() - 1)
+        if index > 0 and not handle.peek(1):
+            return None  # the end of the file, after complete HDUs
         try:
             header = fits.Header.fromfile(handle)
             size = _padded(data_size(header))
