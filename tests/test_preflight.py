@@ -182,3 +182,10 @@ def test_asdf_blocks_are_checked_to_the_last_byte(tmp_path):
     cut.write_bytes(raw[: raw.index(b"\xd3BLK") + 100])
     (problem,) = check_inputs([cut])
     assert problem.message.startswith("truncated: block 0 announces")
+
+
+def test_padding_after_the_last_hdu_is_accepted_like_astropy_does(tmp_path):
+    path = _image(tmp_path / "a.fits")
+    path.write_bytes(path.read_bytes() + b"\0" * FITS_BLOCK)
+    assert fits_layout_problems(path) == []
+    assert open_image(path).shape == (64, 64)

@@ -46,6 +46,8 @@ FITS_BLOCK = 2880
 MAX_HDUS = 1000
 """HDUs walked per file at most (a file with more is not checked further)."""
 _CHUNK = 1 << 22
+XTENSION = b"XTENSION"
+"""How every FITS extension header starts; other bytes after an HDU end the walk."""
 _Stream = io.BufferedReader | gzip.GzipFile
 
 
@@ -105,12 +107,12 @@ def _open_bytes(path: Path) -> _Stream:
 def _walk(handle: _Stream) -> str | None:
     """The first layout problem of an open FITS stream, or None."""
     for index in range(MAX_HDUS):
-        if index > 0 and not handle.peek(1):
-            return None  # the end of the file, after complete HDUs
+        if index > 0 and handle.peek(len(XTENSION))[:len(XTENSION)] != XTENSION:
+            return None  # the end of the file (or padding after it, as astropy accepts)
         try:
             header = fits.Header.fromfile(handle)
             size = _padded(data_size(header))
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
             what = "not a readable FITS file" if index == 0 else f"HDU {index}: unreadable header"
             return f"{what} ({exc})"
         available = _skip(handle, size)
