@@ -250,3 +250,14 @@ def detect_truncated(work: Path) -> list[str]:
     images = copy_images(work, 2)
     _cut(images[1], 2880 * 20)
     return ["detect", default_config(work), *map(str, images), "-o", str(work / "cats")]
+
+
+@case("fits", exit_code=0, message=None, outcome="aligned", writes=True)
+def tile_compressed(work: Path) -> list[str]:
+    """A tile-compressed (fpack-style, RICE) SCI extension."""
+    images = copy_images(work, 2)
+    with fits.open(images[1]) as hdul:
+        compressed = fits.CompImageHDU(hdul["SCI"].data, hdul["SCI"].header, name="SCI",
+                                       compression_type="RICE_1", quantize_level=64)
+        fits.HDUList([hdul[0].copy(), compressed]).writeto(images[1], overwrite=True)
+    return run_args(work, images)
