@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -170,6 +171,8 @@ def test_dropped_rows_of_a_user_catalog_land_in_the_image_result(small_scene, tm
     assert result.images[0].meta["dropped_rows"] == 3
     assert result.images[0].n_sources == len(detected) - 3
     assert result.ok
+    report = json.loads(json.dumps(result.summary(), default=str))
+    assert report["images"][0]["meta"]["dropped_rows"] == 3
 
 
 def test_asdf_blocks_are_checked_to_the_last_byte(tmp_path):
