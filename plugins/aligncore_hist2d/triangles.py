@@ -27,10 +27,15 @@ from itertools import combinations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from aligncore import MatchError
 from aligncore_hist2d.histogram import false_alarm
 from aligncore_hist2d.pairing import check_pair_count
 
-__all__ = ["SimilarityTransform", "find_transform", "fit_similarity", "triangles"]
+__all__ = ["MAX_TRIANGLES", "SimilarityTransform", "find_transform", "fit_similarity",
+           "triangles"]
+
+MAX_TRIANGLES = 5_000_000
+"""Most triangles built from one catalog (max_sources x neighbours^2 / 2); more is refused."""
 
 _MIN_SIDE_RATIO = 0.1  # drop needle-like triangles (L2 / L0 below this)
 
@@ -91,6 +96,10 @@ def triangles(xy: np.ndarray, neighbors: int) -> tuple[np.ndarray, np.ndarray]:
     if n < 3:
         return np.zeros((0, 3), dtype=np.intp), np.zeros((0, 2))
     k = min(neighbors, n - 1)
+    count = n * k * (k - 1) // 2
+    if count > MAX_TRIANGLES:
+        raise MatchError(f"triangles: {n} sources with {k} neighbours each make {count} "
+                         f"triangles (more than {MAX_TRIANGLES}); lower max_sources or neighbors")
     _, nn = cKDTree(xy).query(xy, k=k + 1)
     combos = np.array(list(combinations(range(1, k + 1), 2)), dtype=np.intp)
     tri = np.concatenate(

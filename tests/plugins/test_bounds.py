@@ -88,3 +88,13 @@ def test_a_kernel_larger_than_the_image_is_refused_before_allocation(name):
                        match=r"small: kernel_fwhm 100000 px is too large for a 64 x 64 image "
                              r"\(at most 8 px\)"):
         detector.detect(image)
+
+
+def test_triangle_count_is_bounded_before_building_them():
+    from aligncore_hist2d.triangles import MAX_TRIANGLES, triangles
+
+    xy = _points(2000)
+    with pytest.raises(aligncore.MatchError, match=f"more than {MAX_TRIANGLES}"):
+        triangles(xy, neighbors=1000)
+    vertices, _ = triangles(xy[:50], neighbors=6)
+    assert 0 < len(vertices) <= 50 * 15
