@@ -138,8 +138,8 @@ def test_reference_file_counts_usable_rows_against_min_gaia(tmp_path):
     QTable({"ra": ra, "dec": dec}).write(path)
     assert check_inputs([], _refcat_config(path, min_gaia=3)) == []
     (problem,) = check_inputs([], _refcat_config(path, min_gaia=4))
-    assert problem.message == ("3 usable rows (with finite ra, dec; 2 dropped), "
-                               "absolute.min_gaia needs at least 4")
+    assert problem.message == ("3 usable rows (3 dropped: masked, non-finite or off-sky "
+                               "positions), absolute.min_gaia needs at least 4")
 
 
 def test_user_catalog_masked_rows_are_dropped_and_counted(tmp_path):

@@ -123,8 +123,8 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
         The file is missing or unreadable, or has no RA/Dec columns (the
         message lists the columns it has), or several candidates for one of them
         (``ra`` and ``RA``; the message lists them). Rows with a masked or
-        non-finite position are dropped (counted in ``meta['dropped_rows']``),
-        as are rows with ``|dec| > 90``.
+        non-finite position or ``|dec| > 90`` are dropped (counted in
+        ``meta['dropped_rows']``).
     """
     path = Path(path)
     if not path.exists():
@@ -167,8 +167,9 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
     for key in ("catalog", "CATALOG"):
         if key in raw.meta:
             table.meta["catalog"] = str(raw.meta[key])
-    table = drop_unusable_rows(table, (COL_RA, COL_DEC))
-    return table[np.abs(np.asarray(table[COL_DEC], float)) <= 90.0]
+    with np.errstate(invalid="ignore"):
+        on_sky = ~(np.abs(np.asarray(table[COL_DEC], float)) > 90.0)
+    return drop_unusable_rows(table, (COL_RA, COL_DEC), on_sky)
 
 
 def _meta_epoch(meta: dict[str, Any]) -> float | None:
@@ -216,8 +217,9 @@ class FileRefCatalog(aligncore.RefCatalog):
             return [str(exc)]
         if len(table) < min_rows:
             dropped = table.meta.get("dropped_rows", 0)
-            return [f"{self.params.path}: {len(table)} usable rows (with finite ra, dec; "
-                    f"{dropped} dropped), absolute.min_gaia needs at least {min_rows}"]
+            return [f"{self.params.path}: {len(table)} usable rows ({dropped} dropped: masked, "
+                    f"non-finite or off-sky positions), absolute.min_gaia needs at least "
+                    f"{min_rows}"]
         return []
 
     def query(self, center: SkyCoord, radius: Angle, epoch: Time | None = None) -> QTable:

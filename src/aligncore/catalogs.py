@@ -271,12 +271,24 @@ def usable_rows(table: Any, columns: Iterable[str]) -> np.ndarray:
     return keep
 
 
-def drop_unusable_rows(table: Any, columns: Iterable[str]) -> Any:
+def drop_unusable_rows(table: Any, columns: Iterable[str], valid: Any = None) -> Any:
     """``table`` without the rows whose ``columns`` are masked or not finite.
 
-    The number of rows removed is added to ``meta['dropped_rows']`` (see
-    `META_DROPPED_ROWS`); the table is returned unchanged (the same object) when
-    every row is usable.
+    Parameters
+    ----------
+    table : Table
+    columns : iterable of str
+        Columns that must hold a finite number.
+    valid : array of bool, optional
+        Rows that are otherwise acceptable (e.g. a latitude within +-90 deg);
+        the others are dropped and counted too.
+
+    Returns
+    -------
+    Table
+        The number of rows removed is added to ``meta['dropped_rows']`` (see
+        `META_DROPPED_ROWS`); the table is returned unchanged (the same object)
+        when every row is usable.
 
     Raises
     ------
@@ -284,6 +296,8 @@ def drop_unusable_rows(table: Any, columns: Iterable[str]) -> Any:
         A column is not numeric.
     """
     keep = usable_rows(table, columns)
+    if valid is not None:
+        keep &= np.asarray(valid, dtype=bool)
     if keep.all():
         return table
     out = table[keep]
