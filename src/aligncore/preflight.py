@@ -146,31 +146,49 @@ ASDF_BLOCK_MAGIC = b"\xd3BLK"
 _ASDF_HEADER = struct.Struct(">IIQQQ")  # flags, compression, allocated, used, data sizes
 
 
+def _first_block(handle: io.BufferedReader) -> int:
+    """Offset of the first ASDF block magic (-1 when there is none), read in chunks."""
+    tail, base = b"", 0
+    while chunk := handle.read(_CHUNK):
+        found = (tail + chunk).find(ASDF_BLOCK_MAGIC)
+        if found >= 0:
+            return base - len(tail) + found
+        base += len(chunk)
+        tail = chunk[-(len(ASDF_BLOCK_MAGIC) - 1):]
+    return -1
+
+
 def asdf_layout_problems(path: str | Path) -> list[str]:
     """Whether every binary block of an ASDF file is complete (its allocated bytes present).
 
     Block headers (ASDF standard: magic, header size, flags, compression,
     allocated/used/data sizes, checksum) are read one after the other from the
-    first block; nothing is decompressed or loaded.
+    first block; the data are skipped, nothing is decompressed or loaded.
 
     Returns
     -------
     list of str
         At most one problem (``"truncated: ..."``), without the path.
     """
-    raw = Path(path).read_bytes()
-    offset, index = raw.find(ASDF_BLOCK_MAGIC), 0
-    while 0 <= offset < len(raw) and raw.startswith(ASDF_BLOCK_MAGIC, offset):
-        start = offset + len(ASDF_BLOCK_MAGIC) + 2
-        if start + _ASDF_HEADER.size > len(raw):
-            return [f"truncated: block {index} has an incomplete header"]
-        (header_size,) = struct.unpack_from(">H", raw, start - 2)
-        allocated = _ASDF_HEADER.unpack_from(raw, start)[2]
-        offset = start + header_size + allocated
-        if offset > len(raw):
-            return [f"truncated: block {index} announces {allocated} bytes, only "
-                    f"{len(raw) - start - header_size} are in the file"]
-        index += 1
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        offset, index = _first_block(handle), 0
+        while offset >= 0:
+            handle.seek(offset)
+            head = handle.read(len(ASDF_BLOCK_MAGIC) + 2 + _ASDF_HEADER.size)
+            if not head.startswith(ASDF_BLOCK_MAGIC):
+                return []  # the block index, or the end of the file
+            if len(head) < len(ASDF_BLOCK_MAGIC) + 2 + _ASDF_HEADER.size:
+                return [f"truncated: block {index} has an incomplete header"]
+            (header_size,) = struct.unpack_from(">H", head, len(ASDF_BLOCK_MAGIC))
+            allocated = _ASDF_HEADER.unpack_from(head, len(ASDF_BLOCK_MAGIC) + 2)[2]
+            data_start = offset + len(ASDF_BLOCK_MAGIC) + 2 + header_size
+            offset = data_start + allocated
+            if offset > size:
+                return [f"truncated: block {index} announces {allocated} bytes, only "
+                        f"{max(size - data_start, 0)} are in the file"]
+            index += 1
     return []
 
 
