@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import QTable
 from astropy.wcs import WCS
 
 import aligncore
@@ -181,15 +182,30 @@ def test_absolute_alignment_with_a_file_catalog(tmp_path, capsys):
     assert report["meta"]["absolute"]["status"] == "applied"
 
 
-def test_absolute_failure_keeps_relative_and_exits_3(small_scene, tmp_path, capsys):
+def test_missing_reference_file_is_an_input_error_before_any_work(small_scene, tmp_path,
+                                                                   capsys):
     out = tmp_path / "out"
     missing = tmp_path / "no.ecsv"
     args = ["run", DEFAULT, *map(str, small_scene.paths), "-o", str(out), "-q",
             "--set", "absolute.enabled=true",
             "--set", f"absolute.refcat={{plugin: file, params: {{path: '{missing}'}}}}"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {missing}: reference catalog file not found\n"
+    assert not out.exists()
+
+
+def test_absolute_failure_keeps_relative_and_exits_3(small_scene, tmp_path, capsys):
+    out = tmp_path / "out"
+    elsewhere = tmp_path / "elsewhere.ecsv"
+    QTable({"ra": np.linspace(10.0, 10.1, 20), "dec": np.linspace(-40.0, -39.9, 20)}).write(
+        elsewhere)
+    args = ["run", DEFAULT, *map(str, small_scene.paths), "-o", str(out), "-q",
+            "--set", "absolute.enabled=true",
+            "--set", f"absolute.refcat={{plugin: file, params: {{path: '{elsewhere}'}}}}"]
     assert main(args) == 3
     err = capsys.readouterr().err
-    assert "warning: absolute alignment not applied" in err and "no.ecsv" in err
+    assert "warning: absolute alignment not applied" in err
     headers = [fits.getheader(out / p.name, "SCI") for p in small_scene.paths]
     assert {h["WCSNAME"] for h in headers if h["ALNSTAT"] == "SUCCESS"} == {"FIT-REL"}
     corrected = [WCS(h) for h in headers]

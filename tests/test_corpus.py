@@ -60,3 +60,12 @@ def test_case(case: Case, tmp_path, capsys, monkeypatch):
     assert not leftovers, f"temporary files left behind: {leftovers}"
     if not case.writes:
         assert not added, f"files written although nothing should be: {added}"
+
+
+def test_docs_table_is_up_to_date():
+    from corpus.render import DOC, END, START, render_table
+
+    text = DOC.read_text()
+    current = text[text.index(START) + len(START):text.index(END)].strip()
+    assert current == render_table(CASES).strip(), (
+        "docs/reliability.md is out of date: run python tests/corpus/render.py --write")

@@ -44,6 +44,22 @@ def combine_weights(image_weights: np.ndarray, ref_weights: np.ndarray) -> np.nd
     return out
 
 
+def _floats(values: Any, name: str) -> np.ndarray:
+    """``values`` as a float array; masked entries become NaN.
+
+    Raises
+    ------
+    TypeError
+        ``values`` is not numeric.
+    """
+    try:
+        array = np.ma.asarray(getattr(values, "value", values), dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numeric (an array-like of numbers), got "
+                        f"{type(values).__name__}") from None
+    return np.ma.filled(array, np.nan)
+
+
 def _prepare(
     image_xy: Any, ref_xy: Any, weights: Any, geometry: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,8 +67,8 @@ def _prepare(
         raise ValueError(
             f"unknown fitgeometry {geometry!r}; expected one of {', '.join(GEOMETRIES)}"
         )
-    xy = np.asarray(image_xy, dtype=float)
-    uv = np.asarray(ref_xy, dtype=float)
+    xy = _floats(image_xy, "image_xy")
+    uv = _floats(ref_xy, "ref_xy")
     if xy.ndim != 2 or xy.shape[-1] != 2 or uv.shape != xy.shape:
         raise ValueError(
             f"image_xy and ref_xy must both have shape (n, 2); got {xy.shape} and {uv.shape}"
@@ -60,9 +76,10 @@ def _prepare(
     if weights is None:
         w = np.ones(xy.shape[0])
     else:
-        w = np.asarray(weights, dtype=float).reshape(-1)
-        if w.shape[0] != xy.shape[0]:
-            raise ValueError(f"weights must have length {xy.shape[0]}, got {w.shape[0]}")
+        w = _floats(weights, "weights")
+        if w.shape != (xy.shape[0],):
+            raise ValueError(f"weights must have length {xy.shape[0]} (shape ({xy.shape[0]},), "
+                             f"one per point), got shape {w.shape}")
         if np.any(w < 0) or not np.all(np.isfinite(w)):
             raise ValueError("weights must be finite and >= 0")
     # Points with a non-finite coordinate cannot take part in the fit.

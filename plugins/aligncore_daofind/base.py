@@ -46,6 +46,7 @@ from aligncore import (
     InputError,
     Params,
 )
+from aligncore.stages import require_type
 from aligncore_daofind.background import BackgroundError, BackgroundEstimate, MapBackground
 from aligncore_daofind.catalog import CATALOG_COLUMNS, make_catalog
 from aligncore_daofind.centroids import gauss_centroids, window_centroids
@@ -55,7 +56,13 @@ from aligncore_daofind.kernel import dao_kernel
 from aligncore_daofind.masking import bad_pixel_mask, count_flagged, saturation_level
 from aligncore_daofind.quality import cosmic_ray_like
 
-__all__ = ["CommonParams", "Prepared", "SourceDetector"]
+__all__ = ["MAX_FWHM_FRACTION", "MIN_FWHM_LIMIT", "CommonParams", "Prepared", "SourceDetector"]
+
+MAX_FWHM_FRACTION = 8.0
+"""The PSF FWHM may be at most the image's smaller side divided by this (kernels, boxes
+and centroid cut-outs are sized from it; a larger one is refused instead of allocating)."""
+MIN_FWHM_LIMIT = 4.0
+"""The largest FWHM accepted is never below this many pixels (tiny test images)."""
 
 
 class CommonParams(Params):
@@ -195,6 +202,7 @@ class SourceDetector(Detector):
         aligncore.InputError
             If the pixels are not a 2D array or none of them is finite.
         """
+        require_type(image, AlignImage, f"{self.name}.detect: image")
         data, mask = image.load_pixels()
         prepared = self.prepare(image.name, data, mask, image.meta)
         if prepared.data.size == 0:
@@ -211,6 +219,7 @@ class SourceDetector(Detector):
         data = np.asarray(data)
         if data.ndim != 2:
             raise InputError(f"{name}: image data must be 2D, got shape {data.shape}")
+        self._check_fwhm(name, data.shape)
         if not np.issubdtype(data.dtype, np.floating) or data.itemsize < 4:
             data = data.astype(np.float32 if data.itemsize <= 2 else np.float64)
         try:
@@ -287,6 +296,13 @@ class SourceDetector(Detector):
         amplitude = np.einsum("nij,ij->n", cut.astype(np.float64), kernel.data)
         with np.errstate(divide="ignore", invalid="ignore"):
             return amplitude / (rms * kernel.rel_err)
+
+    def _check_fwhm(self, name: str, shape: tuple[int, ...]) -> None:
+        """The PSF FWHM must fit in the image (kernels and boxes are sized from it)."""
+        fwhm, limit = self.psf_fwhm(), max(min(shape) / MAX_FWHM_FRACTION, MIN_FWHM_LIMIT)
+        if fwhm > limit:
+            raise InputError(f"{name}: kernel_fwhm {fwhm:g} px is too large for a {shape[1]} x "
+                             f"{shape[0]} image (at most {limit:g} px)")
 
     def psf_fwhm(self) -> float:
         """FWHM (pixels) assumed for the stars by the centroid refinements."""

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 import aligncore
 from aligncore.catalogs import CacheKey, CatalogCache, as_jyear, propagate
+from aligncore.stages import require_query_types
 from aligncore_gaia.gsss import GSSS_CATALOGS, GsssClient
 from aligncore_gaia.tap import TAP_TABLES, TapClient
 
@@ -95,6 +96,7 @@ class GaiaRefCatalog(aligncore.RefCatalog):
         aligncore.catalogs.CatalogServiceError
             The service cannot be used; the message names it and what to do.
         """
+        require_query_types(self.name, center, radius, epoch)
         p = self.params
         icrs = center.icrs
         ra, dec = float(icrs.ra.deg), float(icrs.dec.deg)

@@ -29,9 +29,13 @@ from scipy.spatial import cKDTree
 from scipy.special import ndtri_exp
 from scipy.stats import poisson
 
-from aligncore_hist2d.pairing import make_tree
+from aligncore import MatchError
+from aligncore_hist2d.pairing import check_pair_count, make_tree
 
-__all__ = ["HistogramPeak", "false_alarm", "find_offset", "pair_offsets"]
+__all__ = ["MAX_BINS", "HistogramPeak", "false_alarm", "find_offset", "pair_offsets"]
+
+MAX_BINS = 4001
+"""Most histogram bins per axis (a search radius of 2000 pixels); more is refused."""
 
 _REFINE_RADIUS = 1.5  # pixels around the binned peak used for the unbinned refinement
 _REFINE_ITER = 3
@@ -109,6 +113,7 @@ def pair_offsets(
         return np.zeros((0, 2))
     tree_img = image_tree if image_tree is not None else make_tree(image_xy)
     tree_ref = ref_tree if ref_tree is not None else make_tree(ref_xy)
+    check_pair_count(tree_img, tree_ref, half_width, "2D histogram", p=np.inf)
     pairs = tree_img.sparse_distance_matrix(
         tree_ref, half_width, p=np.inf, output_type="ndarray"
     )
@@ -208,6 +213,27 @@ def _significance(hist: np.ndarray, iy: int, ix: int) -> tuple[int, float, float
     return k, lam, fap, sigma
 
 
+def _bins(radius: float, bin_size: float) -> tuple[int, int]:
+    """Half-width ``R`` (bins) and bins per axis ``2R + 1`` of the histogram.
+
+    Raises
+    ------
+    MatchError
+        The radius or bin size is not a positive finite number, or the histogram
+        would need more than `MAX_BINS` bins per axis.
+    """
+    if not (math.isfinite(radius) and math.isfinite(bin_size) and radius > 0 and bin_size > 0):
+        raise MatchError(f"2D histogram: search radius {radius} and bin size {bin_size} must be "
+                         "positive and finite")
+    r = radius / bin_size
+    if 2 * r + 1 > MAX_BINS:
+        raise MatchError(f"2D histogram: a search radius of {radius:.4g} is {r:.4g} bins of "
+                         f"{bin_size:.4g} (the pixel scale); at most {MAX_BINS // 2} bins are "
+                         "allowed: check the pixel scale of the WCS or lower searchrad")
+    big_r = max(math.ceil(r - 1e-9), 1)
+    return big_r, 2 * big_r + 1
+
+
 def find_offset(
     image_xy: np.ndarray,
     ref_xy: np.ndarray,
@@ -234,10 +260,15 @@ def find_offset(
     -------
     HistogramPeak
         Offsets and radius in the unit of the positions; counts per bin.
+
+    Raises
+    ------
+    MatchError
+        The histogram or the list of pairs would be unreasonably large (see
+        `MAX_BINS` and `aligncore_hist2d.pairing.MAX_PAIRS`).
     """
+    big_r, nbin = _bins(radius, bin_size)
     r = radius / bin_size
-    big_r = max(math.ceil(r - 1e-9), 1)
-    nbin = 2 * big_r + 1
     d = pair_offsets(
         image_xy, ref_xy, (r + 0.5) * bin_size, image_tree=image_tree, ref_tree=ref_tree
     )

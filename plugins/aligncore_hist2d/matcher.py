@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from scipy.spatial import cKDTree
 
 from aligncore import Matcher, MatchError, MatchResult, Params
+from aligncore.stages import require_tables
 from aligncore_hist2d.auto import auto_separation, auto_tolerance, finite_min, search_radii
 from aligncore_hist2d.catalog import fwhm_pixels, pixel_scale_of, tangent_positions
 from aligncore_hist2d.histogram import HistogramPeak, find_offset
@@ -143,6 +144,7 @@ class Hist2dMatcher(Matcher):
             One-to-one pairs (possibly none), the offset applied (arcsec,
             reference - image) and diagnostics in ``meta``.
         """
+        require_tables(self.name, image_cat, ref_cat)
         p = self.params
         img_all, img_rows_all = tangent_positions(image_cat, "image")
         ref_all, ref_rows_all = tangent_positions(ref_cat, "reference")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["make_tree", "match_one_to_one", "median_nn_distance", "prune_close"]
+from aligncore import MatchError
+
+__all__ = ["MAX_PAIRS", "check_pair_count", "make_tree", "match_one_to_one",
+           "median_nn_distance", "prune_close"]
+
+MAX_PAIRS = 20_000_000
+"""Most pairs a neighbour query may return (a few hundred MB); more is refused."""
 
 _MAX_ROUNDS = 50
 _PARALLEL_QUERIES = 20_000  # below this many points, threads cost more than they save
@@ -18,6 +24,23 @@ def _workers(n: int) -> int:
 def make_tree(xy: np.ndarray) -> cKDTree:
     """A KD-tree built for speed (sliding-midpoint splits: fast to build, fast enough to query)."""
     return cKDTree(xy, balanced_tree=False, compact_nodes=False)
+
+
+def check_pair_count(tree_a: cKDTree, tree_b: cKDTree, radius: float, what: str, *,
+                     p: float = 2.0) -> int:
+    """Number of pairs within ``radius``, counted without building them.
+
+    Raises
+    ------
+    MatchError
+        More than `MAX_PAIRS` pairs: the radius is absurd for these catalogs (a
+        search radius far larger than the field, or a wrong pixel scale).
+    """
+    count = int(tree_a.count_neighbors(tree_b, radius, p=p))
+    if count > MAX_PAIRS:
+        raise MatchError(f"{what}: {count} source pairs lie within {radius:.4g} (more than "
+                         f"{MAX_PAIRS}); the radius is too large for these catalogs")
+    return count
 
 
 def prune_close(xy: np.ndarray, separation: float, *, tree: cKDTree | None = None) -> np.ndarray:
@@ -42,6 +65,7 @@ def prune_close(xy: np.ndarray, separation: float, *, tree: cKDTree | None = Non
     if separation <= 0 or len(xy) < 2:
         return keep
     tree = tree if tree is not None else make_tree(xy)
+    check_pair_count(tree, tree, separation, "separation")
     pairs = tree.query_pairs(separation, output_type="ndarray")
     if pairs.size:
         # query_pairs uses <= separation; "closer than" means strictly less.

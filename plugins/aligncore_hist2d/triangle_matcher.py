@@ -9,6 +9,7 @@ from astropy.table import Table
 from pydantic import Field
 
 from aligncore import COL_FLUX, COL_MAG, Matcher, MatchResult, Params
+from aligncore.stages import require_tables
 from aligncore_hist2d.auto import auto_tolerance, finite_min
 from aligncore_hist2d.catalog import fwhm_pixels, pixel_scale_of, tangent_positions
 from aligncore_hist2d.pairing import match_one_to_one, median_nn_distance
@@ -83,6 +84,7 @@ class TriangleMatcher(Matcher):
 
     def match(self, image_cat: Table, ref_cat: Table) -> MatchResult:
         """Match ``image_cat`` to ``ref_cat`` (both with ``tp_x``, ``tp_y`` in arcsec)."""
+        require_tables(self.name, image_cat, ref_cat)
         p = self.params
         img_xy, img_rows = tangent_positions(image_cat, "image")
         ref_xy, ref_rows = tangent_positions(ref_cat, "reference")

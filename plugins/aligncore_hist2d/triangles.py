@@ -27,9 +27,15 @@ from itertools import combinations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from aligncore import MatchError
 from aligncore_hist2d.histogram import false_alarm
+from aligncore_hist2d.pairing import check_pair_count
 
-__all__ = ["SimilarityTransform", "find_transform", "fit_similarity", "triangles"]
+__all__ = ["MAX_TRIANGLES", "SimilarityTransform", "find_transform", "fit_similarity",
+           "triangles"]
+
+MAX_TRIANGLES = 5_000_000
+"""Most triangles built from one catalog (max_sources x neighbours^2 / 2); more is refused."""
 
 _MIN_SIDE_RATIO = 0.1  # drop needle-like triangles (L2 / L0 below this)
 
@@ -90,6 +96,10 @@ def triangles(xy: np.ndarray, neighbors: int) -> tuple[np.ndarray, np.ndarray]:
     if n < 3:
         return np.zeros((0, 3), dtype=np.intp), np.zeros((0, 2))
     k = min(neighbors, n - 1)
+    count = n * k * (k - 1) // 2
+    if count > MAX_TRIANGLES:
+        raise MatchError(f"triangles: {n} sources with {k} neighbours each make {count} "
+                         f"triangles (more than {MAX_TRIANGLES}); lower max_sources or neighbors")
     _, nn = cKDTree(xy).query(xy, k=k + 1)
     combos = np.array(list(combinations(range(1, k + 1), 2)), dtype=np.intp)
     tri = np.concatenate(
@@ -164,7 +174,9 @@ def find_transform(
     counts = (len(vi), len(vr))
     if len(vi) == 0 or len(vr) == 0:
         return TriangleSolution(None, 0, 0, counts)
-    sdm = cKDTree(ii).sparse_distance_matrix(cKDTree(ir), invariant_tol, output_type="ndarray")
+    tree_i, tree_r = cKDTree(ii), cKDTree(ir)
+    check_pair_count(tree_i, tree_r, invariant_tol, "triangle invariants")
+    sdm = tree_i.sparse_distance_matrix(tree_r, invariant_tol, output_type="ndarray")
     if sdm.size == 0:
         return TriangleSolution(None, 0, 0, counts)
     order = np.argsort(sdm["v"], kind="stable")[:max_candidates]

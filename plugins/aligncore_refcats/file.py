@@ -24,7 +24,14 @@ from aligncore import (
     COL_RA,
     COL_RA_ERR,
 )
-from aligncore.catalogs import as_jyear, propagate, reference_table
+from aligncore.catalogs import (
+    as_jyear,
+    drop_unusable_rows,
+    find_column,
+    propagate,
+    reference_table,
+)
+from aligncore.stages import require_query_types
 
 __all__ = ["COLUMN_ALIASES", "FileRefCatalog", "read_reference_table"]
 
@@ -51,7 +58,9 @@ _UNITS = {COL_RA: u.deg, COL_DEC: u.deg, COL_RA_ERR: u.mas, COL_DEC_ERR: u.mas,
           COL_PMRA: u.mas / u.yr, COL_PMDEC: u.mas / u.yr}
 
 
-def _find(colnames: list[str], column: str) -> str | None:
+def _find(colnames: list[str], column: str, path: Path) -> str | None:
+    if column in (COL_RA, COL_DEC):  # the positions must not be a guess
+        return find_column(colnames, COLUMN_ALIASES[column], f"{path}: {column}")
     lower = {name.lower(): name for name in colnames}
     for alias in COLUMN_ALIASES[column]:
         if alias in lower:
@@ -112,7 +121,10 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
     ------
     aligncore.InputError
         The file is missing or unreadable, or has no RA/Dec columns (the
-        message lists the columns it has).
+        message lists the columns it has), or several candidates for one of them
+        (``ra`` and ``RA``; the message lists them). Rows with a masked or
+        non-finite position or ``|dec| > 90`` are dropped (counted in
+        ``meta['dropped_rows']``).
     """
     path = Path(path)
     if not path.exists():
@@ -126,7 +138,7 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
                                    ) from None
     except Exception as exc:
         raise aligncore.InputError(f"{path}: cannot read the reference catalog: {exc}") from None
-    found = {column: _find(raw.colnames, column) for column in COLUMN_ALIASES}
+    found = {column: _find(raw.colnames, column, path) for column in COLUMN_ALIASES}
     if found[COL_RA] is None or found[COL_DEC] is None:
         missing = " and ".join(c for c in (COL_RA, COL_DEC) if found[c] is None)
         raise aligncore.InputError(
@@ -137,13 +149,17 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
     values = {c: (_values(raw, name, c, path) if name is not None else None)
               for c, name in found.items()}
     file_epoch = epoch if epoch is not None else _meta_epoch(raw.meta)
-    table = reference_table(
-        values[COL_RA], values[COL_DEC], ids=values[COL_ID], mag=values[COL_MAG],
-        ra_err=values[COL_RA_ERR], dec_err=values[COL_DEC_ERR], pmra=values[COL_PMRA],
-        pmdec=values[COL_PMDEC],
-        epoch=values[COL_EPOCH] if values[COL_EPOCH] is not None else file_epoch,
-        meta={"source": str(path)},
-    )
+    try:
+        table = reference_table(
+            values[COL_RA], values[COL_DEC], ids=values[COL_ID], mag=values[COL_MAG],
+            ra_err=values[COL_RA_ERR], dec_err=values[COL_DEC_ERR], pmra=values[COL_PMRA],
+            pmdec=values[COL_PMDEC],
+            epoch=values[COL_EPOCH] if values[COL_EPOCH] is not None else file_epoch,
+            meta={"source": str(path)},
+        )
+    except (TypeError, ValueError) as exc:
+        raise aligncore.InputError(f"{path}: a column is not numeric ({exc}); ra and dec must "
+                                   "be decimal degrees") from None
     if file_epoch is not None:
         table.meta["ref_epoch"] = float(file_epoch)
         epochs = np.asarray(table[COL_EPOCH], dtype=float)
@@ -151,7 +167,9 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
     for key in ("catalog", "CATALOG"):
         if key in raw.meta:
             table.meta["catalog"] = str(raw.meta[key])
-    return table
+    with np.errstate(invalid="ignore"):
+        on_sky = ~(np.abs(np.asarray(table[COL_DEC], float)) > 90.0)
+    return drop_unusable_rows(table, (COL_RA, COL_DEC), on_sky)
 
 
 def _meta_epoch(meta: dict[str, Any]) -> float | None:
@@ -189,7 +207,23 @@ class FileRefCatalog(aligncore.RefCatalog):
             "column or metadata.",
         )
 
+    def check(self, min_rows: int) -> list[str]:
+        """Problems of the file, found before any work: unreadable, no or ambiguous
+        ra/dec columns, fewer than ``min_rows`` usable rows."""
+        try:
+            table = read_reference_table(self.params.path, fmt=self.params.format,
+                                         epoch=self.params.epoch)
+        except aligncore.InputError as exc:
+            return [str(exc)]
+        if len(table) < min_rows:
+            dropped = table.meta.get("dropped_rows", 0)
+            return [f"{self.params.path}: {len(table)} usable rows ({dropped} dropped: masked, "
+                    f"non-finite or off-sky positions), absolute.min_gaia needs at least "
+                    f"{min_rows}"]
+        return []
+
     def query(self, center: SkyCoord, radius: Angle, epoch: Time | None = None) -> QTable:
+        require_query_types(self.name, center, radius, epoch)
         p = self.params
         table = read_reference_table(p.path, fmt=p.format, epoch=p.epoch)
         if epoch is not None:

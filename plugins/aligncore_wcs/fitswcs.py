@@ -9,6 +9,7 @@ from astropy.wcs import WCS
 
 import aligncore
 from aligncore import FitResult, TangentPlane
+from aligncore.stages import require_fit_types
 
 __all__ = ["FITSWCSCorrector", "local_jacobian"]
 
@@ -75,6 +76,7 @@ class FITSWCSCorrector(aligncore.Corrector):
             raise aligncore.AlignError(
                 f"fitswcs corrects 2D celestial astropy WCS objects, got {type(wcs).__name__}"
             )
+        require_fit_types(self.name, fit, tangent_plane)
         if wcs.wcs.lng != 0 or wcs.wcs.lat != 1:
             raise aligncore.AlignError("fitswcs needs the longitude axis first (RA, Dec order)")
 

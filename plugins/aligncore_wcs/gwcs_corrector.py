@@ -39,6 +39,7 @@ from gwcs import WCS
 
 import aligncore
 from aligncore import FitResult, TangentPlane
+from aligncore.stages import require_fit_types
 from aligncore_wcs.v2v3corr import (
     CORRECTION_NAME,
     PlaneCorrection,
@@ -243,6 +244,7 @@ class GWCSCorrector(aligncore.Corrector):
 
         ``fit`` maps positions in ``tangent_plane`` (arcsec, xi East, eta North).
         """
+        require_fit_types(self.name, fit, tangent_plane)
         layout, angles, old = self._prepare(wcs)
         p, p_new = self._plane_points(wcs, layout, angles, fit, tangent_plane)
         matrix, shift, worst = _fit_affine(p, p_new)

@@ -35,7 +35,13 @@ from astropy import units as u
 from astropy.coordinates import Angle, SkyCoord
 from astropy.table import QTable
 
-from aligncore.catalogs import as_jyear, has_proper_motion, propagate
+from aligncore.catalogs import (
+    META_DROPPED_ROWS,
+    as_jyear,
+    drop_unusable_rows,
+    has_proper_motion,
+    propagate,
+)
 from aligncore.config import Config
 from aligncore.errors import AlignError
 from aligncore.registry import Registry
@@ -253,13 +259,14 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
         raise _Failed(f"cannot set up reference catalog {section.refcat.plugin!r}: {exc}") from exc
     try:
         raw = registry.run_stage(refcat, center, radius, None)
+        ref = drop_unusable_rows(QTable(raw), (COL_RA, COL_DEC))
     except Exception as exc:  # network and third-party failures must not lose the relative fit
         text = str(exc) if isinstance(exc, AlignError) else f"{type(exc).__name__}: {exc}"
         raise _Failed(f"reference catalog query failed: {text}") from exc
-    ref = QTable(raw)
     info["refcat"] = {
         "plugin": refcat.name,
-        **{k: ref.meta.get(k) for k in ("catalog", "service", "url", "cache") if k in ref.meta},
+        **{k: ref.meta.get(k) for k in ("catalog", "service", "url", "cache", META_DROPPED_ROWS)
+           if k in ref.meta},
     }
     info["refcat_name"] = _label(str(ref.meta.get("catalog") or ""), refcat.name)
     info["n_found"] = len(ref)

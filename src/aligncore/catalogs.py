@@ -36,7 +36,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import QTable
 from astropy.time import Time
 
-from aligncore.errors import AlignError
+from aligncore.errors import AlignError, InputError
 from aligncore.types import (
     COL_DEC,
     COL_DEC_ERR,
@@ -53,6 +53,7 @@ __all__ = [
     "CACHE_MODES",
     "DEFAULT_UNKNOWN_PM",
     "FALLBACK_ADVICE",
+    "META_DROPPED_ROWS",
     "PM_MODES",
     "REFERENCE_COLUMNS",
     "CacheKey",
@@ -62,11 +63,14 @@ __all__ = [
     "PmMode",
     "as_jyear",
     "default_cache_dir",
+    "drop_unusable_rows",
+    "find_column",
     "has_proper_motion",
     "propagate",
     "reference_table",
     "retry_call",
     "row_epochs",
+    "usable_rows",
 ]
 
 PmMode = Literal["require", "inflate", "keep"]
@@ -216,6 +220,89 @@ def reference_table(
     table[COL_PMDEC] = column(pmdec)
     table[COL_EPOCH] = column(epoch)
     return table
+
+
+META_DROPPED_ROWS = "dropped_rows"
+"""Table ``meta`` key: how many rows `drop_unusable_rows` removed (masked or non-finite)."""
+
+
+def find_column(colnames: Iterable[str], aliases: Iterable[str], label: str) -> str | None:
+    """The one column of ``colnames`` named like one of ``aliases`` (case-insensitive).
+
+    Parameters
+    ----------
+    colnames : iterable of str
+        Columns of a table.
+    aliases : iterable of str
+        Accepted spellings, lower case.
+    label : str
+        What is looked for, for the error message (e.g. ``"cat.ecsv: 'ra'"``).
+
+    Returns
+    -------
+    str or None
+        The column name; None when no column matches.
+
+    Raises
+    ------
+    InputError
+        Several columns match (``ra`` and ``RA``, or ``ra`` and ``RAJ2000``): which
+        one is meant is ambiguous; the message lists the candidates.
+    """
+    wanted = {alias.lower() for alias in aliases}
+    candidates = [name for name in colnames if name.lower() in wanted]
+    if len(candidates) > 1:
+        raise InputError(f"{label}: ambiguous column, candidates {', '.join(candidates)}; "
+                         "keep exactly one of them")
+    return candidates[0] if candidates else None
+
+
+def usable_rows(table: Any, columns: Iterable[str]) -> np.ndarray:
+    """Boolean mask of the rows whose ``columns`` are all present, unmasked and finite."""
+    keep = np.ones(len(table), dtype=bool)
+    for name in columns:
+        column = table[name]
+        values = np.ma.asarray(getattr(column, "value", column))
+        try:
+            values = values.astype(float)
+        except (TypeError, ValueError):
+            raise InputError(f"column {name!r} is not numeric (dtype {values.dtype})") from None
+        keep &= ~np.ma.getmaskarray(values) & np.isfinite(values.filled(np.nan))
+    return keep
+
+
+def drop_unusable_rows(table: Any, columns: Iterable[str], valid: Any = None) -> Any:
+    """``table`` without the rows whose ``columns`` are masked or not finite.
+
+    Parameters
+    ----------
+    table : Table
+    columns : iterable of str
+        Columns that must hold a finite number.
+    valid : array of bool, optional
+        Rows that are otherwise acceptable (e.g. a latitude within +-90 deg);
+        the others are dropped and counted too.
+
+    Returns
+    -------
+    Table
+        The number of rows removed is added to ``meta['dropped_rows']`` (see
+        `META_DROPPED_ROWS`); the table is returned unchanged (the same object)
+        when every row is usable.
+
+    Raises
+    ------
+    InputError
+        A column is not numeric.
+    """
+    keep = usable_rows(table, columns)
+    if valid is not None:
+        keep &= np.asarray(valid, dtype=bool)
+    if keep.all():
+        return table
+    out = table[keep]
+    out.meta[META_DROPPED_ROWS] = int(table.meta.get(META_DROPPED_ROWS, 0)) + int((~keep).sum())
+    return out
 
 
 def _floats(values: Any) -> np.ndarray:

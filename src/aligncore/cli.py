@@ -55,21 +55,21 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     return config, build_registry(config.plugin_files())
 
 
-def _claim_output_dir(args: argparse.Namespace, config: Any) -> bool:
-    """Check the output directory before any work and lock it for the rest of the command.
+def _inputs_ok(paths: Sequence[str], config: Any, registry: Any, *,
+               outdir: str | Path | None = None) -> bool:
+    """Check every input, and the output directory if given, before any work
+    (`aligncore.preflight`, `aligncore.outputs.output_dir_problems`); print each
+    problem once as ``error: PATH: problem``."""
+    from aligncore.preflight import check_inputs
 
-    Prints one ``error: PATH: problem`` line per problem and returns False when
-    the outputs could not be written.
-    """
-    from aligncore.filelock import output_dir_lock
-    from aligncore.outputs import output_dir_problems
+    problems = [str(p) for p in check_inputs(paths, config, registry=registry)]
+    if outdir is not None:
+        from aligncore.outputs import output_dir_problems
 
-    problems = output_dir_problems(Path(config.output.dir), [Path(p) for p in args.images],
-                                   config.output.in_place)
+        problems += output_dir_problems(Path(outdir), [Path(p) for p in paths],
+                                        config.output.in_place)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-    if not problems:
-        args.cleanups.enter_context(output_dir_lock(config.output.dir))
     return not problems
 
 
@@ -86,10 +86,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         config.execution.resume_dir = config.output.dir
         config.output.save_catalogs = True
-    if not _claim_output_dir(args, config):
-        return EXIT_FAILED
+    from aligncore.filelock import output_dir_lock
     from aligncore.io import open_image
 
+    if not _inputs_ok(args.images, config, registry, outdir=config.output.dir):
+        return EXIT_FAILED
+    args.cleanups.enter_context(output_dir_lock(config.output.dir))
     images = [open_image(path) for path in args.images]
     result = align(images, config, registry=registry,
                    progress=_progress(not args.quiet, images))
@@ -133,6 +135,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from aligncore.outputs import write_catalogs
 
     config, registry = _load(args)
+    if not _inputs_ok(args.images, None, registry):
+        return EXIT_FAILED
     images = [open_image(path) for path in args.images]
     detector = config.build_stage("detector", registry)
     outcomes = detect_images(images, detector, config, registry,

@@ -617,6 +617,10 @@ def load_config(
         origins[tuple(keys)] = "--set"
 
     problems: list[ConfigProblem] = _merge_aliases(data, origins, locator)
+    if "source" in data:  # set by aligncore (the file read), not a section of the file
+        data = {key: value for key, value in data.items() if key != "source"}
+        problems.append(ConfigProblem(str(path), locator.line(("source",)), "source",
+                                      "unknown section 'source'"))
     try:
         config = Config(**data, source=str(path))
     except ValidationError as exc:
@@ -651,7 +655,8 @@ def load_config(
         problems.extend(_check_stage(kind, section_path, raw, registry, locator, origins))
 
     align = data.get("align") if isinstance(data.get("align"), dict) else {}
-    for index, name in enumerate(align.get("fallback") or []):
+    fallback = align.get("fallback")
+    for index, name in enumerate(fallback if isinstance(fallback, list) else []):
         if isinstance(name, str) and name not in registry.names("matcher"):
             key = ("align", "fallback", str(index))
             problems.append(ConfigProblem(str(path), locator.line(key), ".".join(key),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import stat
 import tempfile
@@ -24,6 +25,7 @@ from astropy.table import QTable, Table
 from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
+from aligncore.catalogs import drop_unusable_rows, find_column
 from aligncore.errors import InputError
 from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, AlignImage, ImageResult
 
@@ -34,9 +36,11 @@ __all__ = [
     "catalog_path",
     "checked_pixels",
     "current_umask",
+    "header_shape",
     "open_image",
     "output_mode",
     "read_catalog",
+    "wcs_problems",
     "write_catalog",
     "write_fits_image",
     "write_json",
@@ -93,27 +97,188 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+_IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+MIN_PIXEL_SCALE = 1e-4
+"""Smallest pixel scale (arcsec) accepted in a FITS WCS."""
+MAX_PIXEL_SCALE = 3600.0
+"""Largest pixel scale (arcsec, one degree) accepted in a FITS WCS."""
+MAX_SIP_ORDER = 9
+"""Highest SIP polynomial order accepted (``A_ORDER``, ``B_ORDER``, ``AP_ORDER``, ``BP_ORDER``)."""
+
+
+def header_shape(header: fits.Header) -> tuple[int, ...]:
+    """Data shape (numpy order) declared by a header's ``NAXISn`` keywords; () without data."""
+    try:
+        naxis = int(header.get("NAXIS", 0))
+        shape = tuple(int(header.get(f"NAXIS{i}", 0)) for i in range(naxis, 0, -1))
+    except (TypeError, ValueError):
+        return ()
+    return shape if shape and min(shape) > 0 else ()
+
+
+def _has_image(hdu: Any) -> bool:
+    return isinstance(hdu, _IMAGE_HDUS) and bool(header_shape(hdu.header))
+
+
 def _science_hdu(hdul: fits.HDUList, path: Path) -> int:
+    """Index of the science image: ``SCI``, else the primary HDU, else the first image
+    extension; chosen from the headers alone (no pixel is read)."""
     for index, hdu in enumerate(hdul):
-        if hdu.name == "SCI" and hdu.data is not None:
-            return index
-    if hdul[0].data is not None:
-        return 0
+        if hdu.name == "SCI":
+            if not isinstance(hdu, _IMAGE_HDUS):
+                raise InputError(f"{path}: the SCI extension is a {type(hdu).__name__}, not an "
+                                 "image of numbers")
+            if header_shape(hdu.header):
+                return index
     for index, hdu in enumerate(hdul):
-        if isinstance(hdu, fits.ImageHDU) and hdu.data is not None:
+        if _has_image(hdu):
             return index
     raise InputError(f"{path}: no image data (no SCI extension and no data in the primary HDU)")
 
 
+def _sip_problems(header: fits.Header) -> list[str]:
+    """SIP orders present when the CTYPE asks for SIP, integers within 0..MAX_SIP_ORDER."""
+    problems = []
+    sip = any(str(header.get(f"CTYPE{i}", "")).upper().endswith("-SIP") for i in (1, 2))
+    for key in ("A_ORDER", "B_ORDER", "AP_ORDER", "BP_ORDER"):
+        value = header.get(key)
+        if value is None:
+            if sip and key in ("A_ORDER", "B_ORDER"):
+                problems.append(f"CTYPE asks for SIP distortion but {key} is missing")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not (
+                0 <= value <= MAX_SIP_ORDER):
+            problems.append(f"{key} = {value!r}: a SIP order must be an integer in "
+                            f"0..{MAX_SIP_ORDER}")
+    return problems
+
+
+_NUMERIC_WCS_KEYS = ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "CDELT1", "CDELT2", "CD1_1",
+                     "CD1_2", "CD2_1", "CD2_2", "PC1_1", "PC1_2", "PC2_1", "PC2_2")
+
+
+def _header_value(header: fits.Header, key: str) -> Any:
+    try:
+        return header.get(key)
+    except (ValueError, fits.VerifyError):
+        return "unparsable"
+
+
+def _keyword_problems(header: fits.Header) -> list[str]:
+    """WCS keywords that are present but not finite numbers; a latitude beyond +-90 deg."""
+    problems = []
+    for key in _NUMERIC_WCS_KEYS:
+        value = _header_value(header, key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                value):
+            problems.append(f"{key} = {value!r} is not a finite number")
+    for axis in (1, 2):
+        ctype = str(_header_value(header, f"CTYPE{axis}") or "").upper()
+        value = _header_value(header, f"CRVAL{axis}")
+        if (ctype.startswith("DEC") or ctype[1:4] == "LAT") and isinstance(
+                value, int | float) and abs(value) > 90.0:
+            problems.append(f"CRVAL{axis} = {value} is not a latitude (must be within "
+                            "-90..90 deg)")
+    return problems
+
+
+def _wcslib_message(exc: Exception) -> str:
+    """An astropy/wcslib error on one line, without wcslib's source locations."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    kept = [line for line in lines if line and not line.startswith("ERROR ")]
+    return " ".join(kept) or str(exc)
+
+
+def _linear_matrix(wcs: WCS, header: fits.Header | None) -> np.ndarray:
+    """The celestial CD matrix (deg/pixel): the header's CD when it has one (wcslib would
+    replace an all-zero CD by a unit matrix), else the WCS's CD, or PC times CDELT."""
+    if header is not None and any(f"CD{i}_{j}" in header for i in (1, 2) for j in (1, 2)):
+        return np.array([[float(header.get(f"CD{i}_{j}", 0.0)) for j in (1, 2)]
+                         for i in (1, 2)])
+    core = wcs.celestial.wcs
+    if core.has_cd():
+        return np.array(core.cd, dtype=float)
+    return np.array(core.get_pc(), dtype=float) * np.array(core.get_cdelt(), dtype=float)[:, None]
+
+
+def wcs_problems(wcs: WCS, header: fits.Header | None = None) -> list[str]:
+    """What makes a FITS WCS unusable for alignment (empty when it is usable).
+
+    Checks a 2D equatorial WCS (RA first), finite ``CRPIX`` and ``CRVAL`` with the
+    latitude within +-90 deg, a finite non-singular linear matrix (CD, or PC times
+    CDELT) and a pixel scale within `MIN_PIXEL_SCALE` .. `MAX_PIXEL_SCALE` arcsec.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+    header : astropy.io.fits.Header, optional
+        The header it was read from: its CD keywords are checked as written (wcslib
+        silently replaces an all-zero CD matrix).
+
+    Returns
+    -------
+    list of str
+        One line per problem, without the file name.
+    """
+    try:
+        return _checked_wcs(wcs, header)
+    except (ValueError, IndexError, TypeError, AttributeError) as exc:  # wcslib's errors
+        return [f"cannot read the WCS: {_wcslib_message(exc)}"]
+
+
+def _checked_wcs(wcs: WCS, header: fits.Header | None) -> list[str]:
+    if not wcs.has_celestial or wcs.naxis != 2:
+        return ["no celestial WCS in the science header (need a 2D sky WCS)"]
+    if (wcs.wcs.lngtyp, wcs.wcs.lattyp) != ("RA", "DEC"):
+        return [f"the sky axes are {wcs.wcs.lngtyp}/{wcs.wcs.lattyp}; aligncore needs "
+                "equatorial RA/DEC axes (its tangent plane and reference catalogs are ICRS)"]
+    if wcs.wcs.radesys not in ("", "ICRS", "FK5"):
+        return [f"RADESYS = {wcs.wcs.radesys!r}: aligncore needs ICRS (or FK5 J2000) "
+                "coordinates, like its reference catalogs"]
+    if (wcs.wcs.lng, wcs.wcs.lat) != (0, 1):
+        return ["the first WCS axis must be the longitude (CTYPE1 = 'RA---...', CTYPE2 = "
+                "'DEC--...'); this header has them the other way round"]
+    crval = np.array(wcs.wcs.crval, dtype=float)
+    if not np.all(np.isfinite(crval)):
+        return [f"CRVAL {crval.tolist()} is not finite"]
+    crpix = np.array(wcs.wcs.crpix, dtype=float)
+    if not np.all(np.isfinite(crpix)):
+        return [f"CRPIX {crpix.tolist()} is not finite"]
+    problems = []
+    lat = wcs.wcs.lat
+    if lat >= 0 and abs(crval[lat]) > 90.0:
+        problems.append(f"CRVAL{lat + 1} = {crval[lat]} is not a latitude (must be within "
+                        "-90..90 deg)")
+    matrix = _linear_matrix(wcs, header)
+    if not np.all(np.isfinite(matrix)):
+        return [*problems, f"the CD/PC*CDELT matrix {matrix.tolist()} is not finite"]
+    det = abs(float(np.linalg.det(matrix)))
+    size = float(np.max(np.abs(matrix)))
+    if size == 0.0 or det <= 1e-12 * size * size:
+        return [*problems, f"the CD/PC*CDELT matrix {matrix.tolist()} is singular (no pixel "
+                           "scale)"]
+    scale = math.sqrt(det) * 3600.0
+    if not MIN_PIXEL_SCALE <= scale <= MAX_PIXEL_SCALE:
+        problems.append(f"pixel scale {scale:.3g} arcsec is outside {MIN_PIXEL_SCALE:g} .. "
+                        f"{MAX_PIXEL_SCALE:g} arcsec")
+    return problems
+
+
 def _read_wcs(header: fits.Header, hdul: fits.HDUList, path: Path) -> WCS:
+    problems = _keyword_problems(header) + _sip_problems(header)
+    if problems:
+        raise InputError(f"{path}: " + "; ".join(problems))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             wcs = WCS(header, fobj=hdul)
     except Exception as exc:
-        raise InputError(f"{path}: cannot read the WCS: {exc}") from None
-    if not wcs.has_celestial or wcs.naxis != 2:
-        raise InputError(f"{path}: no celestial WCS in the science header (need a 2D sky WCS)")
+        raise InputError(f"{path}: cannot read the WCS: {_wcslib_message(exc)}") from None
+    problems = wcs_problems(wcs, header)
+    if problems:
+        raise InputError(f"{path}: " + "; ".join(problems))
     return wcs
 
 
@@ -138,6 +303,14 @@ def checked_pixels(path: Path, data: np.ndarray, dq: np.ndarray | None
     return data, dq
 
 
+def _check_dq_shape(hdul: fits.HDUList, shape: tuple[int, ...], path: Path) -> None:
+    """A ``DQ`` extension, if any, has the science shape (from the headers)."""
+    if "DQ" in hdul:
+        dq_shape = header_shape(hdul["DQ"].header)
+        if dq_shape and dq_shape != shape:
+            raise InputError(f"{path}: DQ shape {dq_shape} differs from SCI shape {shape}")
+
+
 @dataclass(frozen=True)
 class FitsPixels:
     """Pixel loader of a FITS image: the science HDU ``sci`` (index or name) and an
@@ -148,11 +321,14 @@ class FitsPixels:
     sci: int | str
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray | None]:
-        with fits.open(self.path, memmap=False) as hdul:
-            data = np.asarray(hdul[self.sci].data, dtype=float)
-            dq = None
-            if "DQ" in hdul and hdul["DQ"].data is not None:
-                dq = np.asarray(hdul["DQ"].data)
+        try:
+            with fits.open(self.path, memmap=False) as hdul:
+                data = np.asarray(hdul[self.sci].data, dtype=float)
+                dq = None
+                if "DQ" in hdul and hdul["DQ"].data is not None:
+                    dq = np.asarray(hdul["DQ"].data)
+        except (OSError, ValueError, TypeError, EOFError) as exc:
+            raise InputError(f"{self.path}: cannot read the pixels ({exc})") from None
         return checked_pixels(self.path, data, dq)
 
 
@@ -197,14 +373,15 @@ def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
             sci_index = _science_hdu(hdul, path)
             header = hdul[sci_index].header.copy()
             primary = hdul[0].header.copy()
-            shape = hdul[sci_index].data.shape
+            shape = header_shape(header)
+            if len(shape) != 2:
+                raise InputError(f"{path}: science data must be 2D, got shape {tuple(shape)}")
+            _check_dq_shape(hdul, shape, path)
             wcs = _read_wcs(header, hdul, path)
     except InputError:
         raise
-    except OSError as exc:
+    except (OSError, ValueError, EOFError, fits.VerifyError) as exc:
         raise InputError(f"{path}: {_fits_problem(exc)}") from None
-    if len(shape) != 2:
-        raise InputError(f"{path}: science data must be 2D, got shape {tuple(shape)}")
     saturate = header.get("SATURATE", primary.get("SATURATE"))
     return AlignImage(
         name=path.name,
@@ -231,7 +408,7 @@ def _strip_wcs(header: fits.Header, wcs: WCS) -> None:
         header.remove(key, ignore_missing=True, remove_all=True)
 
 
-def _fits_problem(exc: OSError) -> str:
+def _fits_problem(exc: Exception) -> str:
     """What is wrong with a file astropy could not open, without astropy's hints at
     options (``ignore_missing_simple``) that the command line cannot pass."""
     text = str(exc)
@@ -341,7 +518,9 @@ def read_catalog(path: str | Path) -> QTable:
     Raises
     ------
     InputError
-        The file is missing, unreadable, or lacks pixel coordinates.
+        The file is missing, unreadable, lacks pixel coordinates or has several
+        candidates for one of them (``x`` and ``xcentroid``). Rows with a masked or
+        non-finite position are dropped; ``meta['dropped_rows']`` counts them.
     """
     path = Path(path)
     if not path.exists():
@@ -350,14 +529,17 @@ def read_catalog(path: str | Path) -> QTable:
         table = QTable.read(path)
     except Exception as exc:
         raise InputError(f"{path}: cannot read the catalog: {exc}") from None
-    lower = {name.lower(): name for name in table.colnames}
     for column, aliases in _CATALOG_ALIASES.items():
-        found = next((lower[a] for a in aliases if a in lower), None)
+        found = find_column(table.colnames, aliases, f"{path}: {column!r} (0-based pixels)")
         if found is None:
             raise InputError(f"{path}: no {column!r} column (0-based pixels); columns present: "
                              f"{', '.join(table.colnames)}")
         if found != column:
             table.rename_column(found, column)
+    try:
+        table = drop_unusable_rows(table, (COL_X, COL_Y))
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     if COL_ID not in table.colnames:
         table[COL_ID] = np.arange(1, len(table) + 1)
     if COL_FLUX not in table.colnames:

@@ -19,6 +19,7 @@ WCS name, aligncore version and the fit summary).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 import asdf
 import numpy as np
+from asdf.exceptions import AsdfConversionWarning
 from astropy.time import Time
 from gwcs import WCS
 
@@ -115,10 +117,13 @@ class AsdfPixels:
     path: Path
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray | None]:
-        with asdf.open(self.path, lazy_load=True, memmap=False, lazy_tree=True) as af:
-            data = np.array(af.tree["data"], dtype=float)
-            dq = af.tree.get("dq")
-            dq = np.array(dq) if dq is not None else None
+        try:
+            with asdf.open(self.path, lazy_load=True, memmap=False, lazy_tree=True) as af:
+                data = np.array(af.tree["data"], dtype=float)
+                dq = af.tree.get("dq")
+                dq = np.array(dq) if dq is not None else None
+        except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
+            raise InputError(f"{self.path}: cannot read the pixels ({exc})") from None
         return checked_pixels(self.path, data, dq)
 
 
@@ -149,13 +154,17 @@ def open_asdf(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         raise InputError(f"{path}: file not found")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not an image file")
-    try:
-        af = asdf.open(path, lazy_load=True, memmap=False)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable ASDF file ({exc})") from None
+    with warnings.catch_warnings():
+        # a node that fails to convert is reported below, with the file name
+        warnings.simplefilter("ignore", AsdfConversionWarning)
+        try:
+            af = asdf.open(path, lazy_load=True, memmap=False)
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable ASDF file ({exc})") from None
     with af:
         tree = af.tree
         shape = tuple(getattr(tree.get("data"), "shape", ()))
+        dtype = np.dtype(getattr(tree.get("data"), "dtype", float))
         dq_shape = tuple(getattr(tree.get("dq"), "shape", shape))
         wcs = tree.get("wcs")
         meta = tree.get("meta")
@@ -164,6 +173,11 @@ def open_asdf(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         raise InputError(f"{path}: the tree needs a 2D 'data' array, got shape {shape or None}")
     if dq_shape != shape:
         raise InputError(f"{path}: dq shape {dq_shape} differs from data shape {shape}")
+    if dtype.kind not in "biuf":
+        raise InputError(f"{path}: 'data' must hold numbers, got dtype {dtype}")
+    if isinstance(wcs, Mapping) and hasattr(wcs, "_tag"):
+        raise InputError(f"{path}: the 'wcs' (tag {wcs._tag}) could not be read as a gwcs.WCS "
+                         "(a truncated file, or a WCS this gwcs version does not know)")
     if not isinstance(wcs, WCS):
         raise InputError(f"{path}: the tree's 'wcs' must be a gwcs.WCS, got {type(wcs).__name__}")
     if wcs.pixel_n_dim != 2 or wcs.world_n_dim != 2:

@@ -16,16 +16,20 @@ from typing import Any
 
 from astropy.table import QTable
 
+from aligncore.catalogs import META_DROPPED_ROWS, drop_unusable_rows
 from aligncore.combined import merge_catalogs
 from aligncore.config import Config, load_config
 from aligncore.errors import AlignError, InputError
 from aligncore.execution import detect_images, empty_catalog
 from aligncore.io import open_image
+from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
 from aligncore.relative import relative_align
 from aligncore.stages import Corrector
 from aligncore.tangent import TangentPlane
 from aligncore.types import (
+    COL_X,
+    COL_Y,
     AlignImage,
     AlignResult,
     FitResult,
@@ -62,6 +66,14 @@ def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config) -
     if duplicates:
         raise InputError(f"{duplicates[0]}: the same image name is given twice")
     return opened
+
+
+def usable_catalog(catalog: QTable | None) -> QTable:
+    """A detected or user catalog without its masked or non-finite positions (counted in
+    ``meta['dropped_rows']``); an empty catalog for None."""
+    if catalog is None:
+        return empty_catalog()
+    return drop_unusable_rows(catalog, (COL_X, COL_Y))
 
 
 def _pick_corrector(image: AlignImage, config: Config, registry: Registry) -> Corrector:
@@ -103,13 +115,17 @@ def align(
     ------
     InputError
         Unusable input (fewer than two images without absolute alignment, an
-        unreadable image, ...). Nothing has been written or changed.
+        unreadable image, ...). Every problem of the path inputs and of the
+        reference catalog file is listed, one per line (`aligncore.preflight`).
+        Nothing has been written or changed.
     """
     config = _resolve_config(config)
     registry = registry or build_registry(config.plugin_files())
     progress = progress or _no_progress
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    paths = [item for item in images if not isinstance(item, AlignImage)]
+    raise_problems(check_inputs(paths, config, registry=registry))
     images = _resolve_images(images, config)
     if not images:
         raise InputError("no input images")
@@ -126,8 +142,8 @@ def align(
 
     t0 = time.perf_counter()
     outcomes = detect_images(images, detector, config, registry, progress)
-    catalogs = [o.catalog if o.catalog is not None else _failed_catalog(o.error)
-                for o in outcomes]
+    catalogs = [usable_catalog(o.catalog) if o.catalog is not None
+                else _failed_catalog(o.error) for o in outcomes]
     detect_seconds = [o.seconds for o in outcomes]
     timings["detect"] = time.perf_counter() - t0
 
@@ -224,6 +240,8 @@ def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
         meta = {k: v for k, v in unit.meta.items() if not k.startswith("matched_")}
         if trace:
             meta["traceback"] = trace
+        if catalogs[index].meta.get(META_DROPPED_ROWS):
+            meta[META_DROPPED_ROWS] = int(catalogs[index].meta[META_DROPPED_ROWS])
         if catalogs[index].meta.get("warnings"):
             meta["detector_warnings"] = list(catalogs[index].meta["warnings"])
         results.append(ImageResult(

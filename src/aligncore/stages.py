@@ -22,8 +22,9 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
+from astropy import units as u
 from astropy.coordinates import Angle, SkyCoord
-from astropy.table import QTable
+from astropy.table import QTable, Table
 from astropy.time import Time
 from pydantic import BaseModel, ConfigDict
 
@@ -38,6 +39,10 @@ __all__ = [
     "Params",
     "RefCatalog",
     "Stage",
+    "require_fit_types",
+    "require_query_types",
+    "require_tables",
+    "require_type",
 ]
 
 
@@ -141,6 +146,20 @@ class RefCatalog(Stage):
 
     kind: ClassVar[str] = "refcatalog"
 
+    def check(self, min_rows: int) -> list[str]:
+        """Problems that will make `query` fail, found before any work is done.
+
+        Called by `aligncore.preflight.check_inputs` for a local catalog the user
+        gave; each problem is one line starting with the path it is about. The
+        default finds none (a remote service is checked when it is queried).
+
+        Parameters
+        ----------
+        min_rows : int
+            Usable rows the alignment needs (``absolute.min_gaia``).
+        """
+        return []
+
     @abstractmethod
     def query(self, center: SkyCoord, radius: Angle, epoch: Time | None = None) -> QTable:
         """Sources within ``radius`` of ``center``: columns ``id, ra, dec`` (deg),
@@ -165,6 +184,54 @@ class Corrector(Stage):
 
         The input ``wcs`` must not be modified.
         """
+
+
+def require_type(value: Any, expected: type | tuple[type, ...], name: str) -> None:
+    """Raise a `TypeError` naming the argument when ``value`` is not an ``expected``.
+
+    Stage methods call it on their arguments, so that a wrong type gives the same
+    kind of error, with the same wording, in every plugin.
+
+    Parameters
+    ----------
+    value : object
+        The argument.
+    expected : type or tuple of type
+        Accepted types.
+    name : str
+        How the message names the argument (e.g. ``"hist2d.match: image_cat"``).
+    """
+    if not isinstance(value, expected):
+        types = expected if isinstance(expected, tuple) else (expected,)
+        accepted = " or ".join(t.__name__ for t in types)
+        article = "an" if accepted[0] in "AEIOU" else "a"
+        raise TypeError(f"{name} must be {article} {accepted}, got {type(value).__name__}")
+
+
+def require_tables(stage: str, image_cat: Any, ref_cat: Any) -> None:
+    """`Matcher.match` arguments: two astropy tables (else `TypeError`)."""
+    require_type(image_cat, Table, f"{stage}.match: image_cat")
+    require_type(ref_cat, Table, f"{stage}.match: ref_cat")
+
+
+def require_query_types(stage: str, center: Any, radius: Any, epoch: Any) -> None:
+    """`RefCatalog.query` arguments: a SkyCoord, an angle (`Angle` or angular Quantity)
+    and a `Time` or None (else `TypeError`)."""
+    require_type(center, SkyCoord, f"{stage}.query: center")
+    require_type(radius, u.Quantity, f"{stage}.query: radius")
+    if radius.unit.physical_type != "angle":
+        raise TypeError(f"{stage}.query: radius must be an angle, got unit {radius.unit}")
+    if epoch is not None:
+        require_type(epoch, Time, f"{stage}.query: epoch")
+
+
+def require_fit_types(stage: str, fit: Any, tangent_plane: Any) -> None:
+    """`Corrector.correct` arguments after the WCS: a `FitResult` and a `TangentPlane`
+    (else `TypeError`; a WCS the corrector cannot handle is an `AlignError`)."""
+    from aligncore.tangent import TangentPlane
+
+    require_type(fit, FitResult, f"{stage}.correct: fit")
+    require_type(tangent_plane, TangentPlane, f"{stage}.correct: tangent_plane")
 
 
 STAGE_KINDS: dict[str, type[Stage]] = {

@@ -79,12 +79,18 @@ def union_tangent_plane(images: Sequence[AlignImage]) -> TangentPlane:
     return TangentPlane(ra0, dec0)
 
 
+def _floats(column: Any) -> np.ndarray:
+    """A column as floats; masked entries become NaN (never their fill value)."""
+    values = np.ma.asarray(getattr(column, "value", column), dtype=float)
+    return np.ma.filled(values, np.nan)
+
+
 def _project_catalog(catalog: QTable, image: AlignImage, plane: TangentPlane,
                      index: int, scale: float) -> QTable:
     """Catalog rows with sky and tangent-plane positions (and ``tp_err`` from x_err/y_err)."""
     table = QTable()
-    x = np.asarray(catalog[COL_X], dtype=float) if len(catalog) else np.zeros(0)
-    y = np.asarray(catalog[COL_Y], dtype=float) if len(catalog) else np.zeros(0)
+    x = _floats(catalog[COL_X]) if len(catalog) else np.zeros(0)
+    y = _floats(catalog[COL_Y]) if len(catalog) else np.zeros(0)
     ra, dec = pixel_to_world(image.wcs, x, y)
     xi, eta = plane.world_to_tp(ra, dec)
     table[COL_X] = x
@@ -97,10 +103,10 @@ def _project_catalog(catalog: QTable, image: AlignImage, plane: TangentPlane,
     table["row"] = np.arange(len(x))
     for name in (COL_FLUX, COL_X_ERR, COL_Y_ERR):
         if name in catalog.colnames:
-            table[name] = np.asarray(catalog[name], dtype=float)
+            table[name] = _floats(catalog[name])
     if COL_X_ERR in catalog.colnames and COL_Y_ERR in catalog.colnames:
-        x_err = np.asarray(catalog[COL_X_ERR], dtype=float)
-        y_err = np.asarray(catalog[COL_Y_ERR], dtype=float)
+        x_err = _floats(catalog[COL_X_ERR])
+        y_err = _floats(catalog[COL_Y_ERR])
         table[TP_ERR] = np.sqrt(0.5 * (x_err**2 + y_err**2)) * scale
     return table
 

@@ -387,3 +387,26 @@ def test_auto_geometry_with_too_few_points_for_a_test():
     np.testing.assert_allclose(one.shift, shift, atol=1e-12)
     with pytest.raises(NotEnoughPointsError):
         AffineFitter(fitgeometry="auto").fit(np.zeros((0, 2)), np.zeros((0, 2)))
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (4, 1), (1, 4), (4, 2)])
+def test_weights_of_another_shape_are_refused_not_flattened(shape: tuple[int, int]) -> None:
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match=r"weights must have length 4 .*got shape"):
+        fit_affine(points, points + 1.0, "shift", weights=np.ones(shape))
+
+
+def test_non_numeric_points_are_a_type_error() -> None:
+    with pytest.raises(TypeError, match="image_xy must be numeric"):
+        fit_affine([["a", "b"], ["c", "d"]], np.zeros((2, 2)), "shift")
+    with pytest.raises(TypeError, match="weights must be numeric"):
+        fit_affine(np.zeros((2, 2)), np.zeros((2, 2)), "shift", weights=["x", "y"])
+
+
+def test_masked_points_do_not_take_part_in_the_fit() -> None:
+    image = np.ma.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [50.0, 50.0]])
+    ref = np.ma.array(image.data + [0.5, -0.25])
+    ref[3] = [0.0, 0.0]  # a wrong position, but masked
+    ref[3] = np.ma.masked
+    fit = fit_affine(image, ref, "shift")
+    np.testing.assert_allclose(fit.shift, [0.5, -0.25], atol=1e-12)
