@@ -48,6 +48,8 @@ MAX_HDUS = 1000
 _CHUNK = 1 << 22
 XTENSION = b"XTENSION"
 """How every FITS extension header starts; other bytes after an HDU end the walk."""
+SIMPLE = b"SIMPLE  ="
+"""How every FITS file starts."""
 _Stream = io.BufferedReader | gzip.GzipFile
 
 
@@ -106,6 +108,8 @@ def _open_bytes(path: Path) -> _Stream:
 
 def _walk(handle: _Stream) -> str | None:
     """The first layout problem of an open FITS stream, or None."""
+    if handle.peek(len(SIMPLE))[:len(SIMPLE)] != SIMPLE:
+        return "not a FITS file"
     for index in range(MAX_HDUS):
         if index > 0 and handle.peek(len(XTENSION))[:len(XTENSION)] != XTENSION:
             return None  # the end of the file (or padding after it, as astropy accepts)

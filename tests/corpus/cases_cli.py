@@ -74,16 +74,6 @@ def cli_run_without_images(work: Path) -> list[str]:
     return ["run", default_config(work)]
 
 
-@case("cli", exit_code=1, message=r"notes\.fits: not a FITS file$",
-      outcome="input error without astropy's option hints; nothing written")
-def cli_text_file_as_image(work: Path) -> list[str]:
-    """A text file given as an image."""
-    images = copy_images(work, 1)
-    text = work / "in" / "notes.fits"
-    text.write_text("observing notes, not an image\n")
-    return ["run", default_config(work), str(images[0]), str(text), "-o", str(work / "out")]
-
-
 @case("cli", exit_code=2, message=r"invalid choice: 'mosiac'", outcome="usage error")
 def cli_simulate_bad_scenario(work: Path) -> list[str]:
     """`aligncore simulate` with a misspelled scenario."""

@@ -37,7 +37,7 @@ def truncated_header(work: Path) -> list[str]:
     return run_args(work, images)
 
 
-@case("fits", exit_code=1, message=r"notes\.fits: not a readable FITS file", outcome=NOTHING)
+@case("fits", exit_code=1, message=r"notes\.fits: not a FITS file$", outcome=NOTHING)
 def not_fits(work: Path) -> list[str]:
     """A text file named .fits."""
     images = copy_images(work, 1)
@@ -222,7 +222,7 @@ def dq_shape_mismatch(work: Path) -> list[str]:
     return run_args(work, images)
 
 
-@case("fits", exit_code=1, message=r"(?s)empty\.fits: empty file.*notes\.fits: not a readable",
+@case("fits", exit_code=1, message=r"(?s)empty\.fits: empty file.*notes\.fits: not a FITS file",
       outcome="every problem listed at once, one line each, nothing written")
 def several_bad_files(work: Path) -> list[str]:
     """Two broken inputs among good ones: both are reported in one run."""
