@@ -389,3 +389,13 @@ def test_magnitude_limits_select_the_reference_stars(scene, registry, service):
     assert np.count_nonzero((mags >= 15.0) & (mags <= 17.0)) >= info["n_usable"]
     assert info["status"] == "applied", info.get("reason")
     assert max(scene.errors(result, relative=False)["rms_pix"]) < 0.1
+
+
+def test_absurd_search_cone_is_refused_before_the_query(scene, registry, service):
+    # a pointing error of 6 deg would ask the service for every star in a 6 deg cone
+    result, info = run(scene, registry, {"url": service.url}, "absolute.pointing_error=21600")
+    assert result.absolute is None and info["status"] == "failed"
+    assert re.search(r"search cone would have a radius of 6\.\d deg \(more than 5 deg\)",
+                     info["reason"]), info["reason"]
+    assert not service.requests  # the service was never asked
+    assert result.ok

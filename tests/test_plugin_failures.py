@@ -203,8 +203,8 @@ def test_counts_and_rms_agree_between_table_header_and_report(scene, tmp_path, c
         row = dict(zip(columns, line.split(), strict=True))
         image = report[row["image"]]
         header = fits.getheader(out / row["image"], "SCI")
-        assert int(row["matched"]) == image["n_matched"] == header["ALNNMAT"]
-        assert int(row["used"]) == image["fit"]["n_used"] == header["ALNNUSE"]
+        assert int(row["pairs"]) == image["n_matched"] == header["ALNNMAT"]
+        assert int(row["kept"]) == image["fit"]["n_used"] == header["ALNNUSE"]
         assert float(row["rms[mas]"]) == pytest.approx(header["ALNRMSE"] * 1000.0, abs=0.006)
         assert header["ALNRMSE"] == pytest.approx(image["fit"]["rmse"])
         assert "ALNREAS" not in header and image["reason"] == ""

@@ -228,3 +228,18 @@ def test_an_image_aligned_on_a_retry_keeps_no_reason_from_its_failed_attempt(sma
     for image in result:
         assert image.status in (Status.SUCCESS, Status.REFERENCE)
         assert image.reason == "" and "rejected_fit" not in image.meta
+
+
+def test_combined_catalog_pairs_are_bounded(small_scene, monkeypatch):
+    import aligncore.combined as combined
+
+    result = aligncore.align(small_scene.images)
+    assert result.combined_catalog is not None and len(result.combined_catalog) > 50
+    monkeypatch.setattr(combined, "MAX_LINK_PAIRS", 10)
+    with pytest.warns(UserWarning, match=r"no combined catalog: combined catalog: \d+ source "
+                      r"pairs lie within the linking radius .* \(more than 10\)"):
+        bounded = aligncore.align(small_scene.images)
+    assert bounded.combined_catalog is None
+    assert bounded.ok  # the alignment itself is unaffected
+    for image, reference in zip(bounded, result, strict=True):
+        np.testing.assert_array_equal(image.fit.shift, reference.fit.shift)

@@ -67,6 +67,9 @@ if TYPE_CHECKING:
 __all__ = ["AUTO_SEARCHRAD", "absolute_align", "combined_catalog", "search_cone"]
 
 AUTO_SEARCHRAD = 10.0
+MAX_CONE_RADIUS_DEG = 5.0
+"""Largest reference-catalog search cone (deg): a wider one means a wrong WCS or pixel
+scale, and would ask the catalog service for millions of stars."""
 """Margin (arcsec) used for ``searchrad: auto`` (the widest radius hist2d's auto search tries)."""
 
 _EPOCH_DECIMALS = 4  # images closer than ~1 hour in epoch share one propagated reference
@@ -249,6 +252,10 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
     center, radius, cone = search_cone(ok_units, plane, section.searchrad,
                                        section.pointing_error)
     info["cone"] = cone
+    if radius.deg > MAX_CONE_RADIUS_DEG:
+        raise _Failed(f"the reference search cone would have a radius of {radius.deg:.1f} deg "
+                      f"(more than {MAX_CONE_RADIUS_DEG:g} deg); check the images' pixel scale "
+                      "and absolute.searchrad / absolute.pointing_error")
     epochs = _image_epochs(ok_units, images, section.epoch)
     info["epochs"] = {images[i].name: epochs[i] for i in sorted(epochs)}
 

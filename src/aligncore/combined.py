@@ -16,12 +16,16 @@ from astropy.table import QTable
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from aligncore.errors import AlignError
 from aligncore.global_solver import match_radius
 from aligncore.tangent import TangentPlane
 from aligncore.types import COL_DEC, COL_FLUX, COL_ID, COL_RA, COL_TP_X, COL_TP_Y, Status
 from aligncore.units import Unit
 
-__all__ = ["merge_catalogs"]
+__all__ = ["MAX_LINK_PAIRS", "merge_catalogs"]
+
+MAX_LINK_PAIRS = 20_000_000
+"""Most source pairs linked into the combined catalog (a bound on the memory used)."""
 
 
 def merge_catalogs(units: Sequence[Unit], plane: TangentPlane,
@@ -42,6 +46,11 @@ def merge_catalogs(units: Sequence[Unit], plane: TangentPlane,
     QTable
         ``id, ra, dec, tp_x, tp_y, flux, n_images, scatter_mas`` (scatter: RMS
         distance of the individual positions from their mean, NaN when seen once).
+
+    Raises
+    ------
+    AlignError
+        More than `MAX_LINK_PAIRS` pairs within the linking radius.
     """
     aligned = [u for u in units if u.status in (Status.SUCCESS, Status.REFERENCE)]
     columns = ("id", COL_RA, COL_DEC, COL_TP_X, COL_TP_Y, COL_FLUX, "n_images", "scatter_mas")
@@ -54,7 +63,13 @@ def merge_catalogs(units: Sequence[Unit], plane: TangentPlane,
     flux = np.concatenate([
         np.asarray(u.catalog[COL_FLUX], float) if COL_FLUX in u.catalog.colnames
         else np.full(len(u.catalog), np.nan) for u in aligned])
-    pairs = cKDTree(xy).query_pairs(radius, output_type="ndarray")
+    tree = cKDTree(xy)
+    n_pairs = (int(tree.count_neighbors(tree, radius)) - len(xy)) // 2
+    if n_pairs > MAX_LINK_PAIRS:
+        raise AlignError(f"combined catalog: {n_pairs} source pairs lie within the linking "
+                         f"radius {radius:.3g}\" (more than {MAX_LINK_PAIRS}); the radius is too "
+                         "large for these catalogs")
+    pairs = tree.query_pairs(radius, output_type="ndarray")
     pairs = pairs[image[pairs[:, 0]] != image[pairs[:, 1]]]
     n = len(xy)
     graph = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))

@@ -190,8 +190,7 @@ def align(
     timings["correct"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
 
-    combined = merge_catalogs(units, plane) if any(
-        u.status in (Status.SUCCESS, Status.REFERENCE) for u in units) else None
+    combined = _combined_catalog(units, plane)
     result = AlignResult(
         images=tuple(results),
         absolute=absolute_fit,
@@ -204,6 +203,17 @@ def align(
     )
     registry.hook.aligncore_run_finished(result=result, config=config)
     return result
+
+
+def _combined_catalog(units: Sequence[Unit], plane: TangentPlane) -> QTable | None:
+    """The mosaic catalog of the aligned units; None (with a warning) when it cannot be made."""
+    if not any(u.status in (Status.SUCCESS, Status.REFERENCE) for u in units):
+        return None
+    try:
+        return merge_catalogs(units, plane)
+    except AlignError as exc:
+        warnings.warn(f"no combined catalog: {exc}", stacklevel=3)
+        return None
 
 
 def _failed_catalog(error: str) -> QTable:

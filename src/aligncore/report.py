@@ -55,10 +55,12 @@ def format_table(result: AlignResult, errors: Sequence[Mapping[str, float]] | No
                  *, notes: bool = True) -> str:
     """A fixed-width per-image table: status, matches, shift, rotation (and truth errors).
 
-    ``matched`` is the number of pairs the matcher found (FITS ``ALNNMAT``,
-    report ``n_matched``), ``used`` the pairs the fit kept after clipping
-    (``ALNNUSE``, ``fit.n_used``), ``rms`` the fit's RMS residual over the
-    used pairs (``ALNRMSE``, ``fit.rmse``).
+    ``pairs`` is the number of source pairs the matcher found (FITS
+    ``ALNNMAT``, report ``n_matched``; with the global solver a star seen in
+    three other images makes three pairs, so pairs may exceed sources),
+    ``kept`` the pairs the fit kept after clipping (``ALNNUSE``,
+    ``fit.n_used``), ``rms`` the fit's RMS residual over the kept pairs
+    (``ALNRMSE``, ``fit.rmse``).
 
     Parameters
     ----------
@@ -69,7 +71,7 @@ def format_table(result: AlignResult, errors: Sequence[Mapping[str, float]] | No
         Add one line per image with a reason, and why the absolute alignment
         was not applied (off when these are printed elsewhere, e.g. on stderr).
     """
-    header = ["image", "status", "sources", "matched", "used", "dx[\"]", "dy[\"]", "rot[deg]",
+    header = ["image", "status", "sources", "pairs", "kept", "dx[\"]", "dy[\"]", "rot[deg]",
               "rms[mas]"]
     if errors is not None:
         header += ["err before[mas]", "err after[mas]"]

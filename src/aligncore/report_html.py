@@ -50,7 +50,8 @@ TABLE_COLUMNS = (
     Column("reason"),
     Column("group"),
     Column("sources", ".0f"),
-    Column("matched", ".0f"),
+    Column("pairs", ".0f", "source pairs found by the matcher (a star seen in three other "
+           "images makes three pairs)"),
     Column("dx [\"]", ".4f", "shift towards East, arcsec"),
     Column("dy [\"]", ".4f", "shift towards North, arcsec"),
     Column("rot [deg]", ".5f", "rotation, degrees counter-clockwise"),
@@ -267,11 +268,11 @@ def _absolute(result: AlignResult) -> str:
     facts = {"status": info.get("status", "applied" if fit is not None else "not applied"),
              "reference catalog": info.get("refcat_name", "-"),
              "sources found": info.get("n_found", "-"),
-             "matched": info.get("n_matched", "-")}
+             "pairs": info.get("n_matched", "-")}
     if fit is None:
         facts["reason"] = info.get("reason", "-")
         return "".join(parts) + key_value_table(facts)
-    facts.update({"used": fit.n_used, "rms [mas]": f"{fit.rmse * 1000:.2f}",
+    facts.update({"kept": fit.n_used, "rms [mas]": f"{fit.rmse * 1000:.2f}",
                   "shift [\"]": f"{fit.shift[0]:.4f}, {fit.shift[1]:.4f}",
                   "rotation [deg]": f"{fit.rotation:.5f}", "scale": f"{fit.scale:.8f}"})
     kept = fit.residuals[fit.fitmask] if fit.fitmask.size == len(fit.residuals) \
