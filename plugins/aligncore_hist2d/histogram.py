@@ -30,6 +30,8 @@ from scipy.special import ndtri_exp
 from scipy.stats import poisson
 
 from aligncore import MatchError
+from aligncore_hist2d import pairing
+from aligncore_hist2d.grid import candidate_pairs
 from aligncore_hist2d.pairing import check_pair_count, make_tree
 
 __all__ = ["MAX_BINS", "HistogramPeak", "false_alarm", "find_offset", "pair_offsets"]
@@ -111,6 +113,13 @@ def pair_offsets(
     """
     if len(image_xy) == 0 or len(ref_xy) == 0:
         return np.zeros((0, 2))
+    cand = (candidate_pairs(image_xy, ref_xy, half_width, pairing.MAX_PAIRS)
+            if math.isfinite(half_width) else None)
+    if cand is not None:
+        ii, jj = cand
+        d = ref_xy[jj] - image_xy[ii]
+        return d[np.max(np.abs(d), axis=1) <= half_width]
+    # Too many candidates for the grid: count (and refuse) them with the trees.
     tree_img = image_tree if image_tree is not None else make_tree(image_xy)
     tree_ref = ref_tree if ref_tree is not None else make_tree(ref_xy)
     check_pair_count(tree_img, tree_ref, half_width, "2D histogram", p=np.inf)

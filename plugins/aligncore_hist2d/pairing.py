@@ -6,8 +6,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from aligncore import MatchError
+from aligncore_hist2d.grid import candidate_pairs
 
-__all__ = ["MAX_PAIRS", "check_pair_count", "make_tree", "match_one_to_one",
+__all__ = ["MAX_PAIRS", "check_pair_count", "greedy_pairs", "make_tree", "match_one_to_one",
            "median_nn_distance", "prune_close"]
 
 MAX_PAIRS = 20_000_000
@@ -64,14 +65,20 @@ def prune_close(xy: np.ndarray, separation: float, *, tree: cKDTree | None = Non
     keep = np.ones(len(xy), dtype=bool)
     if separation <= 0 or len(xy) < 2:
         return keep
-    tree = tree if tree is not None else make_tree(xy)
-    check_pair_count(tree, tree, separation, "separation")
-    pairs = tree.query_pairs(separation, output_type="ndarray")
-    if pairs.size:
-        # query_pairs uses <= separation; "closer than" means strictly less.
-        d = np.hypot(*(xy[pairs[:, 0]] - xy[pairs[:, 1]]).T)
-        pairs = pairs[d < separation]
-        keep[pairs.max(axis=1)] = False
+    cand = candidate_pairs(xy, xy, separation, MAX_PAIRS) if np.isfinite(separation) else None
+    if cand is None:  # too many candidates for the grid: count (and refuse) with the tree
+        tree = tree if tree is not None else make_tree(xy)
+        check_pair_count(tree, tree, separation, "separation")
+        pairs = tree.query_pairs(separation, output_type="ndarray")
+        first, second = pairs[:, 0], pairs[:, 1]
+    else:
+        first, second = cand
+        earlier = first < second
+        first, second = first[earlier], second[earlier]
+    if first.size:
+        # "closer than" means strictly less.
+        d = np.hypot(*(xy[first] - xy[second]).T)
+        keep[second[d < separation]] = False
     return keep
 
 
@@ -127,6 +134,104 @@ def match_one_to_one(
     image_idx, ref_idx : ndarray of int
         Indices of the matched pairs, sorted by ``ref_idx``.
     """
+    shift = np.asarray(shift, dtype=float)
+    empty = np.zeros(0, dtype=np.intp)
+    if len(image_xy) == 0 or len(ref_xy) == 0 or not tolerance > 0:
+        return empty, empty
+    moved = image_xy + shift
+    cand = (candidate_pairs(moved, ref_xy, tolerance, MAX_PAIRS)
+            if np.isfinite(tolerance) else None)
+    if cand is None:
+        return _match_with_trees(image_xy, ref_xy, tolerance, shift, image_tree, ref_tree,
+                                 max_rounds)
+    ii, jj = cand
+    dx = moved[ii, 0] - ref_xy[jj, 0]
+    dy = moved[ii, 1] - ref_xy[jj, 1]
+    d2 = dx * dx + dy * dy
+    within = d2 < tolerance * tolerance  # as a KD-tree's distance_upper_bound
+    return greedy_pairs(ii[within], jj[within], d2[within], len(image_xy), len(ref_xy),
+                        max_rounds=max_rounds)
+
+
+def greedy_pairs(
+    img: np.ndarray,
+    ref: np.ndarray,
+    dist: np.ndarray,
+    n_img: int,
+    n_ref: int,
+    *,
+    max_rounds: int = _MAX_ROUNDS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rounds of mutual nearest neighbours over a list of candidate pairs.
+
+    In each round, every image source with a free partner points at its
+    nearest free reference source, and every reference source at its nearest
+    free image source; the mutual pairs are matched and their sources leave
+    the game. This is :func:`match_one_to_one` on pairs already found.
+
+    Parameters
+    ----------
+    img, ref : ndarray of int, shape (k,)
+        Image and reference index of each candidate pair (each pair once).
+    dist : ndarray, shape (k,)
+        Their distances (or any increasing function of them).
+    n_img, n_ref : int
+        Number of image and reference sources.
+    max_rounds : int, optional
+        Rounds of matching (1: mutual pairs only).
+
+    Returns
+    -------
+    image_idx, ref_idx : ndarray of int
+        Matched pairs, sorted by ``ref_idx``.
+    """
+    by_img = np.lexsort((dist, img))  # each image source's pairs, nearest first
+    by_ref = np.lexsort((dist, ref))
+    alive = np.ones(img.size, dtype=bool)
+    free_img = np.ones(n_img, dtype=bool)
+    free_ref = np.ones(n_ref, dtype=bool)
+    nearest_img = np.full(n_ref, -1, dtype=np.intp)
+    out_img: list[np.ndarray] = []
+    out_ref: list[np.ndarray] = []
+    for _ in range(max_rounds):
+        order = by_img[alive[by_img]]
+        if order.size == 0:
+            break
+        src = img[order]
+        head = np.ones(order.size, dtype=bool)
+        head[1:] = src[1:] != src[:-1]
+        best = order[head]  # the nearest free reference source of each image source
+        order = by_ref[alive[by_ref]]
+        dst = ref[order]
+        head = np.ones(order.size, dtype=bool)
+        head[1:] = dst[1:] != dst[:-1]
+        nearest_img[dst[head]] = img[order[head]]
+        mutual = best[nearest_img[ref[best]] == img[best]]
+        if mutual.size == 0:
+            break
+        out_img.append(img[mutual])
+        out_ref.append(ref[mutual])
+        free_img[img[mutual]] = False
+        free_ref[ref[mutual]] = False
+        alive &= free_img[img] & free_ref[ref]
+    if not out_img:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    img_out = np.concatenate(out_img)
+    ref_out = np.concatenate(out_ref)
+    order = np.argsort(ref_out, kind="stable")
+    return img_out[order], ref_out[order]
+
+
+def _match_with_trees(
+    image_xy: np.ndarray,
+    ref_xy: np.ndarray,
+    tolerance: float,
+    shift: np.ndarray,
+    image_tree: cKDTree | None,
+    ref_tree: cKDTree | None,
+    max_rounds: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`match_one_to_one` with KD-tree queries (huge tolerances, where the grid gives up)."""
     shift = np.asarray(shift, dtype=float)
     out_img: list[np.ndarray] = []
     out_ref: list[np.ndarray] = []
