@@ -185,14 +185,22 @@ def greedy_pairs(
     image_idx, ref_idx : ndarray of int
         Matched pairs, sorted by ``ref_idx``.
     """
+    out_img: list[np.ndarray] = []
+    out_ref: list[np.ndarray] = []
+    if max_rounds >= 1 and img.size:
+        # A pair whose two sources have no other candidate is mutual in the first
+        # round and touches no other pair: match those at once, play the rest.
+        lone = (np.bincount(img, minlength=n_img)[img] == 1) & (
+            np.bincount(ref, minlength=n_ref)[ref] == 1)
+        out_img.append(img[lone])
+        out_ref.append(ref[lone])
+        img, ref, dist = img[~lone], ref[~lone], dist[~lone]
     by_img = np.lexsort((dist, img))  # each image source's pairs, nearest first
     by_ref = np.lexsort((dist, ref))
     alive = np.ones(img.size, dtype=bool)
     free_img = np.ones(n_img, dtype=bool)
     free_ref = np.ones(n_ref, dtype=bool)
     nearest_img = np.full(n_ref, -1, dtype=np.intp)
-    out_img: list[np.ndarray] = []
-    out_ref: list[np.ndarray] = []
     for _ in range(max_rounds):
         order = by_img[alive[by_img]]
         if order.size == 0:
