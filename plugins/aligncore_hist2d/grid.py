@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["candidate_pairs"]
 
-_MARGIN = 1e-9  # relative widening of the reach when choosing cells (rounding safety)
+_MARGIN = 1e-7  # relative widening of the reach when choosing cells (rounding safety)
 _CELLS_PER_POINT = 4  # at most about this many cells per point (coarser cells beyond)
 
 
@@ -46,52 +46,46 @@ def candidate_pairs(
         grouped by cell of ``b``; ``None`` when there would be more than
         ``limit`` of them (or the reach is not finite).
     """
-    # Column by column: a reduction over axis 0 of an (n, 2) array is ~30x slower.
-    lo = np.array([np.minimum(a[:, k].min(), b[:, k].min()) for k in (0, 1)])
-    hi = np.array([np.maximum(a[:, k].max(), b[:, k].max()) for k in (0, 1)])
-    wide = reach + _MARGIN * (reach + float(np.max(np.abs(np.concatenate([lo, hi])))))
-    extent = hi - lo
-    if not np.all(np.isfinite(extent)):
+    # Column by column, in Python floats: a reduction over axis 0 of an (n, 2) array is
+    # ~30x slower, and scalar arithmetic on 2-element arrays costs more than the data.
+    ax, ay, bx, by = a[:, 0], a[:, 1], b[:, 0], b[:, 1]
+    x0 = float(np.minimum(ax.min(), bx.min()))  # NaN-propagating
+    y0 = float(np.minimum(ay.min(), by.min()))
+    x1 = float(np.maximum(ax.max(), bx.max()))
+    y1 = float(np.maximum(ay.max(), by.max()))
+    ex, ey = x1 - x0, y1 - y0
+    if not (math.isfinite(ex) and math.isfinite(ey) and math.isfinite(reach)):
         return None
-    # Cells at least 2 x reach wide (a square of half-width `wide` spans <= 2 per axis),
-    # larger when the field would need more than CELLS_PER_POINT cells per point.
+    wide = reach + _MARGIN * (reach + max(abs(x0), abs(y0), abs(x1), abs(y1)))
+    # Cells at least 2 x wide (a square of half-width `wide` spans <= 2 per axis),
+    # larger when the field would need more than _CELLS_PER_POINT cells per point.
     budget = _CELLS_PER_POINT * (len(a) + len(b)) + 1024
-    cell = max(2.0 * wide * (1.0 + _MARGIN), math.sqrt(extent[0] * extent[1] / budget),
-               float(extent.max()) / budget)
-    if not (math.isfinite(cell) and cell > 0):
+    cell = max(2.0 * wide * (1.0 + _MARGIN), math.sqrt(ex * ey / budget), max(ex, ey) / budget)
+    if not cell > 0:
         return None
-    origin = lo - 2.0 * cell
-    span = ((hi - origin) / cell).astype(np.int64) + 3
-    ncy = int(span[1])
-    ncells = int(span[0]) * ncy
+    inv = 1.0 / cell
+    ox, oy = x0 - 2.0 * cell, y0 - 2.0 * cell  # every cell index below is >= 1
+    ncy = int((y1 - oy) * inv) + 3
+    ncells = (int((x1 - ox) * inv) + 3) * ncy
 
-    cb = ((b - origin) / cell).astype(np.int64)  # positive: floor
-    key_b = cb[:, 0] * ncy + cb[:, 1]
-    order = np.argsort(key_b, kind="stable")
+    # int64 truncation is the floor here: every coordinate is above the origin.
+    key_b = ((bx - ox) * inv).astype(np.int64) * ncy + ((by - oy) * inv).astype(np.int64)
+    order = np.argsort(key_b)
     per_cell = np.bincount(key_b, minlength=ncells)
-    ends = np.cumsum(per_cell)
-    starts = ends - per_cell
-    q0 = ((a - wide - origin) / cell).astype(np.int64)
-    q1 = ((a + wide - origin) / cell).astype(np.int64)
-    step_x = q1[:, 0] > q0[:, 0]
-    step_y = q1[:, 1] > q0[:, 1]
-    key0 = q0[:, 0] * ncy + q0[:, 1]
-
-    rows = np.arange(len(a))
-    parts = [(rows, key0), (rows[step_x], key0[step_x] + ncy), (rows[step_y], key0[step_y] + 1)]
+    starts = np.cumsum(per_cell) - per_cell
+    cx = ((ax - (ox + wide)) * inv).astype(np.int64)
+    cy = ((ay - (oy + wide)) * inv).astype(np.int64)
+    step_x = ((ax - (ox - wide)) * inv).astype(np.int64) > cx
+    step_y = ((ay - (oy - wide)) * inv).astype(np.int64) > cy
+    key0 = cx * ncy + cy
     both = step_x & step_y
-    parts.append((rows[both], key0[both] + ncy + 1))
-    q_list, s_list, c_list = [], [], []
-    for q, keys in parts:
-        s = starts[keys]
-        c = per_cell[keys]
-        has = c > 0
-        q_list.append(q[has])
-        s_list.append(s[has])
-        c_list.append(c[has])
-    q = np.concatenate(q_list)
-    start = np.concatenate(s_list)
-    count = np.concatenate(c_list)
+    rows = np.arange(len(a))
+    q = np.concatenate([rows, rows[step_x], rows[step_y], rows[both]])
+    keys = np.concatenate([key0, key0[step_x] + ncy, key0[step_y] + 1, key0[both] + (ncy + 1)])
+    count = per_cell[keys]
+    has = count > 0
+    q, count = q[has], count[has]
+    start = starts[keys[has]]
     total = int(count.sum())
     if total > limit:
         return None
