@@ -116,8 +116,10 @@ def pair_offsets(
             if math.isfinite(half_width) else None)
     if cand is not None:
         ii, jj = cand
-        d = ref_xy[jj] - image_xy[ii]
-        return d[np.max(np.abs(d), axis=1) <= half_width]
+        dx = ref_xy[jj, 0] - image_xy[ii, 0]
+        dy = ref_xy[jj, 1] - image_xy[ii, 1]
+        keep = (np.abs(dx) <= half_width) & (np.abs(dy) <= half_width)
+        return np.column_stack([dx[keep], dy[keep]])
     # Too many candidates for the grid: count (and refuse) them with the trees.
     tree_img = image_tree if image_tree is not None else make_tree(image_xy)
     tree_ref = ref_tree if ref_tree is not None else make_tree(ref_xy)
@@ -313,25 +315,29 @@ def find_offset(
             radius=radius,
             warnings=["2D histogram is empty: no pair of sources within the search radius"],
         )
-    idx = np.floor(d + (big_r + 0.5)).astype(np.int64)
-    np.clip(idx, 0, nbin - 1, out=idx)
-    flat = idx[:, 1] * nbin + idx[:, 0]
-    hist = np.bincount(flat, minlength=nbin * nbin).reshape(nbin, nbin)
-    iy, ix = np.unravel_index(int(np.argmax(hist)), hist.shape)
-    iy, ix = int(iy), int(ix)
+    # Column by column: reductions over axis 0 of an (n, 2) array are many times slower.
+    dx, dy = d[:, 0], d[:, 1]
+    ix_all = np.floor(dx + (big_r + 0.5)).astype(np.int64)
+    iy_all = np.floor(dy + (big_r + 0.5)).astype(np.int64)
+    for i_all in (ix_all, iy_all):
+        np.minimum(i_all, nbin - 1, out=i_all)
+        np.maximum(i_all, 0, out=i_all)
+    hist = np.bincount(iy_all * nbin + ix_all, minlength=nbin * nbin).reshape(nbin, nbin)
+    iy, ix = divmod(int(np.argmax(hist)), nbin)
     binned, method = _binned_peak(hist, iy, ix)
     binned = binned - big_r
     # Refine with the unbinned offsets near the peak (no quantisation), using
     # only the pairs in the bins around it.
     reach = math.ceil(_REFINE_RADIUS + 1.0)
-    box = (np.abs(idx[:, 0] - ix) <= reach) & (np.abs(idx[:, 1] - iy) <= reach)
-    local = d[box]
+    box = (np.abs(ix_all - ix) <= reach) & (np.abs(iy_all - iy) <= reach)
+    local_x, local_y = dx[box], dy[box]
     offset = binned.copy()
     for _ in range(_REFINE_ITER):
-        near = np.hypot(local[:, 0] - offset[0], local[:, 1] - offset[1]) <= _REFINE_RADIUS
-        if not np.any(near):
+        near = np.hypot(local_x - offset[0], local_y - offset[1]) <= _REFINE_RADIUS
+        n_near = int(np.count_nonzero(near))
+        if n_near == 0:
             break
-        offset = local[near].mean(axis=0)
+        offset = np.array([local_x[near].sum() / n_near, local_y[near].sum() / n_near])
     k, lam, fap, sigma = _significance(hist, iy, ix)
     others = hist.ravel()[hist.ravel() > 0]
     peak_bin = int(hist[iy, ix])
