@@ -2,9 +2,10 @@
 
 Bins are one pixel (``bin_size`` in the unit of the positions). Every pair
 (image source, reference source) whose offset ``ref - image`` lies in the box
-``|dx|, |dy| <= r + 0.5`` is found with a KD-tree (Chebyshev distance; never
-an N x M array) and binned in ``2R + 1`` unit bins per axis centred on the
-integer offsets ``-R .. R`` (``R = ceil(r)``). Bin ``k`` therefore means
+``|dx|, |dy| <= r + 0.5`` is found on a grid of cells (`aligncore_hist2d.grid`;
+never an N x M array; KD-trees count and refuse absurd radii) and binned in
+``2R + 1`` unit bins per axis centred on the integer offsets ``-R .. R``
+(``R = ceil(r)``). Bin ``k`` therefore means
 offset ``k - R``: there is no bias when ``r`` is not an integer (tweakwcs'
 ``idx * pscale - searchrad`` is off by up to one bin in that case).
 
@@ -104,7 +105,8 @@ def pair_offsets(
     half_width : float
         Pairs with ``|dx| <= half_width`` and ``|dy| <= half_width`` are kept.
     image_tree, ref_tree : cKDTree, optional
-        Trees already built on ``image_xy`` and ``ref_xy`` (saves the build).
+        Trees already built on ``image_xy`` and ``ref_xy``, used only when the
+        cell grid would give more than ``MAX_PAIRS`` candidates.
 
     Returns
     -------

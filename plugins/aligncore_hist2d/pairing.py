@@ -1,4 +1,8 @@
-"""Confusion pruning and strictly one-to-one nearest-neighbour matching."""
+"""Confusion pruning and strictly one-to-one nearest-neighbour matching.
+
+Neighbours are found on a grid of cells (`aligncore_hist2d.grid`); KD-trees
+only count and refuse absurd radii, where the grid would build too many pairs.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +60,8 @@ def prune_close(xy: np.ndarray, separation: float, *, tree: cKDTree | None = Non
     separation : float
         Minimum distance (same unit as ``xy``); ``<= 0`` keeps everything.
     tree : cKDTree, optional
-        A tree already built on ``xy``.
+        A tree already built on ``xy`` (used only when the cell grid would give
+        more than `MAX_PAIRS` candidates).
 
     Returns
     -------
@@ -116,16 +121,22 @@ def match_one_to_one(
     the greedy matching by increasing distance (for distinct distances): no
     source can appear in two pairs.
 
+    The candidate pairs come from a grid of cells (`aligncore_hist2d.grid`):
+    one sort and a few vectorised look-ups, then the rounds are played on
+    that list (`greedy_pairs`). KD-tree queries are used instead only when
+    the tolerance is so large that the candidates would exceed `MAX_PAIRS`.
+
     Parameters
     ----------
     image_xy, ref_xy : ndarray, shape (n, 2) and (m, 2)
         Positions.
     tolerance : float
-        Maximum distance of a pair (inclusive).
+        A pair must be closer than this (as a KD-tree's ``distance_upper_bound``).
     shift : array-like, shape (2,)
         Added to the image positions before matching.
     image_tree, ref_tree : cKDTree, optional
-        Trees already built on ``image_xy`` and ``ref_xy`` (unshifted).
+        Trees already built on ``image_xy`` and ``ref_xy`` (unshifted), for the
+        KD-tree path.
     max_rounds : int, optional
         Rounds of mutual-nearest-neighbour matching (1: mutual pairs only).
 
