@@ -6,6 +6,8 @@ only count and refuse absurd radii, where the grid would build too many pairs.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -19,6 +21,7 @@ MAX_PAIRS = 20_000_000
 """Most pairs a neighbour query may return (a few hundred MB); more is refused."""
 
 _MAX_ROUNDS = 50
+_NN_DOUBLINGS = 20  # radii tried by median_nn_distance before the KD-tree
 _PARALLEL_QUERIES = 20_000  # below this many points, threads cost more than they save
 
 
@@ -94,12 +97,40 @@ def median_nn_distance(
 
     At most ``max_points`` evenly spaced sources are queried (the median of a
     large sample is as good as the full one).
+
+    Neighbours are searched on the cell grid within a radius that starts at
+    0.6 x the mean spacing of the sources and doubles until more than half of the
+    queried sources have their nearest neighbour within it: the median is
+    then exact. ``tree`` is used when the grid gives up (see `MAX_PAIRS`).
     """
     if len(xy) < 2:
         return float("nan")
-    tree = tree if tree is not None else make_tree(xy)
     step = max(1, len(xy) // max_points)
-    d, _ = tree.query(xy[::step], k=2, workers=_workers(len(xy) // step))
+    query = xy[::step]
+    rows = np.arange(0, len(xy), step)
+    x, y = xy[:, 0], xy[:, 1]
+    area = float(np.ptp(x)) * float(np.ptp(y))
+    # 0.6 x the mean spacing: the median for uniformly spread sources is 0.47 x
+    reach = 0.6 * math.sqrt(area / len(xy)) if area > 0 else float(max(np.ptp(x), np.ptp(y)))
+    for _ in range(_NN_DOUBLINGS if np.isfinite(reach) and reach > 0 else 0):
+        cand = candidate_pairs(query, xy, reach, MAX_PAIRS)
+        if cand is None:
+            break
+        qi, j = cand
+        other = rows[qi] != j
+        qi, j = qi[other], j[other]
+        dx = query[qi, 0] - x[j]
+        dy = query[qi, 1] - y[j]
+        d = np.sqrt(dx * dx + dy * dy)
+        nn = np.full(len(query), np.inf)
+        np.minimum.at(nn, qi, d)
+        nn[nn > reach] = np.inf  # a source further than `reach` may be closer than these
+        median = float(np.median(nn))
+        if math.isfinite(median):
+            return median
+        reach *= 2.0
+    tree = tree if tree is not None else make_tree(xy)
+    d, _ = tree.query(query, k=2, workers=_workers(len(query)))
     return float(np.median(d[:, 1]))
 
 

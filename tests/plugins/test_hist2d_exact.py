@@ -10,6 +10,8 @@ the same histogram offsets, the same pruned sources, the same matched pairs
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from astropy.table import QTable
@@ -22,6 +24,7 @@ from aligncore_hist2d import (
     grid,
     histogram,
     match_one_to_one,
+    median_nn_distance,
     pair_offsets,
     pairing,
     prune_close,
@@ -158,6 +161,28 @@ def test_grid_candidates_include_every_close_pair(case) -> None:
     got = np.zeros_like(close)
     got[i, j] = True
     assert not np.any(close & ~got)
+
+
+@SETTINGS
+@given(case=catalogs(), layout=st.sampled_from(["uniform", "clumped", "lattice"]))
+def test_median_nn_distance_is_brute_force(case, layout: str) -> None:
+    img, ref, _, _ = case
+    xy = np.vstack([img, ref])
+    if layout == "clumped":  # most sources in a tight clump, a few far away
+        xy[: len(xy) * 2 // 3] = xy[0] + (xy[: len(xy) * 2 // 3] - xy[0]) * 1e-3
+    elif layout == "lattice":  # more regular than random: the first radius is too small
+        side = math.ceil(math.sqrt(len(xy)))
+        k = np.arange(len(xy))
+        xy = xy[0] + np.column_stack([k % side, k // side]) * 0.7 + (xy - xy[0]) * 1e-3
+    d = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
+    np.fill_diagonal(d, np.inf)
+    want = float(np.median(d.min(axis=1))) if len(xy) > 1 else np.nan
+    assert median_nn_distance(xy) == pytest.approx(want, rel=1e-15, nan_ok=True)
+    if len(xy) >= 6:  # a sample of the sources
+        max_points = len(xy) // 3
+        sample = float(np.median(d.min(axis=1)[:: len(xy) // max_points]))
+        assert median_nn_distance(xy, max_points=max_points) == pytest.approx(sample,
+                                                                              rel=1e-15)
 
 
 def test_grid_gives_up_beyond_the_limit() -> None:
