@@ -9,7 +9,6 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from astropy.table import Table
 from pydantic import Field, model_validator
-from scipy.spatial import cKDTree
 
 from aligncore import Matcher, MatchError, MatchResult, Params
 from aligncore.stages import require_tables
@@ -17,7 +16,6 @@ from aligncore_hist2d.auto import auto_separation, auto_tolerance, finite_min, s
 from aligncore_hist2d.catalog import fwhm_pixels, pixel_scale_of, tangent_positions
 from aligncore_hist2d.histogram import HistogramPeak, find_offset
 from aligncore_hist2d.pairing import (
-    make_tree,
     match_one_to_one,
     median_nn_distance,
     prune_close,
@@ -50,7 +48,7 @@ class Hist2dMatcher(Matcher):
     """2D-histogram initial offset, then strictly one-to-one nearest-neighbour matching.
 
     1. With ``use2dhist``, the offset ``reference - image`` is the peak of the
-       2D histogram of all pair offsets within ``searchrad`` (KD-tree, pixel
+       2D histogram of all pair offsets within ``searchrad`` (cell grid, pixel
        bins centred on integer offsets, sub-bin quadratic peak refined with
        the unbinned offsets: no bin bias). Its significance (Gaussian-equivalent
        sigma of the false-alarm probability against the Poisson background of
@@ -171,8 +169,8 @@ class Hist2dMatcher(Matcher):
         if pscale_source == "default":
             warnings.append("no pixel scale in the catalogs' meta; histogram bins of 1 arcsec")
 
-        # Shift the reference instead of the image so both trees serve every step.
-        raw = _Lists.make(img_all, img_rows_all, ref_all - offset0, ref_rows_all)
+        # Shift the reference instead of the image: (xoffset, yoffset) applied once.
+        raw = _Lists(img_all, img_rows_all, ref_all - offset0, ref_rows_all)
         tolerance, separation = self._radii(raw, fwhm_px * pscale, meta)
         if raw.empty:
             which = "image" if raw.img.shape[0] == 0 else "reference"
@@ -240,8 +238,8 @@ class Hist2dMatcher(Matcher):
         sep_auto = p.separation == "auto"
         if tol_auto:
             nn = finite_min(
-                median_nn_distance(lists.img, tree=lists.img_tree),
-                median_nn_distance(lists.ref, tree=lists.ref_tree),
+                median_nn_distance(lists.img),
+                median_nn_distance(lists.ref),
             )
             meta["nn_distance"] = nn
             sep_fixed = None if sep_auto else float(p.separation)
@@ -272,8 +270,6 @@ class Hist2dMatcher(Matcher):
                 lists.ref,
                 radius,
                 bin_size=pscale,
-                image_tree=lists.img_tree,
-                ref_tree=lists.ref_tree,
             )
             tried.append(
                 {"searchrad": radius, "significance": peak.significance, "edge": peak.edge}
@@ -318,24 +314,12 @@ class Hist2dMatcher(Matcher):
 
 @dataclass
 class _Lists:
-    """Both source lists (rows of the input tables) with their KD-trees, built once."""
+    """Both source lists: positions and their rows in the input tables."""
 
     img: np.ndarray
     img_rows: np.ndarray
     ref: np.ndarray
     ref_rows: np.ndarray
-    img_tree: cKDTree | None = None
-    ref_tree: cKDTree | None = None
-
-    @classmethod
-    def make(
-        cls, img: np.ndarray, img_rows: np.ndarray, ref: np.ndarray, ref_rows: np.ndarray
-    ) -> _Lists:
-        out = cls(img, img_rows, ref, ref_rows)
-        if not out.empty:
-            out.img_tree = make_tree(img)
-            out.ref_tree = make_tree(ref)
-        return out
 
     @property
     def empty(self) -> bool:
@@ -343,16 +327,14 @@ class _Lists:
 
     def pruned(self, separation: float) -> tuple[_Lists, tuple[int, int]]:
         """The lists without confused sources, and how many were dropped from each."""
-        keep_i = prune_close(self.img, separation, tree=self.img_tree)
-        keep_r = prune_close(self.ref, separation, tree=self.ref_tree)
+        keep_i = prune_close(self.img, separation)
+        keep_r = prune_close(self.ref, separation)
         n_pruned = (int(np.count_nonzero(~keep_i)), int(np.count_nonzero(~keep_r)))
         out = _Lists(
             self.img[keep_i],
             self.img_rows[keep_i],
             self.ref[keep_r],
             self.ref_rows[keep_r],
-            self.img_tree if keep_i.all() else None,
-            self.ref_tree if keep_r.all() else None,
         )
         return out, n_pruned
 
@@ -364,8 +346,6 @@ class _Lists:
             self.ref,
             tolerance,
             shift=shift,
-            image_tree=self.img_tree,
-            ref_tree=self.ref_tree,
             max_rounds=max_rounds,
         )
 

@@ -191,6 +191,17 @@ class AlignImage:
         )
 
 
+def _has_repeats(idx: np.ndarray) -> bool:
+    """Whether an integer array holds some value twice (a count table when compact)."""
+    if idx.size < 2:
+        return False
+    lo, hi = int(idx.min()), int(idx.max())
+    if hi - lo <= 4 * idx.size + 1024:
+        return bool(np.bincount(idx - lo).max() > 1)
+    s = np.sort(idx)
+    return bool(np.any(s[1:] == s[:-1]))
+
+
 @dataclass(frozen=True)
 class MatchResult:
     """One-to-one matches between an image catalog and a reference catalog.
@@ -217,7 +228,7 @@ class MatchResult:
         ref = np.asarray(self.ref_idx, dtype=np.intp).reshape(-1)
         if img.shape != ref.shape:
             raise ValueError("image_idx and ref_idx must have the same length")
-        if np.unique(img).size != img.size or np.unique(ref).size != ref.size:
+        if _has_repeats(img) or _has_repeats(ref):
             raise ValueError("matches must be one-to-one: an index appears twice")
         object.__setattr__(self, "image_idx", img)
         object.__setattr__(self, "ref_idx", ref)
