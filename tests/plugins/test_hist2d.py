@@ -326,23 +326,15 @@ def test_property_one_to_one_and_within_tolerance(case: dict) -> None:
 
 
 # --- performance ----------------------------------------------------------------------------
-def test_1e5_by_1e5_under_two_seconds() -> None:
-    import time
-
+def test_1e5_by_1e5_auto_match() -> None:
+    # speed is measured in benchmarks/bench_match.py; this pins the result at 1e5 sources
     n = 100_000
     rng = np.random.default_rng(21)
     side = math.sqrt(n / 2.5e-4) * 0.1  # 2.5e-4 sources per pixel^2 at 0.1"/px
     ref = rng.uniform(0, side, (n, 2))
     img = ref - [0.37, -0.52] + rng.normal(0, 0.005, ref.shape)
-    img_t, ref_t = table(img), table(ref)
     matcher = Hist2dMatcher(searchrad="auto", tolerance="auto", separation="auto")
-    best = math.inf
-    for _ in range(2):  # a second try only if the first was slowed down by a busy machine
-        t0 = time.perf_counter()
-        m = matcher.match(img_t, ref_t)
-        best = min(best, time.perf_counter() - t0)
-        if best < 2.0:
-            break
-    assert best < 2.0
+    m = matcher.match(table(img), table(ref))
     assert np.mean(m.image_idx == m.ref_idx) > 0.999
     assert m.n_matched > 0.9 * n
+    np.testing.assert_allclose(m.offset, [0.37, -0.52], atol=1e-3)
