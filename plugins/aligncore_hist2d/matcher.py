@@ -228,7 +228,24 @@ class Hist2dMatcher(Matcher):
             ref_idx=lists.ref_rows[jj],
             offset=(float(offset[0]), float(offset[1])),
             meta=meta,
+            weak=meta["weak"],
+            significance=meta.get("peak_significance", math.nan),
         )
+
+    # --- the contract core reads ----------------------------------------------------------
+    def search_reach(self) -> float | None:
+        """The largest offset searched (arcsec): ``searchrad``, or ``max_searchrad`` for auto."""
+        p = self.params
+        return float(p.max_searchrad if p.searchrad == "auto" else p.searchrad)
+
+    def tolerance(self) -> float | None:
+        """The pair tolerance (arcsec); None for ``tolerance: auto`` (chosen per match)."""
+        return None if self.params.tolerance == "auto" else float(self.params.tolerance)
+
+    def match_slack(self) -> float:
+        """Tolerance plus separation (arcsec), the fixed ones only (``auto`` counts 0)."""
+        p = self.params
+        return sum(float(v) for v in (p.tolerance, p.separation) if not isinstance(v, str))
 
     # ------------------------------------------------------------------------------------
     def _radii(
@@ -379,5 +396,6 @@ def _empty(offset: np.ndarray, meta: dict[str, Any]) -> MatchResult:
     meta["n_matched"] = 0
     empty = np.zeros(0, dtype=np.intp)
     return MatchResult(
-        image_idx=empty, ref_idx=empty, offset=(float(offset[0]), float(offset[1])), meta=meta
+        image_idx=empty, ref_idx=empty, offset=(float(offset[0]), float(offset[1])), meta=meta,
+        weak=meta["weak"], significance=meta.get("peak_significance", math.nan),
     )

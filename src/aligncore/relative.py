@@ -83,8 +83,8 @@ def _match_with_fallback(
         ref_cat = reference.near(unit.footprint, search_margin(config, matcher, unit.footprint))
         result = registry.run_stage(matcher, unit.catalog, ref_cat)
         tried.append(f"{matcher.name}: {result.n_matched} matches"
-                     + (" (weak peak)" if result.meta.get("weak") else ""))
-        if result.n_matched >= minobj and not result.meta.get("weak", False):
+                     + (" (weak peak)" if result.weak else ""))
+        if result.n_matched >= minobj and not result.weak:
             return result, matcher, ref_cat, tried
         if best is None or result.n_matched > best[0].n_matched:
             best = (result, matcher, ref_cat)
@@ -141,18 +141,15 @@ def correction_size(fit: FitResult, footprint: np.ndarray) -> float:
 def max_correction(config: Config, matcher: Matcher) -> float:
     """The largest correction the guard accepts (arcsec).
 
-    ``align.max_correction: auto`` derives it from the matcher's search radius
-    (1.5 x searchrad, or x max_searchrad with searchrad: auto, plus 1"); a
-    matcher without a search radius (e.g. triangles) is not bounded.
+    ``align.max_correction: auto`` derives it from the matcher's
+    `~aligncore.Matcher.search_reach` (1.5 x reach, plus 1"); a matcher without
+    one (e.g. triangles) is not bounded.
     """
     value = config.align.max_correction
     if value != "auto":
         return float(value)
-    params = matcher.params
-    radius = getattr(params, "searchrad", None)
-    if radius == "auto":
-        radius = getattr(params, "max_searchrad", None)
-    if not isinstance(radius, int | float):
+    radius = matcher.search_reach()
+    if radius is None:
         return math.inf
     return 1.5 * float(radius) + 1.0
 
@@ -161,25 +158,19 @@ def search_margin(config: Config, matcher: Matcher, footprint: np.ndarray) -> fl
     """How far (arcsec) beyond a unit's footprint the reference is shown to a matcher.
 
     A reference source farther from the footprint than the largest offset the
-    matcher searches (``searchrad``, ``max_searchrad``) or the guard accepts
-    (`max_correction`), plus the matching tolerance and separation, can take
-    part in no histogram pair and no match; the margin is twice that reach.
-    A matcher without a search radius (e.g. triangles) under
+    matcher searches (`~aligncore.Matcher.search_reach`) or the guard accepts
+    (`max_correction`), plus its `~aligncore.Matcher.match_slack`, can take
+    part in no match; the margin is twice that reach plus the slack.
+    A matcher without a search reach (e.g. triangles) under
     ``max_correction: auto`` sees one footprint size around the footprint.
     """
-    params = matcher.params
     reach = max_correction(config, matcher)
     if not math.isfinite(reach):
         return float(np.max(np.ptp(footprint, axis=0)))
-    radius = getattr(params, "searchrad", None)
-    if radius == "auto":
-        radius = getattr(params, "max_searchrad", None)
-    if isinstance(radius, int | float):
+    radius = matcher.search_reach()
+    if radius is not None:
         reach = max(reach, float(radius))
-    slack = sum(float(v) for v in (getattr(params, "tolerance", None),
-                                   getattr(params, "separation", None))
-                if isinstance(v, int | float))
-    return 2.0 * reach + slack
+    return 2.0 * reach + float(matcher.match_slack())
 
 
 def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray | None,
@@ -188,9 +179,9 @@ def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray 
     minobj = config.align.minobj
     if fit.n_used < minobj:
         return f"only {fit.n_used} sources left after clipping (minobj={minobj})"
-    if match.meta.get("weak"):
-        significance = match.meta.get("significance", math.nan)
-        return f"the match offset is not significant (histogram peak significance {significance})"
+    if match.weak:
+        return ("the match offset is not significant "
+                f"(significance {match.significance:.1f} sigma)")
     if variance is not None:
         expected = math.sqrt(2.0 * float(np.median(variance)))
         limit = max(config.align.max_rms_factor * expected, 0.5 * unit.pixel_scale)
@@ -374,9 +365,8 @@ def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher
     info["order"] = [units[i].key for i in attempts]
     aligned = sum(u.status == Status.SUCCESS for u in units)
     if config.align.solver == "global" and aligned >= 1:
-        geometry = getattr(fitter.params, "fitgeometry", "rshift")
-        info["global"] = solve_global(units, geometry, nclip=getattr(fitter.params, "nclip", 3),
-                                      sigma=getattr(fitter.params, "sigma", 3.0),
+        nclip, sigma = fitter.clipping()
+        info["global"] = solve_global(units, fitter.geometry(), nclip=nclip, sigma=sigma,
                                       weighted=config.align.use_weights)
     info["overlaps"] = overlap_statistics(units)
     return info

@@ -120,6 +120,10 @@ class Matcher(Stage):
 
     Both catalogs carry ``tp_x``, ``tp_y`` (arcsec in the shared tangent plane)
     and ``meta["tp_pixel_scale"]``. The result must be one-to-one.
+
+    Besides `match`, core reads only `search_reach` and `match_slack` (to size
+    the reference it shows the matcher and the largest correction it accepts)
+    and the result's typed fields; it never reads ``params`` by name.
     """
 
     kind: ClassVar[str] = "matcher"
@@ -128,9 +132,51 @@ class Matcher(Stage):
     def match(self, image_cat: QTable, ref_cat: QTable) -> MatchResult:
         """Match ``image_cat`` to ``ref_cat``."""
 
+    def search_reach(self) -> float | None:
+        """How far the matcher looks for the offset between the catalogs (arcsec).
+
+        Returns
+        -------
+        float or None
+            The largest image-to-reference offset a match can find; None (the
+            default) when unbounded (e.g. triangle matching finds any offset).
+            With ``align.max_correction: auto`` the guard accepts corrections up to
+            ``1.5 x reach + 1"``, and the reference shown to the matcher extends
+            ``2 x reach + match_slack()`` beyond the image footprint; unbounded:
+            corrections are not limited and one footprint size is shown.
+        """
+        return None
+
+    def tolerance(self) -> float | None:
+        """The largest distance (arcsec) between two matched sources after the offset.
+
+        Returns
+        -------
+        float or None
+            None (the default) when not fixed in advance (chosen per match).
+        """
+        return None
+
+    def match_slack(self) -> float:
+        """How far (arcsec) beyond `search_reach` a reference source can still take part.
+
+        Returns
+        -------
+        float
+            The default is `tolerance` (0 when None); a matcher that also prunes
+            sources closer than some separation adds it.
+        """
+        tolerance = self.tolerance()
+        return 0.0 if tolerance is None else float(tolerance)
+
 
 class Fitter(Stage):
-    """Fits the transform that maps image positions onto reference positions."""
+    """Fits the transform that maps image positions onto reference positions.
+
+    Besides `fit`, core reads only `geometry` and `clipping` (the global solver
+    fits every image at once with the same geometry and clipping); it never
+    reads ``params`` by name.
+    """
 
     kind: ClassVar[str] = "fitter"
 
@@ -139,6 +185,23 @@ class Fitter(Stage):
         self, image_xy: np.ndarray, ref_xy: np.ndarray, weights: np.ndarray | None = None
     ) -> FitResult:
         """Fit ``ref_xy ~ matrix @ image_xy + shift``; arrays of shape ``(n, 2)``."""
+
+    def geometry(self) -> str:
+        """The fit geometry this fitter solves for.
+
+        Returns
+        -------
+        str
+            One of `aligncore.geometry.GEOMETRIES` (``shift``, ``rshift``, ``rscale``,
+            ``general``) or ``auto`` (the simplest the matches support, chosen per
+            fit, and by the global solver for the whole run). The default is
+            ``rshift``, tweakreg's.
+        """
+        return "rshift"
+
+    def clipping(self) -> tuple[int, float]:
+        """Sigma clipping: ``(passes, threshold in RMS residuals)``; default ``(3, 3.0)``."""
+        return 3, 3.0
 
 
 class RefCatalog(Stage):

@@ -204,13 +204,24 @@ class MatchResult:
         Initial offset (arcsec, tangent plane) that was applied to the image
         positions before matching (reference - image).
     meta : dict
-        Matcher-specific diagnostics (e.g. histogram peak significance, radius used).
+        Matcher-specific diagnostics (e.g. the radii used), reported as they are;
+        core reads nothing from it.
+    weak : bool
+        True when the matcher does not trust its own result (no clear offset,
+        too few supporting sources). The pipeline then tries the next matcher
+        of ``align.fallback`` and never applies a fit built on a weak match.
+    significance : float
+        How clearly the offset stands out (Gaussian-equivalent sigma of a
+        histogram peak, or a matcher's own measure); NaN when not measured.
+        Reported in the reason of a fit rejected for a weak match.
     """
 
     image_idx: np.ndarray
     ref_idx: np.ndarray
     offset: tuple[float, float] = (0.0, 0.0)
     meta: Mapping[str, Any] = field(default_factory=dict)
+    weak: bool = False
+    significance: float = math.nan
 
     def __post_init__(self) -> None:
         img = np.asarray(self.image_idx, dtype=np.intp).reshape(-1)
@@ -223,6 +234,8 @@ class MatchResult:
         object.__setattr__(self, "ref_idx", ref)
         object.__setattr__(self, "offset", (float(self.offset[0]), float(self.offset[1])))
         object.__setattr__(self, "meta", dict(self.meta))
+        object.__setattr__(self, "weak", bool(self.weak))
+        object.__setattr__(self, "significance", float(self.significance))
 
     @property
     def n_matched(self) -> int:

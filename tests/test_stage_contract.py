@@ -1,0 +1,120 @@
+"""The explicit contract between core and its stage plugins: methods and typed fields."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import aligncore
+from aligncore.config import Config
+from aligncore.relative import max_correction, search_margin
+from aligncore_affine import AffineFitter
+from aligncore_hist2d.matcher import Hist2dMatcher
+from aligncore_hist2d.triangle_matcher import TriangleMatcher
+
+FOOTPRINT = np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 50.0], [0.0, 50.0]])
+
+
+class Plain(aligncore.Matcher):
+    """A third-party matcher that declares nothing beyond ``match``."""
+
+    name = "plain"
+
+    def match(self, image_cat, ref_cat):
+        return aligncore.MatchResult([], [])
+
+
+class Reaching(Plain):
+    """A third-party matcher with its own names for its radii."""
+
+    name = "reaching"
+
+    class Params(aligncore.Params):
+        look: float = 4.0
+        radius: float = 0.25
+
+    def search_reach(self):
+        return self.params.look
+
+    def tolerance(self):
+        return self.params.radius
+
+
+def test_match_result_has_typed_weak_and_significance():
+    result = aligncore.MatchResult([0], [1])
+    assert result.weak is False
+    assert math.isnan(result.significance)
+    weak = aligncore.MatchResult([], [], weak=1, significance=2)
+    assert weak.weak is True and weak.significance == 2.0
+
+
+def test_matcher_defaults_are_unbounded():
+    matcher = Plain()
+    assert matcher.search_reach() is None
+    assert matcher.tolerance() is None
+    assert matcher.match_slack() == 0.0
+    assert max_correction(Config(), matcher) == math.inf
+    assert search_margin(Config(), matcher, FOOTPRINT) == 100.0
+
+
+def test_third_party_matcher_takes_part_in_the_guard():
+    matcher = Reaching()
+    assert max_correction(Config(), matcher) == pytest.approx(7.0)
+    assert search_margin(Config(), matcher, FOOTPRINT) == pytest.approx(2 * 7.0 + 0.25)
+
+
+@pytest.mark.parametrize(
+    ("params", "reach", "tolerance", "slack"),
+    [
+        ({"searchrad": 2.0, "separation": 1.0, "tolerance": 0.7}, 2.0, 0.7, 1.7),
+        ({"searchrad": "auto", "max_searchrad": 8.0, "separation": "auto",
+          "tolerance": "auto"}, 8.0, None, 0.0),
+        ({"searchrad": 3.0, "separation": 1.5, "tolerance": "auto"}, 3.0, None, 1.5),
+    ],
+)
+def test_hist2d_contract(params, reach, tolerance, slack):
+    matcher = Hist2dMatcher(params)
+    assert matcher.search_reach() == reach
+    assert matcher.tolerance() == tolerance
+    assert matcher.match_slack() == pytest.approx(slack)
+
+
+def test_triangles_contract():
+    assert TriangleMatcher().search_reach() is None
+    assert TriangleMatcher().tolerance() is None
+    assert TriangleMatcher(tolerance=0.3).match_slack() == 0.3
+
+
+def test_hist2d_fills_weak_and_significance():
+    from astropy.table import QTable
+
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 60, (80, 2))
+    image = QTable({aligncore.COL_TP_X: xy[:, 0], aligncore.COL_TP_Y: xy[:, 1]})
+    ref = QTable({aligncore.COL_TP_X: xy[:, 0] + 0.4, aligncore.COL_TP_Y: xy[:, 1] - 0.2})
+    for table in (image, ref):
+        table.meta[aligncore.META_PIXEL_SCALE] = 0.1
+    good = Hist2dMatcher(searchrad=2.0).match(image, ref)
+    assert not good.weak and good.significance > 5
+    assert good.significance == good.meta["peak_significance"]
+    noise = QTable({aligncore.COL_TP_X: rng.uniform(0, 60, 80),
+                    aligncore.COL_TP_Y: rng.uniform(0, 60, 80)})
+    noise.meta[aligncore.META_PIXEL_SCALE] = 0.1
+    bad = Hist2dMatcher(searchrad=2.0, min_significance=50).match(image, noise)
+    assert bad.weak and bad.n_matched == 0
+
+
+def test_fitter_contract():
+    class Bare(aligncore.Fitter):
+        name = "bare"
+
+        def fit(self, image_xy, ref_xy, weights=None):
+            return aligncore.FitResult.identity()
+
+    assert Bare().geometry() == "rshift"
+    assert Bare().clipping() == (3, 3.0)
+    fitter = AffineFitter(fitgeometry="general", nclip=1, sigma=2.5)
+    assert fitter.geometry() == "general"
+    assert fitter.clipping() == (1, 2.5)
