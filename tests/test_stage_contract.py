@@ -118,3 +118,30 @@ def test_fitter_contract():
     fitter = AffineFitter(fitgeometry="general", nclip=1, sigma=2.5)
     assert fitter.geometry() == "general"
     assert fitter.clipping() == (1, 2.5)
+
+
+def test_plugins_use_the_public_refcat_module():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "plugins"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "aligncore.catalogs":
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+    import aligncore.refcat
+
+    for name in aligncore.refcat.__all__:
+        assert getattr(aligncore.refcat, name) is not None
+    assert aligncore.refcat.META_DROPPED_ROWS == aligncore.META_DROPPED_ROWS == "dropped_rows"
+
+
+def test_detector_writes_its_fwhm():
+    from aligncore_daofind import DaofindDetector
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(0, 1, (64, 64))
+    image = aligncore.AlignImage.from_arrays(data, None)
+    assert DaofindDetector(kernel_fwhm=3.0).detect(image).meta[aligncore.META_FWHM] == 3.0

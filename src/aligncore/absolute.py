@@ -36,7 +36,6 @@ from astropy.coordinates import Angle, SkyCoord
 from astropy.table import QTable
 
 from aligncore.catalogs import (
-    META_DROPPED_ROWS,
     as_jyear,
     drop_unusable_rows,
     has_proper_motion,
@@ -55,7 +54,9 @@ from aligncore.types import (
     COL_RA_ERR,
     COL_TP_X,
     COL_TP_Y,
+    META_DROPPED_ROWS,
     META_PIXEL_SCALE,
+    META_WARNINGS,
     AlignImage,
     FitResult,
     Status,
@@ -385,7 +386,7 @@ def _propagated(ref: QTable, combined: QTable, epochs: dict[int, float | None],
     if np.any(keys == None) or not tables:  # noqa: E711 (object array comparison)
         tables[None] = base
     for table in tables.values():
-        for text in table.meta.get("warnings", []):
+        for text in table.meta.get(META_WARNINGS, []):
             if text not in warnings:
                 warnings.append(text)
     return tables, keys

@@ -16,7 +16,7 @@ from typing import Any
 
 from astropy.table import QTable
 
-from aligncore.catalogs import META_DROPPED_ROWS, drop_unusable_rows
+from aligncore.catalogs import drop_unusable_rows
 from aligncore.combined import merge_catalogs
 from aligncore.config import Config, load_config
 from aligncore.errors import AlignError, InputError
@@ -30,6 +30,8 @@ from aligncore.tangent import TangentPlane
 from aligncore.types import (
     COL_X,
     COL_Y,
+    META_DROPPED_ROWS,
+    META_WARNINGS,
     AlignImage,
     AlignResult,
     FitResult,
@@ -252,8 +254,8 @@ def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
             meta["traceback"] = trace
         if catalogs[index].meta.get(META_DROPPED_ROWS):
             meta[META_DROPPED_ROWS] = int(catalogs[index].meta[META_DROPPED_ROWS])
-        if catalogs[index].meta.get("warnings"):
-            meta["detector_warnings"] = list(catalogs[index].meta["warnings"])
+        if catalogs[index].meta.get(META_WARNINGS):
+            meta["detector_warnings"] = list(catalogs[index].meta[META_WARNINGS])
         results.append(ImageResult(
             name=image.name,
             status=status,

@@ -27,6 +27,7 @@ from aligncore.types import (
     COL_FLUX,
     COL_TP_X,
     COL_TP_Y,
+    META_FWHM,
     META_PIXEL_SCALE,
     FitResult,
     MatchResult,
@@ -257,8 +258,8 @@ def _reference_catalog(unit: Unit) -> QTable:
     table = QTable({name: np.asarray(unit.catalog[name], float) for name in _REF_COLUMNS
                     if name in unit.catalog.colnames})
     table.meta[META_PIXEL_SCALE] = unit.pixel_scale
-    if "fwhm" in unit.catalog.meta:
-        table.meta["fwhm"] = unit.catalog.meta["fwhm"]
+    if META_FWHM in unit.catalog.meta:
+        table.meta[META_FWHM] = unit.catalog.meta[META_FWHM]
     return table
 
 

@@ -41,7 +41,10 @@ __all__ = [
     "COL_X_ERR",
     "COL_Y",
     "COL_Y_ERR",
+    "META_DROPPED_ROWS",
+    "META_FWHM",
     "META_PIXEL_SCALE",
+    "META_WARNINGS",
     "AlignImage",
     "AlignResult",
     "FitResult",
@@ -90,11 +93,33 @@ COL_TP_X = "tp_x"
 COL_TP_Y = "tp_y"
 """Position in the shared tangent plane, arcsec (towards North)."""
 
+# --- catalog meta keys (frozen) ------------------------------------------------
+# The table ``meta`` keys core and plugins exchange; every other meta key is
+# free-form provenance that core reports but never reads.
 META_PIXEL_SCALE = "tp_pixel_scale"
 """Table ``meta`` key holding the image pixel scale (arcsec) in the tangent plane.
 
 The pipeline sets it on both catalogs it passes to ``Matcher.match`` so that a
 matcher can bin or scale its search in pixels.
+"""
+META_FWHM = "fwhm"
+"""Table ``meta`` key holding the PSF FWHM (pixels) a detector worked with.
+
+A detector writes it; the pipeline copies it to the catalogs it passes to
+``Matcher.match`` (a matcher may size its tolerance from it).
+"""
+META_WARNINGS = "warnings"
+"""Table ``meta`` key holding a list of human-readable warnings (str).
+
+A detector or reference catalog appends to it; the pipeline reports them
+(``detector_warnings`` of an image, ``warnings`` of the absolute step).
+"""
+META_DROPPED_ROWS = "dropped_rows"
+"""Table ``meta`` key holding how many rows were dropped as unusable (int).
+
+Written by `aligncore.refcat.drop_unusable_rows` (a reference catalog's or a
+detector's rows without finite positions); reported per image and for the
+reference catalog.
 """
 
 
