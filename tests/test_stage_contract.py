@@ -145,3 +145,22 @@ def test_detector_writes_its_fwhm():
     data = rng.normal(0, 1, (64, 64))
     image = aligncore.AlignImage.from_arrays(data, None)
     assert DaofindDetector(kernel_fwhm=3.0).detect(image).meta[aligncore.META_FWHM] == 3.0
+
+
+def test_one_table_of_stage_kinds():
+    import inspect
+
+    from aligncore import hookspecs
+    from aligncore.stages import STAGE_KINDS, STAGE_TABLE
+
+    add_hooks = {name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
+                 if name.startswith("aligncore_add_")}
+    assert {kind.hook for kind in STAGE_TABLE.values()} == add_hooks
+    config = Config()
+    for name, kind in STAGE_TABLE.items():
+        assert kind.base.kind == name and STAGE_KINDS[name] is kind.base
+        assert callable(getattr(kind.base, kind.method))
+        for section in kind.sections:
+            assert config.stage_choice(name, section).plugin
+    assert config.stage_choice("refcatalog") is config.absolute.refcat
+    assert config.stage_choice("matcher", "absolute.matcher") is config.absolute.matcher

@@ -149,20 +149,6 @@ def search_cone(units: Sequence[Unit], plane: TangentPlane, searchrad: float | s
     return center, radius, description
 
 
-def _build_refcat(config: Config, registry: Registry) -> RefCatalog:
-    """The configured reference catalog, with the absolute-section shortcuts applied."""
-    section = config.absolute
-    cls = registry.get("refcatalog", section.refcat.plugin)
-    params = dict(section.refcat.params)
-    fields = cls.Params.model_fields
-    shortcuts = {"catalog": section.gaia_catalog, "cache": section.refcat_cache,
-                 "cache_dir": section.refcat_cache_dir}
-    for key, value in shortcuts.items():
-        if value is not None and key in fields:
-            params.setdefault(key, value)
-    return cls(params)
-
-
 def _build_matcher_fitter(config: Config, registry: Registry) -> tuple[Matcher, Fitter]:
     """The absolute stage's own matcher and fitter (``absolute.matcher``, ``absolute.fitter``)."""
     matcher = config.build_stage("matcher", registry, section="absolute.matcher")
@@ -259,7 +245,7 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
 
     # --- query -------------------------------------------------------------------------------
     try:
-        refcat = _build_refcat(config, registry)
+        refcat = cast(RefCatalog, config.build_stage("refcatalog", registry))
     except Exception as exc:
         raise _Failed(f"cannot set up reference catalog {section.refcat.plugin!r}: {exc}") from exc
     try:

@@ -31,7 +31,7 @@ from aligncore.registry import (
     build_registry,
     local_plugins_refused,
 )
-from aligncore.stages import Stage
+from aligncore.stages import STAGE_TABLE, Stage
 from aligncore.yaml_guard import YamlRefused, parse_yaml
 
 __all__ = [
@@ -353,7 +353,7 @@ class Config(_Section):
             kind's own section (``absolute.refcat`` for ``refcatalog``).
         """
         if section is None:
-            section = "absolute.refcat" if kind == "refcatalog" else kind
+            section = STAGE_TABLE[kind].section
         choice: Any = self
         for part in section.split("."):
             choice = getattr(choice, part)
@@ -761,16 +761,11 @@ def load_config(
             plugin_files = config.plugin_files()
         registry = build_registry(plugin_files)
 
-    sections = [
-        ("detector", ("detector",)),
-        ("matcher", ("matcher",)),
-        ("fitter", ("fitter",)),
-        ("corrector", ("corrector",)),
-    ]
     absolute = data.get("absolute") if isinstance(data.get("absolute"), dict) else {}
-    if absolute.get("enabled", absolute.get("align_to_gaia", False)):
-        sections += [("refcatalog", ("absolute", "refcat")),
-                     ("matcher", ("absolute", "matcher")), ("fitter", ("absolute", "fitter"))]
+    absolute_on = absolute.get("enabled", absolute.get("align_to_gaia", False))
+    sections = [(kind, tuple(section.split("."))) for kind in STAGE_TABLE
+                for section in STAGE_TABLE[kind].sections
+                if absolute_on or not section.startswith("absolute.")]
     for kind, section_path in sections:
         raw: Any = data
         for part in section_path:
@@ -794,9 +789,23 @@ def load_config(
 
     if problems or config is None:
         raise ConfigError(sorted(problems, key=lambda p: (p.file != str(path), p.line or 0)))
-    if config.absolute.gaia_catalog:
-        config.absolute.refcat.params.setdefault("catalog", config.absolute.gaia_catalog)
+    _refcat_shortcuts(config, registry)
     return config
+
+
+def _refcat_shortcuts(config: Config, registry: Registry) -> None:
+    """Apply ``absolute.gaia_catalog`` / ``refcat_cache`` / ``refcat_cache_dir`` to the
+    reference catalog's params (where its plugin has that parameter and it is not given)."""
+    section = config.absolute
+    shortcuts = {"catalog": section.gaia_catalog, "cache": section.refcat_cache,
+                 "cache_dir": section.refcat_cache_dir}
+    try:
+        fields = registry.get("refcatalog", section.refcat.plugin).Params.model_fields
+    except LookupError:  # absolute alignment off and its plugin not installed: nothing to do
+        return
+    for key, value in shortcuts.items():
+        if value is not None and key in fields:
+            section.refcat.params.setdefault(key, value)
 
 
 def _default_text(field: Any) -> str:

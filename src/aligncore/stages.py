@@ -19,6 +19,8 @@ raises :class:`pydantic.ValidationError` naming the parameter.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +34,7 @@ from aligncore.types import AlignImage, FitResult, MatchResult
 
 __all__ = [
     "STAGE_KINDS",
+    "STAGE_TABLE",
     "Corrector",
     "Detector",
     "Fitter",
@@ -39,6 +42,8 @@ __all__ = [
     "Params",
     "RefCatalog",
     "Stage",
+    "StageKind",
+    "render_stage_table",
     "require_fit_types",
     "require_query_types",
     "require_tables",
@@ -297,11 +302,77 @@ def require_fit_types(stage: str, fit: Any, tangent_plane: Any) -> None:
     require_type(tangent_plane, TangentPlane, f"{stage}.correct: tangent_plane")
 
 
-STAGE_KINDS: dict[str, type[Stage]] = {
-    "detector": Detector,
-    "matcher": Matcher,
-    "fitter": Fitter,
-    "refcatalog": RefCatalog,
-    "corrector": Corrector,
+def _is_table(value: Any) -> bool:
+    return isinstance(value, Table)
+
+
+@dataclass(frozen=True)
+class StageKind:
+    """One kind of stage: everything the registry, the config and the docs need to know.
+
+    Attributes
+    ----------
+    name : str
+        The kind (``matcher``); `Stage.kind` of its classes.
+    base : type
+        The base class its plugins subclass.
+    method : str
+        The stage method `aligncore_run_stage` calls.
+    hook : str
+        The registration hook returning its classes.
+    sections : tuple of str
+        Dotted config sections choosing a plugin of this kind (``{plugin, params}``);
+        the first is the kind's own. Sections under ``absolute.`` are used (and
+        checked) only with ``absolute.enabled``.
+    returns : str
+        What the stage method returns, in words (for error messages).
+    accepts : callable
+        ``accepts(value) -> bool``: whether a returned value has the right type.
+    """
+
+    name: str
+    base: type[Stage]
+    method: str
+    hook: str
+    sections: tuple[str, ...]
+    returns: str
+    accepts: Callable[[Any], bool]
+
+    @property
+    def section(self) -> str:
+        """The kind's own config section."""
+        return self.sections[0]
+
+
+STAGE_TABLE: dict[str, StageKind] = {
+    kind.name: kind for kind in (
+        StageKind("detector", Detector, "detect", "aligncore_add_detectors", ("detector",),
+                  "an astropy Table", _is_table),
+        StageKind("matcher", Matcher, "match", "aligncore_add_matchers",
+                  ("matcher", "absolute.matcher"), "MatchResult",
+                  lambda value: isinstance(value, MatchResult)),
+        StageKind("fitter", Fitter, "fit", "aligncore_add_fitters",
+                  ("fitter", "absolute.fitter"), "FitResult",
+                  lambda value: isinstance(value, FitResult)),
+        StageKind("refcatalog", RefCatalog, "query", "aligncore_add_refcatalogs",
+                  ("absolute.refcat",), "an astropy Table", _is_table),
+        StageKind("corrector", Corrector, "correct", "aligncore_add_correctors", ("corrector",),
+                  "a WCS object", lambda value: hasattr(value, "pixel_to_world")),
+    )
 }
-"""Stage kind -> base class."""
+"""The one table of stage kinds: kind -> base class, method, registration hook, config
+sections. The registry, the config and the hook reference are derived from it."""
+
+STAGE_KINDS: dict[str, type[Stage]] = {name: kind.base for name, kind in STAGE_TABLE.items()}
+"""Stage kind -> base class (derived from `STAGE_TABLE`)."""
+
+
+def render_stage_table() -> str:
+    """`STAGE_TABLE` as a Markdown table (part of docs/hooks.md)."""
+    lines = ["| kind | base class | method | registration hook | config sections |",
+             "|---|---|---|---|---|"]
+    for kind in STAGE_TABLE.values():
+        sections = ", ".join(f"`{s}`" for s in kind.sections)
+        lines.append(f"| `{kind.name}` | `aligncore.{kind.base.__name__}` | `{kind.method}` | "
+                     f"`{kind.hook}` | {sections} |")
+    return "\n".join(lines)
