@@ -164,3 +164,88 @@ def test_one_table_of_stage_kinds():
             assert config.stage_choice(name, section).plugin
     assert config.stage_choice("refcatalog") is config.absolute.refcat
     assert config.stage_choice("matcher", "absolute.matcher") is config.absolute.matcher
+
+
+# --- core reads only the documented contract ------------------------------------------------
+CORE_MODULES = ("relative", "absolute", "global_solver", "pipeline", "execution", "units",
+                "combined", "outputs", "preflight", "config", "registry", "stages", "tangent",
+                "overlap", "report", "catalogs", "refcat", "geometry")
+CORE_OWNED_META = {"matched_image_idx", "absolute", "format", "cache_key"}
+"""meta keys core writes and reads itself (unit, run and image meta; its cache files)."""
+PARAMS_METHODS = {"model_dump", "setdefault"}
+"""``params`` is read only whole (a model's dump; a config section's dict)."""
+
+
+def _core_reads():
+    import ast
+    from pathlib import Path
+
+    root = Path(aligncore.__file__).parent
+    params, meta = [], {}
+    for name in CORE_MODULES:
+        path = root / f"{name}.py"
+        if not path.exists():
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            where = f"{name}.py:{getattr(node, 'lineno', 0)}"
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                    and node.value.attr == "params" and node.attr not in PARAMS_METHODS):
+                params.append(f"{where}: .params.{node.attr}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("getattr", "hasattr") and node.args
+                    and isinstance(node.args[0], ast.Attribute)
+                    and node.args[0].attr == "params"):
+                params.append(f"{where}: {node.func.id}(....params, ...)")
+            key = None
+            if (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)
+                    and isinstance(node.value, ast.Attribute) and node.value.attr == "meta"):
+                key = node.slice
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in ("get", "pop") and node.args
+                  and isinstance(node.func.value, ast.Attribute)
+                  and node.func.value.attr == "meta"):
+                key = node.args[0]
+            elif (isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.In)
+                  and isinstance(node.comparators[0], ast.Attribute)
+                  and node.comparators[0].attr == "meta"):
+                key = node.left
+            if isinstance(key, ast.Constant):
+                meta.setdefault(key.value, where)
+            elif isinstance(key, ast.Name) and key.id.startswith("META_"):
+                meta.setdefault(getattr(aligncore, key.id), where)
+    return params, meta
+
+
+def test_core_reads_no_plugin_params_by_name():
+    params, _ = _core_reads()
+    assert params == []
+
+
+def test_core_reads_only_documented_meta_keys():
+    from pathlib import Path
+
+    _, meta = _core_reads()
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    contract = doc.split("## What core reads from a plugin")[1].split("\n## ")[0]
+    plugin_keys = {key: where for key, where in meta.items() if key not in CORE_OWNED_META}
+    undocumented = [f"{where}: meta[{key!r}]" for key, where in plugin_keys.items()
+                    if f"`{key}`" not in contract]
+    assert undocumented == []
+    constants = {name: getattr(aligncore, name) for name in aligncore.__all__
+                 if name.startswith("META_") and isinstance(getattr(aligncore, name), str)}
+    for name, value in constants.items():
+        assert f"`{name}`" in contract and f"`{value}`" in contract, name
+
+
+def test_contract_methods_are_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    contract = doc.split("## What core reads from a plugin")[1].split("\n## ")[0]
+    for name in ("search_reach()", "match_slack()", "tolerance()", "geometry()", "clipping()",
+                 "check(min_rows)", "accepts(wcs)", "`weak`", "`significance`"):
+        assert name in contract, name
+    for method in ("search_reach", "tolerance", "match_slack"):
+        assert getattr(aligncore.Matcher, method).__doc__
+    for method in ("geometry", "clipping"):
+        assert getattr(aligncore.Fitter, method).__doc__

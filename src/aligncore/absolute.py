@@ -54,8 +54,9 @@ from aligncore.types import (
     COL_RA_ERR,
     COL_TP_X,
     COL_TP_Y,
-    META_DROPPED_ROWS,
+    META_CATALOG,
     META_PIXEL_SCALE,
+    META_REFCAT_REPORTED,
     META_WARNINGS,
     AlignImage,
     FitResult,
@@ -256,10 +257,9 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
         raise _Failed(f"reference catalog query failed: {text}") from exc
     info["refcat"] = {
         "plugin": refcat.name,
-        **{k: ref.meta.get(k) for k in ("catalog", "service", "url", "cache", META_DROPPED_ROWS)
-           if k in ref.meta},
+        **{k: ref.meta.get(k) for k in META_REFCAT_REPORTED if k in ref.meta},
     }
-    info["refcat_name"] = _label(str(ref.meta.get("catalog") or ""), refcat.name)
+    info["refcat_name"] = _label(str(ref.meta.get(META_CATALOG) or ""), refcat.name)
     info["n_found"] = len(ref)
     info["reference_catalog"] = ref
     where = (f"in the {cone['radius_arcsec']:.1f}\" cone around RA {cone['ra']:.6f}, "

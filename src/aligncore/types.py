@@ -41,9 +41,11 @@ __all__ = [
     "COL_X_ERR",
     "COL_Y",
     "COL_Y_ERR",
+    "META_CATALOG",
     "META_DROPPED_ROWS",
     "META_FWHM",
     "META_PIXEL_SCALE",
+    "META_REFCAT_REPORTED",
     "META_WARNINGS",
     "AlignImage",
     "AlignResult",
@@ -121,6 +123,17 @@ Written by `aligncore.refcat.drop_unusable_rows` (a reference catalog's or a
 detector's rows without finite positions); reported per image and for the
 reference catalog.
 """
+META_CATALOG = "catalog"
+"""Reference-catalog table ``meta`` key: the catalog's name (e.g. ``"GAIADR3"``).
+
+The absolute step reports it and derives the corrected WCS name from it
+(``FIT-REL-GAIADR3``); without it the plugin name is used.
+"""
+META_REFCAT_REPORTED: tuple[str, ...] = (META_CATALOG, "service", "url", "cache",
+                                          META_DROPPED_ROWS)
+"""Reference-catalog table ``meta`` keys copied, when present, into the run report
+(``meta.absolute.refcat``): the catalog, the service and its URL, the cache use
+(``"hit"``, ``"miss"``, ...) and the rows dropped. Other keys are not read."""
 
 
 class Status(enum.StrEnum):
