@@ -249,3 +249,34 @@ def test_contract_methods_are_documented():
         assert getattr(aligncore.Matcher, method).__doc__
     for method in ("geometry", "clipping"):
         assert getattr(aligncore.Fitter, method).__doc__
+
+
+class _CountingSolver(aligncore.Solver):
+    """A third-party solver: keeps the sequential fits, counts the aligned units."""
+
+    name = "counting"
+    grows_reference = True
+
+    def refine(self, units, fitter, weighted):
+        return {"aligned": sum(u.fit is not None for u in units), "geometry": fitter.geometry()}
+
+
+class _SolverPlugin:
+    @aligncore.hookimpl
+    def aligncore_add_solvers(self):
+        return [_CountingSolver]
+
+
+def test_solver_is_a_stage_chosen_by_name(small_scene):
+    from aligncore.config import ConfigError, load_config
+
+    registry = aligncore.build_registry(plugins=[_SolverPlugin()])
+    assert {"sequential", "global", "counting"} <= set(registry.names("solver"))
+    config = load_config(None, ["align.solver=counting"], registry=registry)
+    result = aligncore.align(small_scene.paths, config, registry=registry)
+    assert result.ok
+    relative = result.meta["relative"]
+    assert relative["solver"] == "counting"
+    assert relative["counting"] == {"aligned": 3, "geometry": "auto"}
+    with pytest.raises(ConfigError, match=r"align.solver: .*'globle'.*did you mean 'global'"):
+        load_config(None, ["align.solver=globle"], registry=registry)

@@ -31,7 +31,16 @@ from aligncore.registry import (
     get_plugin,
     list_plugins,
 )
-from aligncore.stages import Corrector, Detector, Fitter, Matcher, Params, RefCatalog, Stage
+from aligncore.stages import (
+    Corrector,
+    Detector,
+    Fitter,
+    Matcher,
+    Params,
+    RefCatalog,
+    Solver,
+    Stage,
+)
 from aligncore.tangent import TangentPlane, pixel_scale, pixel_to_world
 from aligncore.types import (
     COL_DEC,
@@ -183,6 +192,7 @@ __all__ = [
     "Registry",
     "Scene",
     "SingularMatrixError",
+    "Solver",
     "Stage",
     "Status",
     "TangentPlane",

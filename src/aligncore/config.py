@@ -128,10 +128,10 @@ class AlignSection(_Section):
         default_factory=dict,
         description="Image file name -> group id; images of one group move as one rigid body.",
     )
-    solver: Literal["global", "sequential"] = Field(
+    solver: str = Field(
         "global",
-        description="global: refine all corrections simultaneously over every overlap; "
-        "sequential: tweakreg's one-by-one alignment.",
+        description="Solver plugin: global refines all corrections simultaneously over every "
+        "overlap; sequential is tweakreg's one-by-one alignment (`aligncore plugins`).",
     )
     max_correction: float | Literal["auto"] = Field(
         "auto",
@@ -357,7 +357,7 @@ class Config(_Section):
         choice: Any = self
         for part in section.split("."):
             choice = getattr(choice, part)
-        return choice
+        return StageChoice(plugin=choice) if isinstance(choice, str) else choice
 
     def build_stage(self, kind: str, registry: Registry, name: str | None = None, *,
                     section: str | None = None) -> Stage:
@@ -551,15 +551,20 @@ def _check_stage(
     registry: Registry,
     locator: _Locator,
     origins: Mapping[tuple[str, ...], str],
+    *,
+    plugin_key: bool = True,
 ) -> list[ConfigProblem]:
-    """Plugin name exists and its params validate against the plugin's Params model."""
+    """Plugin name exists and its params validate against the plugin's Params model.
+
+    ``plugin_key=False``: the section itself is the plugin name (``align.solver``).
+    """
     name = raw.get("plugin")
     params = raw.get("params") or {}
     if not isinstance(name, str):
         return []
     if kind == "corrector" and name == "auto":
         return []
-    plugin_path = (*section_path, "plugin")
+    plugin_path = (*section_path, "plugin") if plugin_key else section_path
     if name not in registry.names(kind):
         file = origins.get(plugin_path, locator.file)
         line = None if file == "--set" else locator.line(plugin_path)
@@ -770,6 +775,10 @@ def load_config(
         raw: Any = data
         for part in section_path:
             raw = raw.get(part, {}) if isinstance(raw, dict) else {}
+        if isinstance(raw, str):  # a section that is just the plugin name (align.solver)
+            problems.extend(_check_stage(kind, section_path, {"plugin": raw}, registry,
+                                         locator, origins, plugin_key=False))
+            continue
         if not isinstance(raw, dict):
             continue
         if config is not None:  # the validated section: defaults and layered params included

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from aligncore.stages import Corrector, Detector, Fitter, Matcher, RefCatalog, Stage
+    from aligncore.stages import (
+        Corrector,
+        Detector,
+        Fitter,
+        Matcher,
+        RefCatalog,
+        Solver,
+        Stage,
+    )
     from aligncore.types import AlignResult
 
 PROJECT_NAME = "aligncore"
@@ -92,6 +100,18 @@ def aligncore_add_correctors() -> list[type[Corrector]]:
     """
 
 
+@hookspec
+def aligncore_add_solvers() -> list[type[Solver]]:
+    """Register solver classes (the relative alignment after the sequential pass).
+
+    Returns
+    -------
+    list of type
+        Subclasses of `aligncore.Solver` with unique ``name`` values, selected
+        by ``align: {solver: NAME}`` (aligncore's own: ``sequential``, ``global``).
+    """
+
+
 @hookspec(firstresult=True)
 def aligncore_run_stage(kind: str, stage: Stage, args: tuple[Any, ...]) -> Any:
     """Run one call of a stage and return its result.
@@ -111,8 +131,8 @@ def aligncore_run_stage(kind: str, stage: Stage, args: tuple[Any, ...]) -> Any:
     Parameters
     ----------
     kind : str
-        Stage kind: ``detector``, ``matcher``, ``fitter``, ``refcatalog`` or
-        ``corrector``.
+        Stage kind: ``detector``, ``matcher``, ``fitter``, ``refcatalog``,
+        ``corrector`` or ``solver`` (the kinds of ``aligncore.stages.STAGE_TABLE``).
     stage : aligncore.Stage
         The configured stage instance.
     args : tuple

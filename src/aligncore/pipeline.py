@@ -140,6 +140,7 @@ def align(
     matchers = [config.build_stage("matcher", registry)]
     matchers += [config.build_stage("matcher", registry, name) for name in config.align.fallback]
     fitter = config.build_stage("fitter", registry)
+    solver = config.build_stage("solver", registry)
     timings["setup"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
@@ -166,7 +167,7 @@ def align(
                 unit.meta["traceback"] = "\n".join(traces)
     relative_info: dict[str, Any] = {}
     if len(units) >= 2:
-        relative_info = relative_align(units, config, matchers, fitter, registry)
+        relative_info = relative_align(units, config, matchers, fitter, registry, solver)
     else:
         for unit in units:
             unit.status = Status.REFERENCE if len(unit.catalog) else Status.FAILED

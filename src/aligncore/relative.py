@@ -3,26 +3,26 @@
 The sequential pass follows tweakreg: the units are ordered (user order, or by
 footprint overlap), each is matched and fitted to the reference catalog, and
 with ``expand_refcat`` its unmatched sources join the reference. Every fit is
-checked by a guard before it is accepted. With ``solver: global`` the
-sequential solution is then refined by solving all units simultaneously
-(`aligncore.global_solver`).
+checked by a guard before it is accepted. The ``align.solver`` plugin then
+refines the sequential solution (``global``: all units simultaneously, see
+`aligncore.global_solver`; ``sequential``: kept as it is).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from astropy.table import QTable
 
 from aligncore.config import Config
 from aligncore.errors import AlignError
-from aligncore.global_solver import overlap_statistics, solve_global
+from aligncore.global_solver import overlap_statistics
 from aligncore.overlap import alignment_order, overlap_matrix
 from aligncore.registry import PluginRunError, Registry
-from aligncore.stages import Fitter, Matcher
+from aligncore.stages import Fitter, Matcher, Solver
 from aligncore.types import (
     COL_FLUX,
     COL_TP_X,
@@ -318,8 +318,12 @@ class _Reference:
 
 
 def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher],
-                   fitter: Fitter, registry: Registry) -> dict[str, Any]:
+                   fitter: Fitter, registry: Registry,
+                   solver: Solver | None = None) -> dict[str, Any]:
     """Align the units to each other (sets ``fit``, ``status`` and ``reason`` on each).
+
+    The sequential pass aligns them one by one; ``solver`` (default: the
+    configured ``align.solver``) then refines the corrections.
 
     Returns
     -------
@@ -331,14 +335,16 @@ def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher
             unit.status = Status.FAILED
             unit.reason = "no sources detected"
     order, overlaps = _order_units(units, config)
-    info: dict[str, Any] = {"solver": config.align.solver}
+    if solver is None:
+        solver = cast(Solver, config.build_stage("solver", registry))
+    info: dict[str, Any] = {"solver": solver.name}
     if not order:
         return info
     reference = units[order[0]]
     reference.status = Status.REFERENCE
     reference.fit = FitResult.identity(fitgeometry="shift")
     ref_cat = _Reference(_reference_catalog(reference))
-    expand = config.align.expand_refcat or config.align.solver == "global"
+    expand = config.align.expand_refcat or solver.grows_reference
     attempts = [order[0]]
     if config.align.enforce_user_order or not expand:
         # one pass in a fixed order: the reference catalog does not grow, so a retry is futile
@@ -365,9 +371,9 @@ def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher
                 tried_with[index] = totals[index]
     info["order"] = [units[i].key for i in attempts]
     aligned = sum(u.status == Status.SUCCESS for u in units)
-    if config.align.solver == "global" and aligned >= 1:
-        nclip, sigma = fitter.clipping()
-        info["global"] = solve_global(units, fitter.geometry(), nclip=nclip, sigma=sigma,
-                                      weighted=config.align.use_weights)
+    if aligned >= 1:
+        refined = registry.run_stage(solver, units, fitter, config.align.use_weights)
+        if refined:
+            info[solver.name] = refined
     info["overlaps"] = overlap_statistics(units)
     return info

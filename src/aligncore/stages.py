@@ -41,6 +41,7 @@ __all__ = [
     "Matcher",
     "Params",
     "RefCatalog",
+    "Solver",
     "Stage",
     "StageKind",
     "render_stage_table",
@@ -209,6 +210,42 @@ class Fitter(Stage):
         return 3, 3.0
 
 
+class Solver(Stage):
+    """Solves the relative alignment of all units once the sequential pass is done.
+
+    The pipeline first aligns the units one by one (tweakreg's sequential pass,
+    with the configured matchers and fitter); a solver then refines those
+    corrections in place, e.g. all at once over every overlap (``global``).
+    It is chosen by name with ``align.solver``.
+    """
+
+    kind: ClassVar[str] = "solver"
+    grows_reference: ClassVar[bool] = False
+    """True when the solver needs the sequential pass to add each aligned unit's
+    unmatched sources to the reference (as ``align.expand_refcat: true``)."""
+
+    @abstractmethod
+    def refine(self, units: list[Any], fitter: Fitter, weighted: bool) -> dict[str, Any]:
+        """Refine the units' corrections in place after the sequential pass.
+
+        Parameters
+        ----------
+        units : list of aligncore.units.Unit
+            Every unit, with ``status`` and ``fit`` from the sequential pass (at
+            least one aligned besides the reference); a solver sets their ``fit``.
+        fitter : Fitter
+            The run's fitter: its `Fitter.geometry` and `Fitter.clipping`.
+        weighted : bool
+            ``align.use_weights``: weight by the catalogs' centroid errors.
+
+        Returns
+        -------
+        dict
+            JSON-ready diagnostics for the report (``meta.relative[NAME]``); empty
+            when there is nothing to say.
+        """
+
+
 class RefCatalog(Stage):
     """Provides an absolute reference catalog for a sky region."""
 
@@ -321,9 +358,10 @@ class StageKind:
     hook : str
         The registration hook returning its classes.
     sections : tuple of str
-        Dotted config sections choosing a plugin of this kind (``{plugin, params}``);
-        the first is the kind's own. Sections under ``absolute.`` are used (and
-        checked) only with ``absolute.enabled``.
+        Dotted config sections choosing a plugin of this kind (``{plugin, params}``,
+        or just the plugin name, like ``align.solver``); the first is the kind's
+        own. Sections under ``absolute.`` are used (and checked) only with
+        ``absolute.enabled``.
     returns : str
         What the stage method returns, in words (for error messages).
     accepts : callable
@@ -358,6 +396,8 @@ STAGE_TABLE: dict[str, StageKind] = {
                   ("absolute.refcat",), "an astropy Table", _is_table),
         StageKind("corrector", Corrector, "correct", "aligncore_add_correctors", ("corrector",),
                   "a WCS object", lambda value: hasattr(value, "pixel_to_world")),
+        StageKind("solver", Solver, "refine", "aligncore_add_solvers", ("align.solver",),
+                  "a dict", lambda value: isinstance(value, dict)),
     )
 }
 """The one table of stage kinds: kind -> base class, method, registration hook, config
