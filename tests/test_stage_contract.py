@@ -280,3 +280,11 @@ def test_solver_is_a_stage_chosen_by_name(small_scene):
     assert relative["counting"] == {"aligned": 3, "geometry": "auto"}
     with pytest.raises(ConfigError, match=r"align.solver: .*'globle'.*did you mean 'global'"):
         load_config(None, ["align.solver=globle"], registry=registry)
+
+
+def test_one_stage_factory():
+    registry = aligncore.build_registry()
+    fitter = registry.build("fitter", "affine", {"nclip": 1})
+    assert isinstance(fitter, AffineFitter) and fitter.clipping() == (1, 3.0)
+    built = Config().build_stage("matcher", registry, section="absolute.matcher")
+    assert built.search_reach() == 6.0 and built.match_slack() == pytest.approx(1.7)

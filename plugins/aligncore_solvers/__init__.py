@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import aligncore
-from aligncore.global_solver import solve_global
 
 __version__ = aligncore.__version__
 
@@ -48,6 +47,8 @@ class GlobalSolver(aligncore.Solver):
     def refine(self, units: list[Any], fitter: aligncore.Fitter,
                weighted: bool) -> dict[str, Any]:
         """Solve all units at once; the diagnostics of `solve_global`."""
+        from aligncore.global_solver import solve_global  # scipy.sparse: loaded when used
+
         nclip, sigma = fitter.clipping()
         return solve_global(units, fitter.geometry(), nclip=nclip, sigma=sigma,
                             weighted=weighted)

@@ -379,7 +379,7 @@ class Config(_Section):
         choice = self.stage_choice(kind, section)
         name = name or choice.plugin
         params = choice.params if name == choice.plugin else {}
-        return registry.get(kind, name)(params)
+        return registry.build(kind, name, params)
 
 
 # --- problems and their formatting -------------------------------------------------

@@ -28,7 +28,7 @@ import re
 import sys
 import traceback
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,6 +231,14 @@ class Registry:
     def get(self, kind: str, name: str) -> type[Stage]:
         """The class registered as ``name`` for ``kind``."""
         return self.info(kind, name).cls
+
+    def build(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Stage:
+        """The stage factory: an instance of plugin ``name`` of ``kind`` with ``params``.
+
+        `aligncore.config.Config.build_stage` (the pipeline, the absolute stage,
+        ``aligncore validate``) and the detection workers build every stage here.
+        """
+        return self.get(kind, name)(dict(params or {}))
 
     def find(self, name: str) -> list[PluginInfo]:
         """Every registration called ``name``, whatever its kind."""
