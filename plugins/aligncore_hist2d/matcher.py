@@ -54,8 +54,8 @@ class Hist2dMatcher(Matcher):
        bins centred on integer offsets, sub-bin quadratic peak refined with
        the unbinned offsets: no bin bias). Its significance (Gaussian-equivalent
        sigma of the false-alarm probability against the Poisson background of
-       random pairs) is reported; a peak below ``min_significance`` gives no
-       matches and ``meta['weak'] = True``. ``xoffset``/``yoffset`` are
+       random pairs) is reported (``MatchResult.significance``); a peak below
+       ``min_significance`` gives no matches and ``MatchResult.weak``. ``xoffset``/``yoffset`` are
        applied first.
     2. In each catalog, a source closer than ``separation`` to an earlier
        (brighter) one is dropped (confusion guard).
@@ -79,7 +79,7 @@ class Hist2dMatcher(Matcher):
     --------
     >>> m = Hist2dMatcher(searchrad="auto", tolerance="auto", separation="auto")  # doctest: +SKIP
     >>> result = m.match(image_cat, ref_cat)                                      # doctest: +SKIP
-    >>> result.offset, result.meta["peak_significance"], result.meta["weak"]      # doctest: +SKIP
+    >>> result.offset, result.significance, result.weak                           # doctest: +SKIP
     """
 
     name: ClassVar[str] = "hist2d"
