@@ -343,9 +343,11 @@ def test_seed_and_jwst_parameter_names(registry, tmp_path):
         "  abs_sigma: 2.5\n  save_abs_catalog: true\n")
     config = load_config(tmp_path / "seed.yaml", registry=registry)
     section = config.absolute
-    assert section.enabled and section.fitgeometry == "shift" and section.nclip == 1
-    assert (section.searchrad, section.separation, section.tolerance, section.sigma) == (
-        3.0, 2.0, 0.5, 2.5)
+    assert section.enabled
+    assert section.matcher.plugin == "hist2d"
+    assert section.matcher.params == {"searchrad": 3.0, "separation": 2.0, "tolerance": 0.5}
+    assert section.fitter.plugin == "affine"
+    assert section.fitter.params == {"fitgeometry": "shift", "nclip": 1, "sigma": 2.5}
     assert section.save_gaia_catalog
     assert config.absolute.refcat.params["catalog"] == "GAIADR3"
     from aligncore.config import ConfigError
@@ -353,6 +355,38 @@ def test_seed_and_jwst_parameter_names(registry, tmp_path):
     with pytest.raises(ConfigError, match=r"absolute.refcat_pm: Input should be 'require' or "
                                           r"'inflate'"):
         load_config(None, ["absolute.refcat_pm=ignore"], registry=registry)
+
+
+def test_absolute_stage_has_its_own_matcher_and_fitter(scene, registry, tmp_path):
+    # the relative stage's matcher and fitter do not leak into the absolute stage
+    path = tmp_path / "gaia.ecsv"
+    sky_from(scene).write(path)
+    config = load_config(None, ["detector.plugin=truth", "detector.params={}",
+                                "absolute.enabled=true", "absolute.refcat.plugin=file",
+                                f"absolute.refcat.params={json.dumps({'path': str(path)})}",
+                                "matcher.params.searchrad=0.5",
+                                "fitter.params.fitgeometry=general",
+                                "absolute.fitter.params.fitgeometry=shift",
+                                "absolute.matcher.params.searchrad=4.0"], registry=registry)
+    assert config.absolute.matcher.params == {"searchrad": 4.0, "separation": 1.0,
+                                              "tolerance": 0.7}
+    result = aligncore.align(scene.images, config, registry=registry)
+    info = result.meta["absolute"]
+    assert info["status"] == "applied"
+    assert info["fit"]["fitgeometry"] == "shift"
+    assert info["cone"]["margin_arcsec"] == pytest.approx(4.0 + 2.0)
+
+
+def test_seed_names_twice_are_a_problem(registry, tmp_path):
+    from aligncore.config import ConfigError
+
+    (tmp_path / "twice.yaml").write_text(
+        "absolute:\n  abs_sigma: 2.0\n  fitter:\n    params: {sigma: 2.5}\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml:2: absolute.abs_sigma: "
+                                          r"'fitter.params.sigma' and 'abs_sigma' are two names"):
+        load_config(tmp_path / "twice.yaml", registry=registry)
+    config = load_config(tmp_path / "twice.yaml", ["absolute.abs_sigma=1.5"], registry=registry)
+    assert config.absolute.fitter.params["sigma"] == 1.5
 
 
 # --- outputs ------------------------------------------------------------------------------------

@@ -42,12 +42,12 @@ JWST_3_0_DEFAULTS = {
     "expand_refcat": ("align", "expand_refcat", False),
     "minobj": ("align", "minobj", 15),
     "abs_minobj": ("absolute", "min_gaia", 15),
-    "abs_fitgeometry": ("absolute", "fitgeometry", "rshift"),
-    "abs_nclip": ("absolute", "nclip", 3),
-    "abs_sigma": ("absolute", "sigma", 3.0),
-    "abs_searchrad": ("absolute", "searchrad", 6.0),
-    "abs_separation": ("absolute", "separation", 1.0),
-    "abs_tolerance": ("absolute", "tolerance", 0.7),
+    "abs_fitgeometry": ("absolute.fitter", "fitgeometry", "rshift"),
+    "abs_nclip": ("absolute.fitter", "nclip", 3),
+    "abs_sigma": ("absolute.fitter", "sigma", 3.0),
+    "abs_searchrad": ("absolute.matcher", "searchrad", 6.0),
+    "abs_separation": ("absolute.matcher", "separation", 1.0),
+    "abs_tolerance": ("absolute.matcher", "tolerance", 0.7),
     "save_abs_catalog": ("absolute", "save_gaia_catalog", False),
     "save_catalogs": ("output", "save_catalogs", False),
     "catalog_format": ("output", "catalog_format", "ecsv"),
@@ -56,9 +56,12 @@ STARFINDER = {"dao": "daofind", "iraf": "iraf", "segmentation": "segmentation"}
 
 
 def _value(config, section: str, key: str):
-    if section in ("detector", "matcher", "fitter"):
-        return getattr(config, section).params[key]
-    return getattr(getattr(config, section), key)
+    choice = config
+    for part in section.split("."):
+        choice = getattr(choice, part)
+    if section.endswith(("detector", "matcher", "fitter")):
+        return choice.params[key]
+    return getattr(choice, key)
 
 
 def test_jwst_3_0_config_has_every_step_default():
@@ -74,7 +77,8 @@ def test_jwst_3_0_separation_rule_holds():
     # jwst 3.0.0 refuses separation < sqrt(2) * tolerance, for both stages
     config = load_config(ROOT / "configs" / "jwst-3.0.yaml")
     assert config.matcher.params["separation"] >= 2**0.5 * config.matcher.params["tolerance"]
-    assert config.absolute.separation >= 2**0.5 * config.absolute.tolerance
+    absolute = config.absolute.matcher.params
+    assert absolute["separation"] >= 2**0.5 * absolute["tolerance"]
 
 
 def test_jwst_3_0_stages_build():

@@ -165,6 +165,7 @@ def test_the_absolute_stage_matcher_raising_keeps_the_relative_alignment(scene, 
                                                                           capsys):
     refcat = scene.paths[0].parent / "refcat.ecsv"
     sections = ("matcher: {plugin: relonly}\nabsolute:\n  enabled: true\n"
+                "  matcher: {plugin: relonly}\n"
                 f"  refcat: {{plugin: file, params: {{path: '{refcat}'}}}}\n")
     code, report = _run(tmp_path, scene, ABSOLUTE_ONLY_MATCHER, sections)
     assert code == 3

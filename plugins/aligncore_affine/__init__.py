@@ -2,21 +2,21 @@
 
 Also provides plain functions for notebooks: :func:`fit_affine` (one pass) and
 :func:`iter_fit` (with sigma clipping), :func:`select_fit` (``fitgeometry: auto``),
-and the tables :data:`MIN_POINTS` and :data:`N_PARAMS`.
+and (re-exported from `aligncore.geometry`) the tables :data:`MIN_POINTS` and
+:data:`N_PARAMS`.
 """
 
 from __future__ import annotations
 
 import aligncore
+from aligncore.geometry import AUTO_GEOMETRIES, GEOMETRIES, MIN_POINTS, N_PARAMS
 from aligncore_affine.fitter import AffineFitter
 from aligncore_affine.fitting import (
-    AUTO_GEOMETRIES,
     combine_weights,
     fit_affine,
     iter_fit,
     select_fit,
 )
-from aligncore_affine.geometry import GEOMETRIES, MIN_POINTS, N_PARAMS
 
 __version__ = aligncore.__version__
 

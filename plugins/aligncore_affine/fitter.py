@@ -57,6 +57,14 @@ class AffineFitter(Fitter):
 
     params: Params
 
+    def geometry(self) -> str:
+        """The ``fitgeometry`` parameter."""
+        return self.params.fitgeometry
+
+    def clipping(self) -> tuple[int, float]:
+        """``(nclip, sigma)``."""
+        return self.params.nclip, self.params.sigma
+
     def fit(
         self, image_xy: np.ndarray, ref_xy: np.ndarray, weights: np.ndarray | None = None
     ) -> FitResult:

@@ -15,19 +15,10 @@ from typing import Any
 import numpy as np
 
 from aligncore import FitResult, NotEnoughPointsError, SingularMatrixError
-from aligncore_affine.geometry import (
-    GEOMETRIES,
-    MIN_POINTS,
-    N_PARAMS,
-    LinearSolution,
-    solve,
-)
+from aligncore.geometry import AUTO_GEOMETRIES, MIN_POINTS, N_PARAMS, check_geometry
+from aligncore_affine.geometry import LinearSolution, solve
 
 __all__ = ["AUTO_GEOMETRIES", "combine_weights", "fit_affine", "iter_fit", "select_fit"]
-
-AUTO_GEOMETRIES = ("rscale", "rshift", "shift")
-"""The geometries ``fitgeometry: auto`` chooses from, richest first (each nested in the
-one before it)."""
 
 
 def combine_weights(image_weights: np.ndarray, ref_weights: np.ndarray) -> np.ndarray:
@@ -63,10 +54,7 @@ def _floats(values: Any, name: str) -> np.ndarray:
 def _prepare(
     image_xy: Any, ref_xy: Any, weights: Any, geometry: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if geometry not in MIN_POINTS:
-        raise ValueError(
-            f"unknown fitgeometry {geometry!r}; expected one of {', '.join(GEOMETRIES)}"
-        )
+    check_geometry(geometry)
     xy = _floats(image_xy, "image_xy")
     uv = _floats(ref_xy, "ref_xy")
     if xy.ndim != 2 or xy.shape[-1] != 2 or uv.shape != xy.shape:

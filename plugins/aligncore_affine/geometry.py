@@ -25,16 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from aligncore import SingularMatrixError
+from aligncore.geometry import GEOMETRIES, MIN_POINTS, PARAM_NAMES, check_geometry
 
 __all__ = ["GEOMETRIES", "MIN_POINTS", "LinearSolution", "solve"]
-
-MIN_POINTS: dict[str, int] = {"shift": 1, "rshift": 2, "rscale": 2, "general": 3}
-"""Minimum number of points each fit geometry needs."""
-
-GEOMETRIES: tuple[str, ...] = tuple(MIN_POINTS)
-
-N_PARAMS: dict[str, int] = {"shift": 2, "rshift": 3, "rscale": 4, "general": 6}
-"""Number of free parameters of each fit geometry."""
 
 _RCOND = 1e-10  # relative singular value below which a design matrix is singular
 _DEG = 180.0 / math.pi
@@ -121,7 +114,8 @@ def solve(xy: np.ndarray, uv: np.ndarray, w: np.ndarray, geometry: str) -> Linea
         return _solve_rscale(xc, uv, w, center)
     if geometry == "general":
         return _solve_general(xc, uv, w, center)
-    raise ValueError(f"unknown fitgeometry {geometry!r}; expected one of {', '.join(GEOMETRIES)}")
+    check_geometry(geometry)
+    raise AssertionError(geometry)  # pragma: no cover (every geometry is solved above)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -180,7 +174,7 @@ def _solve_shift(
         translation=t,
         center=center,
         covariance=cov,
-        param_names=("shift_x", "shift_y"),
+        param_names=PARAM_NAMES["shift"],
         rotation_err=math.nan,
         scale_err=math.nan,
         sigma2=s2,
@@ -237,7 +231,7 @@ def _solve_rshift(
         translation=t,
         center=center,
         covariance=cov,
-        param_names=("rotation", "shift_x", "shift_y"),
+        param_names=PARAM_NAMES["rshift"],
         rotation_err=math.sqrt(cov[0, 0]) if dof > 0 else math.nan,
         scale_err=math.nan,
         sigma2=s2,
@@ -293,7 +287,7 @@ def _solve_rscale(
         translation=np.array([tx, ty]),
         center=center,
         covariance=cov,
-        param_names=("rotation", "scale", "shift_x", "shift_y"),
+        param_names=PARAM_NAMES["rscale"],
         rotation_err=math.sqrt(cov[0, 0]) if ok else math.nan,
         scale_err=math.sqrt(cov[1, 1]) if ok else math.nan,
         sigma2=s2,
@@ -324,7 +318,7 @@ def _solve_general(
         translation=t,
         center=center,
         covariance=cov,
-        param_names=("m00", "m01", "m10", "m11", "shift_x", "shift_y"),
+        param_names=PARAM_NAMES["general"],
         rotation_err=rot_err if dof > 0 else math.nan,
         scale_err=scale_err if dof > 0 else math.nan,
         sigma2=s2,

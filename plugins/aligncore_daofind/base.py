@@ -41,6 +41,7 @@ from aligncore import (
     COL_X_ERR,
     COL_Y,
     COL_Y_ERR,
+    META_FWHM,
     AlignImage,
     Detector,
     InputError,
@@ -424,6 +425,7 @@ class SourceDetector(Detector):
             **self.provenance(),
             "image": image.name,
             "warnings": warnings_,
+            META_FWHM: self.psf_fwhm(),
             "threshold": prepared.threshold,
             "background": {
                 "method": prepared.background.method,

@@ -27,7 +27,7 @@ import numpy as np
 from astropy.table import QTable
 
 import aligncore
-from aligncore.catalogs import CatalogServiceError, reference_table, retry_call
+from aligncore.refcat import CatalogServiceError, reference_table, retry_call
 
 __all__ = [
     "DEFAULT_GSSS_URL",

@@ -11,7 +11,7 @@ from astropy.time import Time
 from pydantic import Field, model_validator
 
 import aligncore
-from aligncore.catalogs import CacheKey, CatalogCache, as_jyear, propagate
+from aligncore.refcat import CacheKey, CatalogCache, as_jyear, propagate
 from aligncore.stages import require_query_types
 from aligncore_gaia.gsss import GSSS_CATALOGS, GsssClient
 from aligncore_gaia.tap import TAP_TABLES, TapClient

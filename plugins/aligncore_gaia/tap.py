@@ -23,7 +23,7 @@ from typing import Any
 from astropy.table import QTable, Table
 
 import aligncore
-from aligncore.catalogs import CatalogServiceError, reference_table, retry_call
+from aligncore.refcat import CatalogServiceError, reference_table, retry_call
 
 __all__ = ["DEFAULT_TAP_URL", "SYNC_ROW_LIMIT", "TAP_SERVICE", "TAP_TABLES", "TapClient",
            "cone_adql"]

@@ -52,8 +52,8 @@ class Hist2dMatcher(Matcher):
        bins centred on integer offsets, sub-bin quadratic peak refined with
        the unbinned offsets: no bin bias). Its significance (Gaussian-equivalent
        sigma of the false-alarm probability against the Poisson background of
-       random pairs) is reported; a peak below ``min_significance`` gives no
-       matches and ``meta['weak'] = True``. ``xoffset``/``yoffset`` are
+       random pairs) is reported (``MatchResult.significance``); a peak below
+       ``min_significance`` gives no matches and ``MatchResult.weak``. ``xoffset``/``yoffset`` are
        applied first.
     2. In each catalog, a source closer than ``separation`` to an earlier
        (brighter) one is dropped (confusion guard).
@@ -77,7 +77,7 @@ class Hist2dMatcher(Matcher):
     --------
     >>> m = Hist2dMatcher(searchrad="auto", tolerance="auto", separation="auto")  # doctest: +SKIP
     >>> result = m.match(image_cat, ref_cat)                                      # doctest: +SKIP
-    >>> result.offset, result.meta["peak_significance"], result.meta["weak"]      # doctest: +SKIP
+    >>> result.offset, result.significance, result.weak                           # doctest: +SKIP
     """
 
     name: ClassVar[str] = "hist2d"
@@ -226,7 +226,24 @@ class Hist2dMatcher(Matcher):
             ref_idx=lists.ref_rows[jj],
             offset=(float(offset[0]), float(offset[1])),
             meta=meta,
+            weak=meta["weak"],
+            significance=meta.get("peak_significance", math.nan),
         )
+
+    # --- the contract core reads ----------------------------------------------------------
+    def search_reach(self) -> float | None:
+        """The largest offset searched (arcsec): ``searchrad``, or ``max_searchrad`` for auto."""
+        p = self.params
+        return float(p.max_searchrad if p.searchrad == "auto" else p.searchrad)
+
+    def tolerance(self) -> float | None:
+        """The pair tolerance (arcsec); None for ``tolerance: auto`` (chosen per match)."""
+        return None if self.params.tolerance == "auto" else float(self.params.tolerance)
+
+    def match_slack(self) -> float:
+        """Tolerance plus separation (arcsec), the fixed ones only (``auto`` counts 0)."""
+        p = self.params
+        return sum(float(v) for v in (p.tolerance, p.separation) if not isinstance(v, str))
 
     # ------------------------------------------------------------------------------------
     def _radii(
@@ -359,5 +376,6 @@ def _empty(offset: np.ndarray, meta: dict[str, Any]) -> MatchResult:
     meta["n_matched"] = 0
     empty = np.zeros(0, dtype=np.intp)
     return MatchResult(
-        image_idx=empty, ref_idx=empty, offset=(float(offset[0]), float(offset[1])), meta=meta
+        image_idx=empty, ref_idx=empty, offset=(float(offset[0]), float(offset[1])), meta=meta,
+        weak=meta["weak"], significance=meta.get("peak_significance", math.nan),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -167,7 +168,16 @@ class TriangleMatcher(Matcher):
             ref_idx=ref_rows[jj],
             offset=(float(offset[0]), float(offset[1])),
             meta=meta,
+            weak=meta["weak"],
+            significance=meta["significance"],
         )
+
+    def tolerance(self) -> float | None:
+        """The matching radius (arcsec); None for ``tolerance: auto`` (chosen per match).
+
+        `search_reach` is the base class's None: triangles look at any offset.
+        """
+        return None if self.params.tolerance == "auto" else float(self.params.tolerance)
 
 
 def _describe(t: SimilarityTransform) -> dict[str, Any]:
@@ -183,5 +193,6 @@ def _describe(t: SimilarityTransform) -> dict[str, Any]:
 def _empty(meta: dict[str, Any]) -> MatchResult:
     meta["n_matched"] = 0
     empty = np.zeros(0, dtype=np.intp)
-    return MatchResult(image_idx=empty, ref_idx=empty, offset=(0.0, 0.0), meta=meta)
+    return MatchResult(image_idx=empty, ref_idx=empty, offset=(0.0, 0.0), meta=meta,
+                       weak=meta["weak"], significance=meta.get("significance", math.nan))
 

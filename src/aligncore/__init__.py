@@ -31,7 +31,16 @@ from aligncore.registry import (
     get_plugin,
     list_plugins,
 )
-from aligncore.stages import Corrector, Detector, Fitter, Matcher, Params, RefCatalog, Stage
+from aligncore.stages import (
+    Corrector,
+    Detector,
+    Fitter,
+    Matcher,
+    Params,
+    RefCatalog,
+    Solver,
+    Stage,
+)
 from aligncore.tangent import TangentPlane, pixel_scale, pixel_to_world
 from aligncore.types import (
     COL_DEC,
@@ -56,7 +65,12 @@ from aligncore.types import (
     COL_X_ERR,
     COL_Y,
     COL_Y_ERR,
+    META_CATALOG,
+    META_DROPPED_ROWS,
+    META_FWHM,
     META_PIXEL_SCALE,
+    META_REFCAT_REPORTED,
+    META_WARNINGS,
     AlignImage,
     AlignResult,
     FitResult,
@@ -145,7 +159,12 @@ __all__ = [
     "COL_X_ERR",
     "COL_Y",
     "COL_Y_ERR",
+    "META_CATALOG",
+    "META_DROPPED_ROWS",
+    "META_FWHM",
     "META_PIXEL_SCALE",
+    "META_REFCAT_REPORTED",
+    "META_WARNINGS",
     "AlignError",
     "AlignImage",
     "AlignResult",
@@ -173,6 +192,7 @@ __all__ = [
     "Registry",
     "Scene",
     "SingularMatrixError",
+    "Solver",
     "Stage",
     "Status",
     "TangentPlane",

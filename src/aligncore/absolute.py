@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from astropy import units as u
@@ -36,7 +36,6 @@ from astropy.coordinates import Angle, SkyCoord
 from astropy.table import QTable
 
 from aligncore.catalogs import (
-    META_DROPPED_ROWS,
     as_jyear,
     drop_unusable_rows,
     has_proper_motion,
@@ -55,7 +54,10 @@ from aligncore.types import (
     COL_RA_ERR,
     COL_TP_X,
     COL_TP_Y,
+    META_CATALOG,
     META_PIXEL_SCALE,
+    META_REFCAT_REPORTED,
+    META_WARNINGS,
     AlignImage,
     FitResult,
     Status,
@@ -67,10 +69,11 @@ if TYPE_CHECKING:
 __all__ = ["AUTO_SEARCHRAD", "absolute_align", "combined_catalog", "search_cone"]
 
 AUTO_SEARCHRAD = 10.0
+"""Margin (arcsec) used for a matcher without a search reach (the widest radius hist2d's
+auto search tries)."""
 MAX_CONE_RADIUS_DEG = 5.0
 """Largest reference-catalog search cone (deg): a wider one means a wrong WCS or pixel
 scale, and would ask the catalog service for millions of stars."""
-"""Margin (arcsec) used for ``searchrad: auto`` (the widest radius hist2d's auto search tries)."""
 
 _EPOCH_DECIMALS = 4  # images closer than ~1 hour in epoch share one propagated reference
 _DEFAULT_POS_ERR_PIX = 0.05  # first-guess source position error (pixels) when none is given
@@ -111,14 +114,15 @@ def combined_catalog(units: Sequence[Unit]) -> QTable:
                    "image": join(images, int), "pos_err": join(errs, float)})
 
 
-def search_cone(units: Sequence[Unit], plane: TangentPlane, searchrad: float | str,
+def search_cone(units: Sequence[Unit], plane: TangentPlane, searchrad: float | str | None,
                 pointing_error: float) -> tuple[SkyCoord, Angle, dict[str, float]]:
     """Cone covering the union footprint of the aligned units plus the search margin.
 
     The centre is the middle of the footprints' bounding box in the tangent
     plane (rounded to 1e-4 deg), the radius reaches the farthest corner plus
-    ``searchrad`` (:data:`AUTO_SEARCHRAD` for ``auto``) and ``pointing_error``,
-    rounded up to a whole arcsec.
+    ``searchrad`` (the absolute matcher's `~aligncore.Matcher.search_reach`;
+    :data:`AUTO_SEARCHRAD` for ``auto`` or None) and ``pointing_error``, rounded
+    up to a whole arcsec.
 
     Returns
     -------
@@ -137,8 +141,8 @@ def search_cone(units: Sequence[Unit], plane: TangentPlane, searchrad: float | s
     ra, dec = (round(float(v), 4) for v in plane.tp_to_world(middle[0], middle[1]))
     cx, cy = plane.world_to_tp(ra, dec)
     footprint_radius = float(np.max(np.hypot(points[:, 0] - cx, points[:, 1] - cy)))
-    margin = (float(searchrad) if not isinstance(searchrad, str) else AUTO_SEARCHRAD) + float(
-        pointing_error)
+    reach = float(searchrad) if isinstance(searchrad, int | float) else AUTO_SEARCHRAD
+    margin = reach + float(pointing_error)
     center = SkyCoord(ra, dec, unit="deg", frame="icrs")
     radius = Angle(math.ceil(footprint_radius + margin) * u.arcsec)
     description = {"ra": float(ra), "dec": float(dec), "radius_arcsec": float(radius.arcsec),
@@ -146,34 +150,11 @@ def search_cone(units: Sequence[Unit], plane: TangentPlane, searchrad: float | s
     return center, radius, description
 
 
-def _build_refcat(config: Config, registry: Registry) -> RefCatalog:
-    """The configured reference catalog, with the absolute-section shortcuts applied."""
-    section = config.absolute
-    cls = registry.get("refcatalog", section.refcat.plugin)
-    params = dict(section.refcat.params)
-    fields = cls.Params.model_fields
-    shortcuts = {"catalog": section.gaia_catalog, "cache": section.refcat_cache,
-                 "cache_dir": section.refcat_cache_dir}
-    for key, value in shortcuts.items():
-        if value is not None and key in fields:
-            params.setdefault(key, value)
-    return cls(params)
-
-
 def _build_matcher_fitter(config: Config, registry: Registry) -> tuple[Matcher, Fitter]:
-    """The run's matcher and fitter with the absolute-section parameters (abs_*)."""
-    section = config.absolute
-    matcher_cls = registry.get("matcher", config.matcher.plugin)
-    matcher_params = dict(config.matcher.params)
-    for key in ("searchrad", "separation", "tolerance"):
-        if key in matcher_cls.Params.model_fields:
-            matcher_params[key] = getattr(section, key)
-    fitter_cls = registry.get("fitter", config.fitter.plugin)
-    fitter_params = dict(config.fitter.params)
-    for key in ("fitgeometry", "nclip", "sigma"):
-        if key in fitter_cls.Params.model_fields:
-            fitter_params[key] = getattr(section, key)
-    return matcher_cls(matcher_params), fitter_cls(fitter_params)
+    """The absolute stage's own matcher and fitter (``absolute.matcher``, ``absolute.fitter``)."""
+    matcher = config.build_stage("matcher", registry, section="absolute.matcher")
+    fitter = config.build_stage("fitter", registry, section="absolute.fitter")
+    return cast(Matcher, matcher), cast(Fitter, fitter)
 
 
 def _image_epochs(units: Sequence[Unit], images: Sequence[AlignImage],
@@ -208,7 +189,7 @@ def absolute_align(units: list[Unit], images: Sequence[AlignImage], plane: Tange
     plane : TangentPlane
         The shared tangent plane.
     config : Config
-        Uses ``config.absolute`` and the matcher/fitter plugins.
+        Uses ``config.absolute`` (with its own ``matcher`` and ``fitter`` choices).
     registry : Registry
 
     Returns
@@ -249,19 +230,23 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
     if len(combined) == 0:
         raise _Failed("the aligned images have no sources")
 
-    center, radius, cone = search_cone(ok_units, plane, section.searchrad,
+    try:
+        matcher, fitter = _build_matcher_fitter(config, registry)
+    except Exception as exc:
+        raise _Failed(f"cannot set up the absolute matcher/fitter: {exc}") from exc
+    center, radius, cone = search_cone(ok_units, plane, matcher.search_reach(),
                                        section.pointing_error)
     info["cone"] = cone
     if radius.deg > MAX_CONE_RADIUS_DEG:
         raise _Failed(f"the reference search cone would have a radius of {radius.deg:.1f} deg "
                       f"(more than {MAX_CONE_RADIUS_DEG:g} deg); check the images' pixel scale "
-                      "and absolute.searchrad / absolute.pointing_error")
+                      "and the absolute matcher's search radius / absolute.pointing_error")
     epochs = _image_epochs(ok_units, images, section.epoch)
     info["epochs"] = {images[i].name: epochs[i] for i in sorted(epochs)}
 
     # --- query -------------------------------------------------------------------------------
     try:
-        refcat = _build_refcat(config, registry)
+        refcat = cast(RefCatalog, config.build_stage("refcatalog", registry))
     except Exception as exc:
         raise _Failed(f"cannot set up reference catalog {section.refcat.plugin!r}: {exc}") from exc
     try:
@@ -272,10 +257,9 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
         raise _Failed(f"reference catalog query failed: {text}") from exc
     info["refcat"] = {
         "plugin": refcat.name,
-        **{k: ref.meta.get(k) for k in ("catalog", "service", "url", "cache", META_DROPPED_ROWS)
-           if k in ref.meta},
+        **{k: ref.meta.get(k) for k in META_REFCAT_REPORTED if k in ref.meta},
     }
-    info["refcat_name"] = _label(str(ref.meta.get("catalog") or ""), refcat.name)
+    info["refcat_name"] = _label(str(ref.meta.get(META_CATALOG) or ""), refcat.name)
     info["n_found"] = len(ref)
     info["reference_catalog"] = ref
     where = (f"in the {cone['radius_arcsec']:.1f}\" cone around RA {cone['ra']:.6f}, "
@@ -299,10 +283,6 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
                       f"min_gaia={section.min_gaia} required")
 
     # --- match -------------------------------------------------------------------------------
-    try:
-        matcher, fitter = _build_matcher_fitter(config, registry)
-    except Exception as exc:
-        raise _Failed(f"cannot set up the absolute matcher/fitter: {exc}") from exc
     match_key = _match_epoch(source_keys, tables)
     ref_tp = _project(tables[match_key], plane, scale)
     try:
@@ -392,7 +372,7 @@ def _propagated(ref: QTable, combined: QTable, epochs: dict[int, float | None],
     if np.any(keys == None) or not tables:  # noqa: E711 (object array comparison)
         tables[None] = base
     for table in tables.values():
-        for text in table.meta.get("warnings", []):
+        for text in table.meta.get(META_WARNINGS, []):
             if text not in warnings:
                 warnings.append(text)
     return tables, keys

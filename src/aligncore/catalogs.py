@@ -12,7 +12,8 @@
 - :class:`CatalogServiceError` is the error a remote catalog raises when it
   cannot be used: it names the service and says what to do.
 
-Plugins import these as ``from aligncore.catalogs import ...``.
+The implementation module: plugins import the documented public names from
+:mod:`aligncore.refcat`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from aligncore.types import (
     COL_PMRA,
     COL_RA,
     COL_RA_ERR,
+    META_DROPPED_ROWS,
+    META_WARNINGS,
 )
 
 __all__ = [
@@ -220,10 +223,6 @@ def reference_table(
     table[COL_PMDEC] = column(pmdec)
     table[COL_EPOCH] = column(epoch)
     return table
-
-
-META_DROPPED_ROWS = "dropped_rows"
-"""Table ``meta`` key: how many rows `drop_unusable_rows` removed (masked or non-finite)."""
 
 
 def find_column(colnames: Iterable[str], aliases: Iterable[str], label: str) -> str | None:
@@ -410,7 +409,7 @@ def propagate(
     out = QTable(table, copy=True)
     out.meta = dict(table.meta)
     n = len(out)
-    warn_list = list(out.meta.get("warnings", []))
+    warn_list = list(out.meta.get(META_WARNINGS, []))
     epochs = row_epochs(out)
     known_epoch = np.isfinite(epochs)
     moving = has_proper_motion(out) & known_epoch
@@ -454,7 +453,7 @@ def propagate(
         pm_mode=pm_mode,
     )
     if warn_list:
-        out.meta["warnings"] = warn_list
+        out.meta[META_WARNINGS] = warn_list
     return out[keep] if not np.all(keep) else out
 
 

@@ -192,14 +192,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from aligncore.stages import STAGE_TABLE
+
     config, registry = _load(args)
     print(f"{args.config}: OK")
-    for kind in ("detector", "matcher", "fitter"):
-        stage = config.build_stage(kind, registry)
-        print(f"  {kind:9s} {stage!r}")
-    print(f"  corrector {config.corrector.plugin}")
-    if config.absolute.enabled:
-        print(f"  refcat    {config.build_stage('refcatalog', registry)!r}")
+    for kind in STAGE_TABLE.values():
+        for section in kind.sections:
+            if section.startswith("absolute.") and not config.absolute.enabled:
+                continue
+            choice = config.stage_choice(kind.name, section)
+            shown = (choice.plugin if kind.name == "corrector" and choice.plugin == "auto"
+                     else repr(config.build_stage(kind.name, registry, section=section)))
+            print(f"  {section:16s} {shown}")
     return EXIT_OK
 
 

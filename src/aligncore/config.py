@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aligncore.registry import (
     LOCAL_PLUGINS_HINT,
@@ -23,7 +31,7 @@ from aligncore.registry import (
     build_registry,
     local_plugins_refused,
 )
-from aligncore.stages import Stage
+from aligncore.stages import STAGE_TABLE, Stage
 from aligncore.yaml_guard import YamlRefused, parse_yaml
 
 __all__ = [
@@ -120,10 +128,10 @@ class AlignSection(_Section):
         default_factory=dict,
         description="Image file name -> group id; images of one group move as one rigid body.",
     )
-    solver: Literal["global", "sequential"] = Field(
+    solver: str = Field(
         "global",
-        description="global: refine all corrections simultaneously over every overlap; "
-        "sequential: tweakreg's one-by-one alignment.",
+        description="Solver plugin: global refines all corrections simultaneously over every "
+        "overlap; sequential is tweakreg's one-by-one alignment (`aligncore plugins`).",
     )
     max_correction: float | Literal["auto"] = Field(
         "auto",
@@ -141,6 +149,67 @@ class AlignSection(_Section):
         None, description="RA, Dec (deg) of the shared tangent plane; default: footprint centre.")
 
     _positive_correction = field_validator("max_correction")(_positive_or_auto)
+
+
+ABSOLUTE_MATCHER_DEFAULTS: dict[str, Any] = {"searchrad": 6.0, "separation": 1.0,
+                                             "tolerance": 0.7}
+"""``absolute.matcher.params`` defaults for ``hist2d`` (tweakreg's ``abs_*`` values)."""
+ABSOLUTE_FITTER_DEFAULTS: dict[str, Any] = {"fitgeometry": "rshift", "nclip": 3, "sigma": 3.0}
+"""``absolute.fitter.params`` defaults for ``affine`` (tweakreg's ``abs_*`` values)."""
+
+ABSOLUTE_ALIASES: dict[str, tuple[str, str]] = {
+    **{f"{prefix}{key}": ("matcher", key) for key in ABSOLUTE_MATCHER_DEFAULTS
+       for prefix in ("abs_", "")},
+    **{f"{prefix}{key}": ("fitter", key) for key in ABSOLUTE_FITTER_DEFAULTS
+       for prefix in ("abs_", "")},
+}
+"""Seed keys of the ``absolute`` section -> (stage, parameter) of ``absolute.matcher`` /
+``absolute.fitter``; `load_config` maps them (``abs_searchrad: 6`` is
+``absolute.matcher.params.searchrad: 6``)."""
+
+
+def _layered_defaults(plugin: str, defaults: dict[str, Any]) -> Any:
+    """A before-validator: params given for ``plugin`` are layered over ``defaults``."""
+
+    def layer(cls: type, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        params = data.get("params", {})
+        if data.get("plugin", plugin) != plugin:
+            return {**data, "params": params}  # another plugin: its own defaults
+        if isinstance(params, dict):
+            data = {**data, "params": {**defaults, **params}}
+        return data
+
+    return model_validator(mode="before")(classmethod(layer))
+
+
+class AbsoluteMatcherSection(MatcherSection):
+    """The matcher of the absolute stage (its own choice, independent of ``matcher``).
+
+    For ``hist2d`` the params given are layered over tweakreg's absolute values
+    (``searchrad: 6``, ``separation: 1``, ``tolerance: 0.7``); the seed keys
+    ``abs_searchrad``, ``abs_separation``, ``abs_tolerance`` set them too.
+    """
+
+    params: dict[str, Any] = Field(default_factory=lambda: dict(ABSOLUTE_MATCHER_DEFAULTS),
+                                   description="The plugin's parameters.")
+
+    _layer = _layered_defaults("hist2d", ABSOLUTE_MATCHER_DEFAULTS)
+
+
+class AbsoluteFitterSection(FitterSection):
+    """The fitter of the absolute stage (its own choice, independent of ``fitter``).
+
+    For ``affine`` the params given are layered over tweakreg's absolute values
+    (``fitgeometry: rshift``, ``nclip: 3``, ``sigma: 3``); the seed keys
+    ``abs_fitgeometry``, ``abs_nclip``, ``abs_sigma`` set them too.
+    """
+
+    params: dict[str, Any] = Field(default_factory=lambda: dict(ABSOLUTE_FITTER_DEFAULTS),
+                                   description="The plugin's parameters.")
+
+    _layer = _layered_defaults("affine", ABSOLUTE_FITTER_DEFAULTS)
 
 
 class AbsoluteSection(_Section):
@@ -166,27 +235,19 @@ class AbsoluteSection(_Section):
         validation_alias=AliasChoices("save_gaia_catalog", "save_abs_catalog"),
         description="Write the reference catalog used.",
     )
-    fitgeometry: Literal["shift", "rshift", "rscale", "general", "auto"] = Field(
-        "rshift", validation_alias=AliasChoices("fitgeometry", "abs_fitgeometry")
-    )
-    searchrad: float | Literal["auto"] = Field(
-        6.0, validation_alias=AliasChoices("searchrad", "abs_searchrad"),
-        description="arcsec, or auto",
-    )
-    separation: float | Literal["auto"] = Field(
-        1.0, validation_alias=AliasChoices("separation", "abs_separation"),
-        description="arcsec, or auto",
-    )
-    tolerance: float | Literal["auto"] = Field(
-        0.7, validation_alias=AliasChoices("tolerance", "abs_tolerance"),
-        description="arcsec, or auto",
-    )
-    nclip: int = Field(3, ge=0, validation_alias=AliasChoices("nclip", "abs_nclip"))
-    sigma: float = Field(3.0, gt=0, validation_alias=AliasChoices("sigma", "abs_sigma"))
+    matcher: AbsoluteMatcherSection = Field(
+        default_factory=lambda: AbsoluteMatcherSection(),
+        description="The absolute stage's matcher (see below); the seed keys abs_searchrad, "
+        "abs_separation, abs_tolerance (or searchrad, separation, tolerance) here set its "
+        "params.")
+    fitter: AbsoluteFitterSection = Field(
+        default_factory=lambda: AbsoluteFitterSection(),
+        description="The absolute stage's fitter (see below); the seed keys abs_fitgeometry, "
+        "abs_nclip, abs_sigma (or fitgeometry, nclip, sigma) here set its params.")
     pointing_error: float = Field(
         2.0, ge=0,
         description="Expected absolute pointing error (arcsec): the reference search cone is "
-        "the union footprint plus searchrad plus this.",
+        "the union footprint plus the absolute matcher's search reach plus this.",
     )
     mag_limits: tuple[float | None, float | None] = Field(
         (None, None), description="(brightest, faintest) reference magnitudes used; null: no limit."
@@ -212,8 +273,6 @@ class AbsoluteSection(_Section):
     refcat_cache_dir: str | None = Field(
         None, description="Shortcut for refcat.params.cache_dir."
     )
-
-    _positive = field_validator("searchrad", "separation", "tolerance")(_positive_or_auto)
 
 
 class OutputSection(_Section):
@@ -282,18 +341,45 @@ class Config(_Section):
         base = Path(self.source).parent if self.source else Path.cwd()
         return Path(path) if Path(path).is_absolute() else base / path
 
-    def stage_choice(self, kind: str) -> StageChoice:
-        """The section selecting the plugin for a stage kind."""
-        if kind == "refcatalog":
-            return self.absolute.refcat
-        return getattr(self, kind)
+    def stage_choice(self, kind: str, section: str | None = None) -> StageChoice:
+        """The section selecting the plugin for a stage kind.
 
-    def build_stage(self, kind: str, registry: Registry, name: str | None = None) -> Stage:
-        """Instantiate the configured plugin (or plugin ``name``) for a stage kind."""
-        choice = self.stage_choice(kind)
+        Parameters
+        ----------
+        kind : str
+            A stage kind (``detector``, ``matcher``, ...).
+        section : str, optional
+            Dotted path of the section (e.g. ``"absolute.matcher"``); default: the
+            kind's own section (``absolute.refcat`` for ``refcatalog``).
+        """
+        if section is None:
+            section = STAGE_TABLE[kind].section
+        choice: Any = self
+        for part in section.split("."):
+            choice = getattr(choice, part)
+        return StageChoice(plugin=choice) if isinstance(choice, str) else choice
+
+    def build_stage(self, kind: str, registry: Registry, name: str | None = None, *,
+                    section: str | None = None) -> Stage:
+        """Instantiate the configured plugin (or plugin ``name``) for a stage kind.
+
+        Parameters
+        ----------
+        kind : str
+            A stage kind.
+        registry : Registry
+            Where the plugin classes are registered.
+        name : str, optional
+            Another plugin of that kind (built with its default params), e.g. a
+            fallback matcher.
+        section : str, optional
+            The config section choosing the plugin (see `stage_choice`), e.g.
+            ``"absolute.matcher"``.
+        """
+        choice = self.stage_choice(kind, section)
         name = name or choice.plugin
         params = choice.params if name == choice.plugin else {}
-        return registry.get(kind, name)(params)
+        return registry.build(kind, name, params)
 
 
 # --- problems and their formatting -------------------------------------------------
@@ -465,15 +551,20 @@ def _check_stage(
     registry: Registry,
     locator: _Locator,
     origins: Mapping[tuple[str, ...], str],
+    *,
+    plugin_key: bool = True,
 ) -> list[ConfigProblem]:
-    """Plugin name exists and its params validate against the plugin's Params model."""
+    """Plugin name exists and its params validate against the plugin's Params model.
+
+    ``plugin_key=False``: the section itself is the plugin name (``align.solver``).
+    """
     name = raw.get("plugin")
     params = raw.get("params") or {}
     if not isinstance(name, str):
         return []
     if kind == "corrector" and name == "auto":
         return []
-    plugin_path = (*section_path, "plugin")
+    plugin_path = (*section_path, "plugin") if plugin_key else section_path
     if name not in registry.names(kind):
         file = origins.get(plugin_path, locator.file)
         line = None if file == "--set" else locator.line(plugin_path)
@@ -522,6 +613,45 @@ def _merge_aliases(data: dict[str, Any], origins: Mapping[tuple[str, ...], str],
                 f"({name}); give only one"))
             for other in given[1:]:
                 values.pop(other)
+    return problems
+
+
+def _absolute_aliases(data: dict[str, Any], origins: Mapping[tuple[str, ...], str],
+                      locator: _Locator) -> list[ConfigProblem]:
+    """Move the seed keys of ``absolute`` (`ABSOLUTE_ALIASES`) into the params of
+    ``absolute.matcher`` / ``absolute.fitter``.
+
+    A setting given twice (two seed names, or a seed name and the params key) is a
+    problem, unless one of them is a ``--set`` override, which wins.
+    """
+    section = data.get("absolute")
+    if not isinstance(section, dict):
+        return []
+    problems = []
+    given: dict[tuple[str, str], str] = {}
+    for alias, (stage, key) in ABSOLUTE_ALIASES.items():
+        if alias not in section:
+            continue
+        value = section.pop(alias)
+        choice = section.setdefault(stage, {})
+        params = choice.setdefault("params", {}) if isinstance(choice, dict) else None
+        if not isinstance(params, dict):
+            continue  # the section itself is wrong: validation reports it
+        target = ("absolute", stage, "params", key)
+        earlier = given.get((stage, key))
+        name = earlier or ".".join(target[1:])
+        if (earlier is not None or key in params) and ("absolute", alias) not in origins:
+            if target in origins or ("absolute", earlier) in origins:
+                continue  # the other name came from --set: it wins
+            problems.append(ConfigProblem(
+                locator.file, locator.line(("absolute", alias)), f"absolute.{alias}",
+                f"'{name}' and '{alias}' are two names of the same setting "
+                f"(absolute.{stage}.params.{key}); give only one"))
+            continue
+        params[key] = value
+        given[(stage, key)] = alias
+        if ("absolute", alias) in locator.lines:
+            locator.lines[target] = locator.lines[("absolute", alias)]
     return problems
 
 
@@ -617,6 +747,7 @@ def load_config(
         origins[tuple(keys)] = "--set"
 
     problems: list[ConfigProblem] = _merge_aliases(data, origins, locator)
+    problems += _absolute_aliases(data, origins, locator)
     if "source" in data:  # set by aligncore (the file read), not a section of the file
         data = {key: value for key, value in data.items() if key != "source"}
         problems.append(ConfigProblem(str(path), locator.line(("source",)), "source",
@@ -635,23 +766,26 @@ def load_config(
             plugin_files = config.plugin_files()
         registry = build_registry(plugin_files)
 
-    sections = {
-        "detector": ("detector",),
-        "matcher": ("matcher",),
-        "fitter": ("fitter",),
-        "corrector": ("corrector",),
-    }
     absolute = data.get("absolute") if isinstance(data.get("absolute"), dict) else {}
-    if absolute.get("enabled", absolute.get("align_to_gaia", False)):
-        sections["refcatalog"] = ("absolute", "refcat")
-    for kind, section_path in sections.items():
+    absolute_on = absolute.get("enabled", absolute.get("align_to_gaia", False))
+    sections = [(kind, tuple(section.split("."))) for kind in STAGE_TABLE
+                for section in STAGE_TABLE[kind].sections
+                if absolute_on or not section.startswith("absolute.")]
+    for kind, section_path in sections:
         raw: Any = data
         for part in section_path:
             raw = raw.get(part, {}) if isinstance(raw, dict) else {}
+        if isinstance(raw, str):  # a section that is just the plugin name (align.solver)
+            problems.extend(_check_stage(kind, section_path, {"plugin": raw}, registry,
+                                         locator, origins, plugin_key=False))
+            continue
         if not isinstance(raw, dict):
             continue
-        if "plugin" not in raw and config is not None:
-            raw = {**raw, "plugin": config.stage_choice(kind).plugin}
+        if config is not None:  # the validated section: defaults and layered params included
+            choice = config.stage_choice(kind, ".".join(section_path))
+            raw = {**raw, "plugin": raw.get("plugin", choice.plugin),
+                   "params": choice.params if isinstance(raw.get("params", {}), dict)
+                   else raw["params"]}
         problems.extend(_check_stage(kind, section_path, raw, registry, locator, origins))
 
     align = data.get("align") if isinstance(data.get("align"), dict) else {}
@@ -664,9 +798,23 @@ def load_config(
 
     if problems or config is None:
         raise ConfigError(sorted(problems, key=lambda p: (p.file != str(path), p.line or 0)))
-    if config.absolute.gaia_catalog:
-        config.absolute.refcat.params.setdefault("catalog", config.absolute.gaia_catalog)
+    _refcat_shortcuts(config, registry)
     return config
+
+
+def _refcat_shortcuts(config: Config, registry: Registry) -> None:
+    """Apply ``absolute.gaia_catalog`` / ``refcat_cache`` / ``refcat_cache_dir`` to the
+    reference catalog's params (where its plugin has that parameter and it is not given)."""
+    section = config.absolute
+    shortcuts = {"catalog": section.gaia_catalog, "cache": section.refcat_cache,
+                 "cache_dir": section.refcat_cache_dir}
+    try:
+        fields = registry.get("refcatalog", section.refcat.plugin).Params.model_fields
+    except LookupError:  # absolute alignment off and its plugin not installed: nothing to do
+        return
+    for key, value in shortcuts.items():
+        if value is not None and key in fields:
+            section.refcat.params.setdefault(key, value)
 
 
 def _default_text(field: Any) -> str:
@@ -685,8 +833,10 @@ def render_config_reference() -> str:
              "Stage parameters (`params:`) belong to the plugins: `aligncore params NAME`.", ""]
     sections = [(name, field.annotation) for name, field in Config.model_fields.items()
                 if name != "source"]
-    sections.insert(sections.index(("absolute", AbsoluteSection)) + 1,
-                    ("absolute.refcat", RefcatSection))
+    at = sections.index(("absolute", AbsoluteSection)) + 1
+    sections[at:at] = [("absolute.refcat", RefcatSection),
+                       ("absolute.matcher", AbsoluteMatcherSection),
+                       ("absolute.fitter", AbsoluteFitterSection)]
     for name, model in sections:
         lines.append(f"## `{name}`")
         lines.append("")

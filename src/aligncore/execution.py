@@ -102,7 +102,7 @@ def run_detect_task(task: DetectTask) -> tuple[QTable, float]:
     """Detect one image file (runs on a worker); returns the catalog and the seconds taken."""
     start = time.perf_counter()
     registry = _worker_registry(task.plugin_files)
-    detector = registry.get("detector", task.detector)(task.params)
+    detector = registry.build("detector", task.detector, task.params)
     return _detect(task.image, detector, registry), time.perf_counter() - start
 
 

@@ -22,6 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import spsolve
 from scipy.spatial import cKDTree
 
+from aligncore.geometry import AUTO_GEOMETRIES, N_PARAMS, design_block, small_update
 from aligncore.overlap import candidate_pairs
 from aligncore.types import FitResult, Status
 from aligncore.units import Unit
@@ -35,7 +36,6 @@ __all__ = [
     "solve_global",
 ]
 
-_N_PARAMS = {"shift": 2, "rshift": 3, "rscale": 4, "general": 6}
 _DENSE_COVARIANCE_LIMIT = 3000
 
 
@@ -94,45 +94,10 @@ def _positions(units: Sequence[Unit], pairs: Sequence[PairMatches]) -> dict[int,
     return {i: units[i].corrected_xy() for i in used}
 
 
-def _design_block(xy: np.ndarray, center: np.ndarray, geometry: str) -> np.ndarray:
-    """Rows of d(displacement)/d(params) for points ``xy``: shape (2n, n_params)."""
-    n = len(xy)
-    u = xy[:, 0] - center[0]
-    v = xy[:, 1] - center[1]
-    one, zero = np.ones(n), np.zeros(n)
-    if geometry == "shift":
-        cols_x, cols_y = [one, zero], [zero, one]
-    elif geometry == "rshift":  # small rotation theta
-        cols_x, cols_y = [-v, one, zero], [u, zero, one]
-    elif geometry == "rscale":  # [[a, -b], [b, a]]
-        cols_x, cols_y = [u, -v, one, zero], [v, u, zero, one]
-    else:  # general
-        cols_x = [u, v, zero, zero, one, zero]
-        cols_y = [zero, zero, u, v, zero, one]
-    block = np.empty((2 * n, len(cols_x)))
-    block[0::2] = np.column_stack(cols_x)
-    block[1::2] = np.column_stack(cols_y)
-    return block
-
-
 def _update(params: np.ndarray, center: np.ndarray, geometry: str) -> FitResult:
     """The small correction ``p -> p + dM (p - c) + t`` as a FitResult."""
-    if geometry == "shift":
-        delta, shift = np.zeros((2, 2)), params
-    elif geometry == "rshift":
-        theta = params[0]
-        delta = np.array([[math.cos(theta) - 1.0, -math.sin(theta)],
-                          [math.sin(theta), math.cos(theta) - 1.0]])
-        shift = params[1:]
-    elif geometry == "rscale":
-        a, b = params[:2]
-        delta = np.array([[a, -b], [b, a]])
-        shift = params[2:]
-    else:
-        delta = params[:4].reshape(2, 2)
-        shift = params[4:]
-    matrix = np.eye(2) + delta
-    return FitResult(matrix=matrix, shift=np.asarray(shift) - delta @ center)
+    matrix, shift = small_update(params, center, geometry)
+    return FitResult(matrix=matrix, shift=shift)
 
 
 def _sigma2(unit: Unit, idx: np.ndarray) -> np.ndarray:
@@ -153,7 +118,7 @@ def _weights(units: Sequence[Unit], pair: PairMatches) -> np.ndarray:
 def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[int, int],
                 geometry: str, centers: dict[int, np.ndarray], weighted: bool
                 ) -> tuple[np.ndarray, sp.csc_matrix, np.ndarray, float, int]:
-    n_par = _N_PARAMS[geometry]
+    n_par = N_PARAMS[geometry]
     rows, cols, vals, rhs, wts = [], [], [], [], []
     row0 = 0
     positions = _positions(units, pairs)
@@ -169,7 +134,7 @@ def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[
         for unit, points, sign in ((pair.a, pa, 1.0), (pair.b, pb, -1.0)):
             if unit not in free:
                 continue
-            block = sign * _design_block(points, centers[unit], geometry)
+            block = sign * design_block(points, centers[unit], geometry)
             r, c = np.nonzero(np.ones_like(block, dtype=bool))
             rows.append(row0 + r)
             cols.append(free[unit] * n_par + c)
@@ -231,10 +196,6 @@ def _connected_to_reference(n: int, pairs: Sequence[PairMatches], reference: int
     graph = sp.coo_matrix((np.ones(a.size), (a, b)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     return {i for i in range(n) if labels[i] == labels[reference]}
-
-
-AUTO_GEOMETRIES = ("rscale", "rshift", "shift")
-"""Geometries ``auto`` chooses from for all units at once, richest first."""
 
 
 @dataclass
@@ -308,20 +269,20 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
         _set_fits(units, start)
         info["failed"] = "singular global system; the sequential solution is kept"
         return info
-    variance = best.chi2 / max(best.n_rows - len(free) * _N_PARAMS[best.geometry], 1)
+    variance = best.chi2 / max(best.n_rows - len(free) * N_PARAMS[best.geometry], 1)
     tests = {}
     for simpler in candidates[1:]:
         kept = {u: units[u].fit for u in free_units}
         restart(simpler)
         trial = _iterate(units, pairs, free, simpler, weighted, 0, sigma, max_iter, tol)
         increase = (trial.chi2 - best.chi2) / variance if variance > 0 else math.inf
-        allowance = 2.0 * len(free) * (_N_PARAMS[best.geometry] - _N_PARAMS[simpler])
+        allowance = 2.0 * len(free) * (N_PARAMS[best.geometry] - N_PARAMS[simpler])
         tests[simpler] = {"chi2_increase": increase, "allowance": allowance}
         if trial.failed or not increase <= allowance:
             _set_fits(units, kept)
             break
         best = trial
-    n_par = _N_PARAMS[best.geometry]
+    n_par = N_PARAMS[best.geometry]
     dof = max(best.n_rows - len(free) * n_par, 1)
     info.update({"iterations": best.iterations, "pairs": len(pairs),
                  "matches": int(sum(int(p.keep.sum()) for p in pairs)),
@@ -365,7 +326,7 @@ def _restricted(fit: FitResult, geometry: str, center: np.ndarray) -> FitResult:
 def _iterate(units: list[Unit], pairs: list[PairMatches], free: dict[int, int], geometry: str,
              weighted: bool, nclip: int, sigma: float, max_iter: int, tol: float) -> _Solution:
     """Solve -> update -> clip until the updates vanish (units' fits updated in place)."""
-    n_par = _N_PARAMS[geometry]
+    n_par = N_PARAMS[geometry]
     centers = {i: units[i].corrected_xy().mean(axis=0) for i in free}
     state = _Solution(geometry, None, 0.0, 0, 0)
     clip_passes = 0
@@ -392,7 +353,7 @@ def _iterate(units: list[Unit], pairs: list[PairMatches], free: dict[int, int], 
 def _set_statistics(units: list[Unit], pairs: Sequence[PairMatches], free: dict[int, int],
                     normal: sp.csc_matrix | None, chi2_dof: float, geometry: str) -> None:
     """Per-unit residual statistics and parameter uncertainties from the global solution."""
-    n_par = _N_PARAMS[geometry]
+    n_par = N_PARAMS[geometry]
     covariance = None
     if normal is not None and 0 < normal.shape[0] <= _DENSE_COVARIANCE_LIMIT:
         try:

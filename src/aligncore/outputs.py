@@ -130,9 +130,7 @@ def write_catalogs(names: Sequence[str], catalogs: Sequence[QTable], outdir: Pat
 def _wcsname(result: AlignResult, config: Config) -> str:
     if result.absolute is None:
         return "FIT-REL"
-    label = result.meta.get("absolute", {}).get("refcat_name")
-    if not label:
-        label = config.absolute.refcat.params.get("catalog") or config.absolute.refcat.plugin
+    label = result.meta.get("absolute", {}).get("refcat_name") or config.absolute.refcat.plugin
     return f"FIT-REL-{str(label).upper()}"
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from astropy.table import QTable
 
-from aligncore.catalogs import META_DROPPED_ROWS, drop_unusable_rows
+from aligncore.catalogs import drop_unusable_rows
 from aligncore.combined import merge_catalogs
 from aligncore.config import Config, load_config
 from aligncore.errors import AlignError, InputError
@@ -30,6 +30,8 @@ from aligncore.tangent import TangentPlane
 from aligncore.types import (
     COL_X,
     COL_Y,
+    META_DROPPED_ROWS,
+    META_WARNINGS,
     AlignImage,
     AlignResult,
     FitResult,
@@ -138,6 +140,7 @@ def align(
     matchers = [config.build_stage("matcher", registry)]
     matchers += [config.build_stage("matcher", registry, name) for name in config.align.fallback]
     fitter = config.build_stage("fitter", registry)
+    solver = config.build_stage("solver", registry)
     timings["setup"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
@@ -164,7 +167,7 @@ def align(
                 unit.meta["traceback"] = "\n".join(traces)
     relative_info: dict[str, Any] = {}
     if len(units) >= 2:
-        relative_info = relative_align(units, config, matchers, fitter, registry)
+        relative_info = relative_align(units, config, matchers, fitter, registry, solver)
     else:
         for unit in units:
             unit.status = Status.REFERENCE if len(unit.catalog) else Status.FAILED
@@ -252,8 +255,8 @@ def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
             meta["traceback"] = trace
         if catalogs[index].meta.get(META_DROPPED_ROWS):
             meta[META_DROPPED_ROWS] = int(catalogs[index].meta[META_DROPPED_ROWS])
-        if catalogs[index].meta.get("warnings"):
-            meta["detector_warnings"] = list(catalogs[index].meta["warnings"])
+        if catalogs[index].meta.get(META_WARNINGS):
+            meta["detector_warnings"] = list(catalogs[index].meta[META_WARNINGS])
         results.append(ImageResult(
             name=image.name,
             status=status,

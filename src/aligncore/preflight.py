@@ -241,11 +241,13 @@ def _refcat_problems(config: Config, registry: Registry | None) -> list[Problem]
     """What the configured reference catalog stage finds wrong before it is queried."""
     if not config.absolute.enabled:
         return []
-    from aligncore.absolute import _build_refcat
     from aligncore.registry import build_registry
+    from aligncore.stages import RefCatalog
 
     try:
-        refcat = _build_refcat(config, registry or build_registry(config.plugin_files()))
+        refcat = config.build_stage("refcatalog",
+                                    registry or build_registry(config.plugin_files()))
+        assert isinstance(refcat, RefCatalog)
         lines = refcat.check(int(config.absolute.min_gaia))
     except AlignError as exc:
         lines = [str(exc)]

@@ -28,7 +28,7 @@ import re
 import sys
 import traceback
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +40,8 @@ import pluggy
 from aligncore import hookspecs
 from aligncore.errors import AlignError
 from aligncore.hookspecs import PROJECT_NAME, hookimpl
-from aligncore.stages import STAGE_KINDS, Params, Stage
-from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, FitResult, MatchResult
+from aligncore.stages import STAGE_KINDS, STAGE_TABLE, Params, Stage
+from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, MatchResult
 
 __all__ = [
     "DISABLE_AUTOLOAD_ENV",
@@ -70,21 +70,6 @@ LOCAL_PLUGINS_HINT = (f"local plugin files are refused (--no-local-plugins or "
                       f"and with {NO_LOCAL_PLUGINS_ENV} unset")
 _REFUSE_LOCAL: ContextVar[bool] = ContextVar("aligncore_refuse_local_plugins", default=False)
 
-_REGISTRATION_HOOKS = {
-    "detector": "aligncore_add_detectors",
-    "matcher": "aligncore_add_matchers",
-    "fitter": "aligncore_add_fitters",
-    "refcatalog": "aligncore_add_refcatalogs",
-    "corrector": "aligncore_add_correctors",
-}
-
-_STAGE_METHODS = {
-    "detector": "detect",
-    "matcher": "match",
-    "fitter": "fit",
-    "refcatalog": "query",
-    "corrector": "correct",
-}
 
 
 class PluginError(Exception):
@@ -127,21 +112,6 @@ class PluginRunError(AlignError):
         return (type(self), (str(self), self.trace))
 
 
-def _is_table(value: Any) -> bool:
-    from astropy.table import Table
-
-    return isinstance(value, Table)
-
-
-_RESULT_CHECKS: dict[str, tuple[str, Any]] = {
-    "detector": ("an astropy Table", _is_table),
-    "matcher": ("MatchResult", lambda value: isinstance(value, MatchResult)),
-    "fitter": ("FitResult", lambda value: isinstance(value, FitResult)),
-    "refcatalog": ("an astropy Table", _is_table),
-    "corrector": ("a WCS object", lambda value: hasattr(value, "pixel_to_world")),
-}
-
-
 def _plugin_label(stage: Stage) -> str:
     return f"plugin {getattr(stage, 'name', type(stage).__name__)!r} ({stage.kind})"
 
@@ -156,8 +126,9 @@ def _check_result(stage: Stage, value: Any, args: tuple[Any, ...]) -> Any:
     """``value`` if it is what ``stage``'s method must return for ``args``; `PluginRunError`
     otherwise (wrong type, a detector table without the required columns, matches that
     point outside the catalogs)."""
-    expected, accepts = _RESULT_CHECKS[stage.kind]
-    if not accepts(value):
+    kind = STAGE_TABLE[stage.kind]
+    expected = kind.returns
+    if not kind.accepts(value):
         raise PluginRunError(
             f"{_plugin_label(stage)} returned {type(value).__name__}, expected {expected}")
     if stage.kind == "detector":
@@ -217,7 +188,7 @@ class _CoreRunner:
         """Call the stage method; an unexpected exception becomes a `PluginRunError` naming
         the stage's plugin (so that a wrapper's own failure can be told apart)."""
         try:
-            return getattr(stage, _STAGE_METHODS[kind])(*args)
+            return getattr(stage, STAGE_TABLE[kind].method)(*args)
         except AlignError:
             raise
         except Exception as exc:
@@ -260,6 +231,14 @@ class Registry:
     def get(self, kind: str, name: str) -> type[Stage]:
         """The class registered as ``name`` for ``kind``."""
         return self.info(kind, name).cls
+
+    def build(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Stage:
+        """The stage factory: an instance of plugin ``name`` of ``kind`` with ``params``.
+
+        `aligncore.config.Config.build_stage` (the pipeline, the absolute stage,
+        ``aligncore validate``) and the detection workers build every stage here.
+        """
+        return self.get(kind, name)(dict(params or {}))
 
     def find(self, name: str) -> list[PluginInfo]:
         """Every registration called ``name``, whatever its kind."""
@@ -486,8 +465,8 @@ def build_registry(
         manager.enable_tracing()
 
     registry = Registry(manager=manager, failures=failures)
-    for kind, hook_name in _REGISTRATION_HOOKS.items():
-        registry.infos[kind] = _collect(manager, kind, hook_name, sources)
+    for kind in STAGE_TABLE.values():
+        registry.infos[kind.name] = _collect(manager, kind.name, kind.hook, sources)
     return registry
 
 

@@ -3,30 +3,31 @@
 The sequential pass follows tweakreg: the units are ordered (user order, or by
 footprint overlap), each is matched and fitted to the reference catalog, and
 with ``expand_refcat`` its unmatched sources join the reference. Every fit is
-checked by a guard before it is accepted. With ``solver: global`` the
-sequential solution is then refined by solving all units simultaneously
-(`aligncore.global_solver`).
+checked by a guard before it is accepted. The ``align.solver`` plugin then
+refines the sequential solution (``global``: all units simultaneously, see
+`aligncore.global_solver`; ``sequential``: kept as it is).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from astropy.table import QTable
 
 from aligncore.config import Config
 from aligncore.errors import AlignError
-from aligncore.global_solver import overlap_statistics, solve_global
+from aligncore.global_solver import overlap_statistics
 from aligncore.overlap import alignment_order, overlap_matrix
 from aligncore.registry import PluginRunError, Registry
-from aligncore.stages import Fitter, Matcher
+from aligncore.stages import Fitter, Matcher, Solver
 from aligncore.types import (
     COL_FLUX,
     COL_TP_X,
     COL_TP_Y,
+    META_FWHM,
     META_PIXEL_SCALE,
     FitResult,
     MatchResult,
@@ -83,8 +84,8 @@ def _match_with_fallback(
         ref_cat = reference.near(unit.footprint, search_margin(config, matcher, unit.footprint))
         result = registry.run_stage(matcher, unit.catalog, ref_cat)
         tried.append(f"{matcher.name}: {result.n_matched} matches"
-                     + (" (weak peak)" if result.meta.get("weak") else ""))
-        if result.n_matched >= minobj and not result.meta.get("weak", False):
+                     + (" (weak peak)" if result.weak else ""))
+        if result.n_matched >= minobj and not result.weak:
             return result, matcher, ref_cat, tried
         if best is None or result.n_matched > best[0].n_matched:
             best = (result, matcher, ref_cat)
@@ -141,18 +142,15 @@ def correction_size(fit: FitResult, footprint: np.ndarray) -> float:
 def max_correction(config: Config, matcher: Matcher) -> float:
     """The largest correction the guard accepts (arcsec).
 
-    ``align.max_correction: auto`` derives it from the matcher's search radius
-    (1.5 x searchrad, or x max_searchrad with searchrad: auto, plus 1"); a
-    matcher without a search radius (e.g. triangles) is not bounded.
+    ``align.max_correction: auto`` derives it from the matcher's
+    `~aligncore.Matcher.search_reach` (1.5 x reach, plus 1"); a matcher without
+    one (e.g. triangles) is not bounded.
     """
     value = config.align.max_correction
     if value != "auto":
         return float(value)
-    params = matcher.params
-    radius = getattr(params, "searchrad", None)
-    if radius == "auto":
-        radius = getattr(params, "max_searchrad", None)
-    if not isinstance(radius, int | float):
+    radius = matcher.search_reach()
+    if radius is None:
         return math.inf
     return 1.5 * float(radius) + 1.0
 
@@ -161,25 +159,19 @@ def search_margin(config: Config, matcher: Matcher, footprint: np.ndarray) -> fl
     """How far (arcsec) beyond a unit's footprint the reference is shown to a matcher.
 
     A reference source farther from the footprint than the largest offset the
-    matcher searches (``searchrad``, ``max_searchrad``) or the guard accepts
-    (`max_correction`), plus the matching tolerance and separation, can take
-    part in no histogram pair and no match; the margin is twice that reach.
-    A matcher without a search radius (e.g. triangles) under
+    matcher searches (`~aligncore.Matcher.search_reach`) or the guard accepts
+    (`max_correction`), plus its `~aligncore.Matcher.match_slack`, can take
+    part in no match; the margin is twice that reach plus the slack.
+    A matcher without a search reach (e.g. triangles) under
     ``max_correction: auto`` sees one footprint size around the footprint.
     """
-    params = matcher.params
     reach = max_correction(config, matcher)
     if not math.isfinite(reach):
         return float(np.max(np.ptp(footprint, axis=0)))
-    radius = getattr(params, "searchrad", None)
-    if radius == "auto":
-        radius = getattr(params, "max_searchrad", None)
-    if isinstance(radius, int | float):
+    radius = matcher.search_reach()
+    if radius is not None:
         reach = max(reach, float(radius))
-    slack = sum(float(v) for v in (getattr(params, "tolerance", None),
-                                   getattr(params, "separation", None))
-                if isinstance(v, int | float))
-    return 2.0 * reach + slack
+    return 2.0 * reach + float(matcher.match_slack())
 
 
 def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray | None,
@@ -188,9 +180,9 @@ def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray 
     minobj = config.align.minobj
     if fit.n_used < minobj:
         return f"only {fit.n_used} sources left after clipping (minobj={minobj})"
-    if match.meta.get("weak"):
-        significance = match.meta.get("significance", math.nan)
-        return f"the match offset is not significant (histogram peak significance {significance})"
+    if match.weak:
+        return ("the match offset is not significant "
+                f"(significance {match.significance:.1f} sigma)")
     if variance is not None:
         expected = math.sqrt(2.0 * float(np.median(variance)))
         limit = max(config.align.max_rms_factor * expected, 0.5 * unit.pixel_scale)
@@ -266,8 +258,8 @@ def _reference_catalog(unit: Unit) -> QTable:
     table = QTable({name: np.asarray(unit.catalog[name], float) for name in _REF_COLUMNS
                     if name in unit.catalog.colnames})
     table.meta[META_PIXEL_SCALE] = unit.pixel_scale
-    if "fwhm" in unit.catalog.meta:
-        table.meta["fwhm"] = unit.catalog.meta["fwhm"]
+    if META_FWHM in unit.catalog.meta:
+        table.meta[META_FWHM] = unit.catalog.meta[META_FWHM]
     return table
 
 
@@ -326,8 +318,12 @@ class _Reference:
 
 
 def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher],
-                   fitter: Fitter, registry: Registry) -> dict[str, Any]:
+                   fitter: Fitter, registry: Registry,
+                   solver: Solver | None = None) -> dict[str, Any]:
     """Align the units to each other (sets ``fit``, ``status`` and ``reason`` on each).
+
+    The sequential pass aligns them one by one; ``solver`` (default: the
+    configured ``align.solver``) then refines the corrections.
 
     Returns
     -------
@@ -339,14 +335,16 @@ def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher
             unit.status = Status.FAILED
             unit.reason = "no sources detected"
     order, overlaps = _order_units(units, config)
-    info: dict[str, Any] = {"solver": config.align.solver}
+    if solver is None:
+        solver = cast(Solver, config.build_stage("solver", registry))
+    info: dict[str, Any] = {"solver": solver.name}
     if not order:
         return info
     reference = units[order[0]]
     reference.status = Status.REFERENCE
     reference.fit = FitResult.identity(fitgeometry="shift")
     ref_cat = _Reference(_reference_catalog(reference))
-    expand = config.align.expand_refcat or config.align.solver == "global"
+    expand = config.align.expand_refcat or solver.grows_reference
     attempts = [order[0]]
     if config.align.enforce_user_order or not expand:
         # one pass in a fixed order: the reference catalog does not grow, so a retry is futile
@@ -373,10 +371,9 @@ def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher
                 tried_with[index] = totals[index]
     info["order"] = [units[i].key for i in attempts]
     aligned = sum(u.status == Status.SUCCESS for u in units)
-    if config.align.solver == "global" and aligned >= 1:
-        geometry = getattr(fitter.params, "fitgeometry", "rshift")
-        info["global"] = solve_global(units, geometry, nclip=getattr(fitter.params, "nclip", 3),
-                                      sigma=getattr(fitter.params, "sigma", 3.0),
-                                      weighted=config.align.use_weights)
+    if aligned >= 1:
+        refined = registry.run_stage(solver, units, fitter, config.align.use_weights)
+        if refined:
+            info[solver.name] = refined
     info["overlaps"] = overlap_statistics(units)
     return info

@@ -19,6 +19,8 @@ raises :class:`pydantic.ValidationError` naming the parameter.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,13 +34,17 @@ from aligncore.types import AlignImage, FitResult, MatchResult
 
 __all__ = [
     "STAGE_KINDS",
+    "STAGE_TABLE",
     "Corrector",
     "Detector",
     "Fitter",
     "Matcher",
     "Params",
     "RefCatalog",
+    "Solver",
     "Stage",
+    "StageKind",
+    "render_stage_table",
     "require_fit_types",
     "require_query_types",
     "require_tables",
@@ -120,6 +126,10 @@ class Matcher(Stage):
 
     Both catalogs carry ``tp_x``, ``tp_y`` (arcsec in the shared tangent plane)
     and ``meta["tp_pixel_scale"]``. The result must be one-to-one.
+
+    Besides `match`, core reads only `search_reach` and `match_slack` (to size
+    the reference it shows the matcher and the largest correction it accepts)
+    and the result's typed fields; it never reads ``params`` by name.
     """
 
     kind: ClassVar[str] = "matcher"
@@ -128,9 +138,51 @@ class Matcher(Stage):
     def match(self, image_cat: QTable, ref_cat: QTable) -> MatchResult:
         """Match ``image_cat`` to ``ref_cat``."""
 
+    def search_reach(self) -> float | None:
+        """How far the matcher looks for the offset between the catalogs (arcsec).
+
+        Returns
+        -------
+        float or None
+            The largest image-to-reference offset a match can find; None (the
+            default) when unbounded (e.g. triangle matching finds any offset).
+            With ``align.max_correction: auto`` the guard accepts corrections up to
+            ``1.5 x reach + 1"``, and the reference shown to the matcher extends
+            ``2 x reach + match_slack()`` beyond the image footprint; unbounded:
+            corrections are not limited and one footprint size is shown.
+        """
+        return None
+
+    def tolerance(self) -> float | None:
+        """The largest distance (arcsec) between two matched sources after the offset.
+
+        Returns
+        -------
+        float or None
+            None (the default) when not fixed in advance (chosen per match).
+        """
+        return None
+
+    def match_slack(self) -> float:
+        """How far (arcsec) beyond `search_reach` a reference source can still take part.
+
+        Returns
+        -------
+        float
+            The default is `tolerance` (0 when None); a matcher that also prunes
+            sources closer than some separation adds it.
+        """
+        tolerance = self.tolerance()
+        return 0.0 if tolerance is None else float(tolerance)
+
 
 class Fitter(Stage):
-    """Fits the transform that maps image positions onto reference positions."""
+    """Fits the transform that maps image positions onto reference positions.
+
+    Besides `fit`, core reads only `geometry` and `clipping` (the global solver
+    fits every image at once with the same geometry and clipping); it never
+    reads ``params`` by name.
+    """
 
     kind: ClassVar[str] = "fitter"
 
@@ -139,6 +191,59 @@ class Fitter(Stage):
         self, image_xy: np.ndarray, ref_xy: np.ndarray, weights: np.ndarray | None = None
     ) -> FitResult:
         """Fit ``ref_xy ~ matrix @ image_xy + shift``; arrays of shape ``(n, 2)``."""
+
+    def geometry(self) -> str:
+        """The fit geometry this fitter solves for.
+
+        Returns
+        -------
+        str
+            One of `aligncore.geometry.GEOMETRIES` (``shift``, ``rshift``, ``rscale``,
+            ``general``) or ``auto`` (the simplest the matches support, chosen per
+            fit, and by the global solver for the whole run). The default is
+            ``rshift``, tweakreg's.
+        """
+        return "rshift"
+
+    def clipping(self) -> tuple[int, float]:
+        """Sigma clipping: ``(passes, threshold in RMS residuals)``; default ``(3, 3.0)``."""
+        return 3, 3.0
+
+
+class Solver(Stage):
+    """Solves the relative alignment of all units once the sequential pass is done.
+
+    The pipeline first aligns the units one by one (tweakreg's sequential pass,
+    with the configured matchers and fitter); a solver then refines those
+    corrections in place, e.g. all at once over every overlap (``global``).
+    It is chosen by name with ``align.solver``.
+    """
+
+    kind: ClassVar[str] = "solver"
+    grows_reference: ClassVar[bool] = False
+    """True when the solver needs the sequential pass to add each aligned unit's
+    unmatched sources to the reference (as ``align.expand_refcat: true``)."""
+
+    @abstractmethod
+    def refine(self, units: list[Any], fitter: Fitter, weighted: bool) -> dict[str, Any]:
+        """Refine the units' corrections in place after the sequential pass.
+
+        Parameters
+        ----------
+        units : list of aligncore.units.Unit
+            Every unit, with ``status`` and ``fit`` from the sequential pass (at
+            least one aligned besides the reference); a solver sets their ``fit``.
+        fitter : Fitter
+            The run's fitter: its `Fitter.geometry` and `Fitter.clipping`.
+        weighted : bool
+            ``align.use_weights``: weight by the catalogs' centroid errors.
+
+        Returns
+        -------
+        dict
+            JSON-ready diagnostics for the report (``meta.relative[NAME]``); empty
+            when there is nothing to say.
+        """
 
 
 class RefCatalog(Stage):
@@ -234,11 +339,80 @@ def require_fit_types(stage: str, fit: Any, tangent_plane: Any) -> None:
     require_type(tangent_plane, TangentPlane, f"{stage}.correct: tangent_plane")
 
 
-STAGE_KINDS: dict[str, type[Stage]] = {
-    "detector": Detector,
-    "matcher": Matcher,
-    "fitter": Fitter,
-    "refcatalog": RefCatalog,
-    "corrector": Corrector,
+def _is_table(value: Any) -> bool:
+    return isinstance(value, Table)
+
+
+@dataclass(frozen=True)
+class StageKind:
+    """One kind of stage: everything the registry, the config and the docs need to know.
+
+    Attributes
+    ----------
+    name : str
+        The kind (``matcher``); `Stage.kind` of its classes.
+    base : type
+        The base class its plugins subclass.
+    method : str
+        The stage method `aligncore_run_stage` calls.
+    hook : str
+        The registration hook returning its classes.
+    sections : tuple of str
+        Dotted config sections choosing a plugin of this kind (``{plugin, params}``,
+        or just the plugin name, like ``align.solver``); the first is the kind's
+        own. Sections under ``absolute.`` are used (and checked) only with
+        ``absolute.enabled``.
+    returns : str
+        What the stage method returns, in words (for error messages).
+    accepts : callable
+        ``accepts(value) -> bool``: whether a returned value has the right type.
+    """
+
+    name: str
+    base: type[Stage]
+    method: str
+    hook: str
+    sections: tuple[str, ...]
+    returns: str
+    accepts: Callable[[Any], bool]
+
+    @property
+    def section(self) -> str:
+        """The kind's own config section."""
+        return self.sections[0]
+
+
+STAGE_TABLE: dict[str, StageKind] = {
+    kind.name: kind for kind in (
+        StageKind("detector", Detector, "detect", "aligncore_add_detectors", ("detector",),
+                  "an astropy Table", _is_table),
+        StageKind("matcher", Matcher, "match", "aligncore_add_matchers",
+                  ("matcher", "absolute.matcher"), "MatchResult",
+                  lambda value: isinstance(value, MatchResult)),
+        StageKind("fitter", Fitter, "fit", "aligncore_add_fitters",
+                  ("fitter", "absolute.fitter"), "FitResult",
+                  lambda value: isinstance(value, FitResult)),
+        StageKind("refcatalog", RefCatalog, "query", "aligncore_add_refcatalogs",
+                  ("absolute.refcat",), "an astropy Table", _is_table),
+        StageKind("corrector", Corrector, "correct", "aligncore_add_correctors", ("corrector",),
+                  "a WCS object", lambda value: hasattr(value, "pixel_to_world")),
+        StageKind("solver", Solver, "refine", "aligncore_add_solvers", ("align.solver",),
+                  "a dict", lambda value: isinstance(value, dict)),
+    )
 }
-"""Stage kind -> base class."""
+"""The one table of stage kinds: kind -> base class, method, registration hook, config
+sections. The registry, the config and the hook reference are derived from it."""
+
+STAGE_KINDS: dict[str, type[Stage]] = {name: kind.base for name, kind in STAGE_TABLE.items()}
+"""Stage kind -> base class (derived from `STAGE_TABLE`)."""
+
+
+def render_stage_table() -> str:
+    """`STAGE_TABLE` as a Markdown table (part of docs/hooks.md)."""
+    lines = ["| kind | base class | method | registration hook | config sections |",
+             "|---|---|---|---|---|"]
+    for kind in STAGE_TABLE.values():
+        sections = ", ".join(f"`{s}`" for s in kind.sections)
+        lines.append(f"| `{kind.name}` | `aligncore.{kind.base.__name__}` | `{kind.method}` | "
+                     f"`{kind.hook}` | {sections} |")
+    return "\n".join(lines)

@@ -41,7 +41,12 @@ __all__ = [
     "COL_X_ERR",
     "COL_Y",
     "COL_Y_ERR",
+    "META_CATALOG",
+    "META_DROPPED_ROWS",
+    "META_FWHM",
     "META_PIXEL_SCALE",
+    "META_REFCAT_REPORTED",
+    "META_WARNINGS",
     "AlignImage",
     "AlignResult",
     "FitResult",
@@ -90,12 +95,45 @@ COL_TP_X = "tp_x"
 COL_TP_Y = "tp_y"
 """Position in the shared tangent plane, arcsec (towards North)."""
 
+# --- catalog meta keys (frozen) ------------------------------------------------
+# The table ``meta`` keys core and plugins exchange; every other meta key is
+# free-form provenance that core reports but never reads.
 META_PIXEL_SCALE = "tp_pixel_scale"
 """Table ``meta`` key holding the image pixel scale (arcsec) in the tangent plane.
 
 The pipeline sets it on both catalogs it passes to ``Matcher.match`` so that a
 matcher can bin or scale its search in pixels.
 """
+META_FWHM = "fwhm"
+"""Table ``meta`` key holding the PSF FWHM (pixels) a detector worked with.
+
+A detector writes it; the pipeline copies it to the catalogs it passes to
+``Matcher.match`` (a matcher may size its tolerance from it).
+"""
+META_WARNINGS = "warnings"
+"""Table ``meta`` key holding a list of human-readable warnings (str).
+
+A detector or reference catalog appends to it; the pipeline reports them
+(``detector_warnings`` of an image, ``warnings`` of the absolute step).
+"""
+META_DROPPED_ROWS = "dropped_rows"
+"""Table ``meta`` key holding how many rows were dropped as unusable (int).
+
+Written by `aligncore.refcat.drop_unusable_rows` (a reference catalog's or a
+detector's rows without finite positions); reported per image and for the
+reference catalog.
+"""
+META_CATALOG = "catalog"
+"""Reference-catalog table ``meta`` key: the catalog's name (e.g. ``"GAIADR3"``).
+
+The absolute step reports it and derives the corrected WCS name from it
+(``FIT-REL-GAIADR3``); without it the plugin name is used.
+"""
+META_REFCAT_REPORTED: tuple[str, ...] = (META_CATALOG, "service", "url", "cache",
+                                          META_DROPPED_ROWS)
+"""Reference-catalog table ``meta`` keys copied, when present, into the run report
+(``meta.absolute.refcat``): the catalog, the service and its URL, the cache use
+(``"hit"``, ``"miss"``, ...) and the rows dropped. Other keys are not read."""
 
 
 class Status(enum.StrEnum):
@@ -215,13 +253,24 @@ class MatchResult:
         Initial offset (arcsec, tangent plane) that was applied to the image
         positions before matching (reference - image).
     meta : dict
-        Matcher-specific diagnostics (e.g. histogram peak significance, radius used).
+        Matcher-specific diagnostics (e.g. the radii used), reported as they are;
+        core reads nothing from it.
+    weak : bool
+        True when the matcher does not trust its own result (no clear offset,
+        too few supporting sources). The pipeline then tries the next matcher
+        of ``align.fallback`` and never applies a fit built on a weak match.
+    significance : float
+        How clearly the offset stands out (Gaussian-equivalent sigma of a
+        histogram peak, or a matcher's own measure); NaN when not measured.
+        Reported in the reason of a fit rejected for a weak match.
     """
 
     image_idx: np.ndarray
     ref_idx: np.ndarray
     offset: tuple[float, float] = (0.0, 0.0)
     meta: Mapping[str, Any] = field(default_factory=dict)
+    weak: bool = False
+    significance: float = math.nan
 
     def __post_init__(self) -> None:
         img = np.asarray(self.image_idx, dtype=np.intp).reshape(-1)
@@ -234,6 +283,8 @@ class MatchResult:
         object.__setattr__(self, "ref_idx", ref)
         object.__setattr__(self, "offset", (float(self.offset[0]), float(self.offset[1])))
         object.__setattr__(self, "meta", dict(self.meta))
+        object.__setattr__(self, "weak", bool(self.weak))
+        object.__setattr__(self, "significance", float(self.significance))
 
     @property
     def n_matched(self) -> int:

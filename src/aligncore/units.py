@@ -22,6 +22,7 @@ from aligncore.types import (
     COL_X_ERR,
     COL_Y,
     COL_Y_ERR,
+    META_FWHM,
     META_PIXEL_SCALE,
     AlignImage,
     FitResult,
@@ -135,19 +136,17 @@ def build_units(images: Sequence[AlignImage], catalogs: Sequence[QTable],
         catalog.meta[META_PIXEL_SCALE] = scale
         fwhm = _catalog_fwhm(catalogs[members[0]])
         if fwhm is not None:
-            catalog.meta["fwhm"] = fwhm
+            catalog.meta[META_FWHM] = fwhm
         units.append(Unit(key=key, members=members, catalog=catalog, footprint=footprint,
                           pixel_scale=scale))
     return units
 
 
 def _catalog_fwhm(catalog: QTable) -> float | None:
-    """The PSF FWHM (pixels) the detector worked with, if its provenance says."""
-    params = catalog.meta.get("params") or {}
-    for key in ("fwhm", "kernel_fwhm"):
-        value = catalog.meta.get(key, params.get(key))
-        if isinstance(value, int | float) and value > 0:
-            return float(value)
+    """The PSF FWHM (pixels) the detector worked with (``meta[META_FWHM]``), if it says."""
+    value = catalog.meta.get(META_FWHM)
+    if isinstance(value, int | float) and value > 0:
+        return float(value)
     return None
 
 
