@@ -26,8 +26,13 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.stats import SigmaClip
 from astropy.table import Table
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
+from photutils.background import Background2D, MedianBackground
+from photutils.detection import DAOStarFinder
+from tweakwcs import FITSWCSCorrector, XYXYMatch, align_wcs
 
 SEED_SEPARATION, SEED_TOLERANCE = 0.5, 1.0  # arcsec
 DQ_DO_NOT_USE = 1
@@ -36,11 +41,6 @@ DQ_DO_NOT_USE = 1
 def tweakreg_catalog(data: np.ndarray, mask: np.ndarray, fwhm: float = 2.5,
                      snr_threshold: float = 5.0, brightest: int = 200) -> Table:
     """jwst ``make_tweakreg_catalog`` with the DAO finder: background mesh, then DAOFIND."""
-    from astropy.stats import SigmaClip
-    from astropy.utils.exceptions import AstropyUserWarning
-    from photutils.background import Background2D, MedianBackground
-    from photutils.detection import DAOStarFinder
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)
         bkg = Background2D(data, 400, mask=mask, filter_size=3,
@@ -86,8 +86,6 @@ def align(paths: Sequence[Path], catalogs: Sequence[Table], wcs_list: Sequence[W
         failed), ``failed`` (``"name: status"`` lines), ``error`` (an exception of
         ``align_wcs``, or "") and ``times`` (``align``, ``write``; seconds).
     """
-    from tweakwcs import FITSWCSCorrector, XYXYMatch, align_wcs
-
     t0 = time.perf_counter()
     scales = wcs_list[0].proj_plane_pixel_scales()
     pscale = float(np.mean([abs(s.to_value("deg")) for s in scales])) * 3600.0

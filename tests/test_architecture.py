@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -45,11 +46,11 @@ def _contracts() -> dict[str, dict]:
     return {contract["id"]: contract for contract in config["contracts"]}
 
 
-def _loaded(code: str) -> dict[str, bool]:
+def _loaded(code: str, more: Sequence[str] = ()) -> dict[str, bool]:
     """Run ``code`` in a fresh interpreter; which of `NOT_ON_IMPORT` (and more) it loaded."""
     probe = ("import json, sys\n" + code + "\nprint(json.dumps({p: any(m == p or "
              "m.startswith(p + '.') for m in sys.modules) for p in NAMES}))")
-    names = [*NOT_ON_IMPORT, "numpy", "astropy", "pydantic", "aligncore.pipeline"]
+    names = [*NOT_ON_IMPORT, "numpy", "astropy", "pydantic", "aligncore.pipeline", *more]
     out = subprocess.run([sys.executable, "-c", f"NAMES = {names!r}\n{probe}"],
                          capture_output=True, text=True, check=True, cwd=ROOT).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -116,3 +117,18 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         aligncore.nope  # noqa: B018
     assert {"align", "simulate", "open_image", "Detector"} <= set(dir(aligncore))
+
+
+def test_a_fits_run_imports_no_gwcs(tmp_path: Path) -> None:
+    """Opening a FITS image and building the stages leave gwcs unimported: the ASDF format
+    claims files by suffix, the GWCS corrector imports gwcs when it corrects. (The asdf
+    library itself comes with astropy.table's I/O registry, through asdf-astropy.)"""
+    scene = aligncore.simulate("dither", n_images=1, shape=(64, 64), n_stars=5, seed=1,
+                               outdir=tmp_path)
+    code = ("import aligncore\nfrom aligncore.registry import build_registry\n"
+            f"image = aligncore.open_image({str(scene.paths[0])!r})\n"
+            "registry = build_registry()\n"
+            "assert registry.get('corrector', 'gwcs').accepts(image.wcs) is False")
+    loaded = _loaded(code, ["gwcs", "aligncore.formats.asdf", "aligncore_wcs"])
+    assert loaded["aligncore_wcs"], loaded
+    assert not loaded["gwcs"] and not loaded["aligncore.formats.asdf"], loaded

@@ -44,6 +44,9 @@ class ImageFormat:
     identify, reader, writer : str
         Function names: ``identify(path) -> bool``, ``reader(path, *, group_id)``,
         ``writer(image, result, target, *, wcsname, version)``.
+    suffixes : tuple of str
+        File name suffixes (lower case) that claim a file without importing the module
+        (``identify`` is then not called); empty: ask ``identify``.
     """
 
     name: str
@@ -51,6 +54,13 @@ class ImageFormat:
     identify: str
     reader: str
     writer: str
+    suffixes: tuple[str, ...] = ()
+
+    def claims(self, path: str | Path) -> bool:
+        """True when this format claims ``path`` (by suffix, else by ``identify``)."""
+        if self.suffixes:
+            return Path(path).suffix.lower() in self.suffixes
+        return bool(self.function("identify")(path))
 
     def function(self, role: str) -> Any:
         """The ``identify``, ``reader`` or ``writer`` function (imports the module)."""
@@ -58,7 +68,8 @@ class ImageFormat:
 
 
 FORMATS = (
-    ImageFormat("asdf", "aligncore.formats.asdf", "is_asdf", "open_asdf", "write_asdf_image"),
+    ImageFormat("asdf", "aligncore.formats.asdf", "is_asdf", "open_asdf", "write_asdf_image",
+                suffixes=(".asdf",)),
     ImageFormat("jwst", "aligncore.formats.jwst", "is_jwst_fits", "open_jwst", "write_jwst_image"),
     ImageFormat("fits", "aligncore.formats.fits", "is_fits", "open_fits", "write_fits_image"),
 )
@@ -68,7 +79,7 @@ FORMATS = (
 def format_of(path: str | Path) -> ImageFormat:
     """The first format of `FORMATS` that claims ``path`` (FITS when no other does)."""
     for fmt in FORMATS[:-1]:
-        if fmt.function("identify")(path):
+        if fmt.claims(path):
             return fmt
     return FORMATS[-1]
 

@@ -60,10 +60,6 @@ def is_asdf(path: str | Path | None) -> bool:
     return path is not None and Path(path).suffix.lower() in ASDF_SUFFIXES
 
 
-
-
-
-
 def _read_group(meta: Mapping[str, Any]) -> str | None:
     for value in (mapping(meta.get("exposure")).get("group_id"), meta.get("group_id")):
         if value is not None and str(value):
@@ -162,7 +158,6 @@ def write_asdf(tree: Mapping[str, Any], target: str | Path) -> Path:
     with atomic_path(target) as tmp:
         asdf.AsdfFile(dict(tree)).write_to(tmp)
     return Path(target)
-
 
 
 def write_asdf_image(

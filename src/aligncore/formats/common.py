@@ -92,8 +92,6 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-
-
 def checked_pixels(path: Path, data: np.ndarray, dq: np.ndarray | None
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate pixels read from ``path``: DQ shape matches, at least one finite value."""
@@ -114,7 +112,6 @@ def write_json(data: Mapping[str, Any], target: str | Path) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     return Path(target)
-
 
 
 def mapping(value: Any) -> Mapping[str, Any]:
