@@ -61,6 +61,7 @@ import argparse
 import logging
 import math
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -70,7 +71,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 from scipy.spatial import cKDTree
@@ -78,6 +78,9 @@ from scipy.spatial import cKDTree
 import aligncore
 from aligncore.config import load_config
 from aligncore.outputs import write_outputs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stack_script
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "dither": {"scenario": "dither", "n_images": 4},
@@ -89,10 +92,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 # --quick: 1024^2 images with the star counts of the full run (sparse: its 20 stars)
 QUICK_STARS = {"dither": 800, "mosaic": 800, "crowded": 4000, "sip": 800}
 
-SEED_SEPARATION, SEED_TOLERANCE = 0.5, 1.0  # arcsec
 TRUTH_RADIUS = 1.0  # pixels: a detection is paired with the nearest true star within this
 CLIP_SIGMA, CLIP_PASSES = 3.0, 3
-DQ_DO_NOT_USE = 1
 
 
 @dataclass
@@ -138,87 +139,20 @@ def run_aligncore(paths: Sequence[Path], outdir: Path, sets: Sequence[str], labe
                failed, times, model=model)
 
 
-# --- the tweakwcs stack -----------------------------------------------------------------
-def tweakreg_catalog(data: np.ndarray, mask: np.ndarray, fwhm: float = 2.5,
-                     snr_threshold: float = 5.0, brightest: int = 200) -> Table:
-    """jwst ``make_tweakreg_catalog`` with the DAO finder: background mesh, then DAOFIND."""
-    from astropy.stats import SigmaClip
-    from astropy.utils.exceptions import AstropyUserWarning
-    from photutils.background import Background2D, MedianBackground
-    from photutils.detection import DAOStarFinder
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        bkg = Background2D(data, 400, mask=mask, filter_size=3,
-                           sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
-                           bkg_estimator=MedianBackground())
-        threshold = snr_threshold * float(bkg.background_rms_median)
-        finder = DAOStarFinder(threshold, fwhm, n_brightest=brightest,
-                               sharpness_range=(0.2, 1.0), roundness_range=(-1.0, 1.0))
-        found = finder.find_stars(data - bkg.background, mask=mask)
-    if found is None or len(found) == 0:
-        return Table({"x": np.zeros(0), "y": np.zeros(0)})
-    return Table({"x": np.asarray(found["x_centroid"], float),
-                  "y": np.asarray(found["y_centroid"], float)})
-
-
+# --- the tweakwcs stack (benchmarks/stack_script.py, run here in-process) -----------------
 def tweakwcs_detect(paths: Sequence[Path]) -> tuple[list[Table], list[WCS], dict[str, float]]:
     """Read every image and detect its sources, as jwst's tweakreg does."""
-    catalogs, wcs_list = [], []
-    t_read = t_detect = 0.0
-    for path in paths:
-        t0 = time.perf_counter()
-        with fits.open(path) as hdul:
-            data = np.asarray(hdul["SCI"].data, dtype=float)
-            dq = np.asarray(hdul["DQ"].data)
-            wcs = WCS(hdul["SCI"].header, hdul)
-        mask = ((dq & DQ_DO_NOT_USE) != 0) | ~np.isfinite(data)
-        t1 = time.perf_counter()
-        catalogs.append(tweakreg_catalog(data, mask))
-        wcs_list.append(wcs)
-        t_read += t1 - t0
-        t_detect += time.perf_counter() - t1
-    return catalogs, wcs_list, {"read": t_read, "detect": t_detect}
+    return stack_script.detect(paths)
 
 
 def tweakwcs_align(paths: Sequence[Path], catalogs: Sequence[Table], wcs_list: Sequence[WCS],
                    searchrad: float, outdir: Path, detect_times: dict[str, float]) -> Run:
     """``align_wcs`` with FITSWCSCorrector + XYXYMatch, then the corrected FITS copies."""
-    from tweakwcs import FITSWCSCorrector, XYXYMatch, align_wcs
-
-    t0 = time.perf_counter()
-    scales = wcs_list[0].proj_plane_pixel_scales()
-    pscale = float(np.mean([abs(s.to_value("deg")) for s in scales])) * 3600.0
-    correctors = [FITSWCSCorrector(wcs.deepcopy(), meta={"catalog": cat, "name": p.name,
-                                                         "group_id": None})
-                  for p, cat, wcs in zip(paths, catalogs, wcs_list, strict=True)]
-    # FITSWCSCorrector's tangent plane is in (reference image) pixels: arcsec -> pixels
-    match = XYXYMatch(searchrad=searchrad / pscale, separation=SEED_SEPARATION / pscale,
-                      tolerance=SEED_TOLERANCE / pscale, use2dhist=True)
-    error = ""
-    try:
-        align_wcs(correctors, enforce_user_order=False, expand_refcat=True, minobj=15,
-                  match=match, fitgeom="rshift", nclip=3, sigma=(3.0, "rmse"))
-    except Exception as exc:  # NotEnoughCatalogs, MatchSourceConfusionError, ...
-        error = f"{type(exc).__name__}: {exc}"
-    t_align = time.perf_counter() - t0
-    failed, solutions = [], []
-    for p, corrector, wcs in zip(paths, correctors, wcs_list, strict=True):
-        status = "FAILED: " + error if error else corrector.meta.get("fit_info", {}).get(
-            "status", "FAILED: no fit_info")
-        ok = status in ("SUCCESS", "REFERENCE")
-        solutions.append(corrector.wcs if ok else wcs)
-        if not ok:
-            failed.append(f"{p.name}: {status}")
-    t1 = time.perf_counter()
-    for p, wcs in zip(paths, solutions, strict=True):
-        with fits.open(p) as hdul:
-            hdul["SCI"].header.update(wcs.to_header(relax=True))
-            hdul.writeto(outdir / p.name, overwrite=True)
-    t_write = time.perf_counter() - t1
-    times = {**detect_times, "align": t_align, "write": t_write}
+    out = stack_script.align(paths, catalogs, wcs_list, searchrad, outdir)
+    times = {**detect_times, **out["times"]}
     times["total"] = sum(times.values())
-    return Run(f'tweakwcs {searchrad:g}"', solutions, list(catalogs), failed, times, error)
+    return Run(f'tweakwcs {searchrad:g}"', out["solutions"], list(catalogs), out["failed"],
+               times, out["error"])
 
 
 # --- scoring ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from aligncore.report_html import write_html_report
+from aligncore.htmlreport.page import write_html_report
 from synthetic_run import synthetic_result
 
 _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",

@@ -9,15 +9,14 @@ from astropy.time import Time
 
 import aligncore
 from aligncore import AlignImage, FitResult, ImageResult, Status
-from aligncore import _sim_gwcs as sim_gwcs
-from aligncore.io_asdf import (
-    WCSINFO_ATTRIBUTE,
-    alignment_record,
+from aligncore.formats.asdf import (
     is_asdf,
     open_asdf,
     write_asdf,
     write_asdf_image,
 )
+from aligncore.formats.common import WCSINFO_ATTRIBUTE, alignment_record
+from aligncore.sim import gwcs_model as sim_gwcs
 from aligncore_wcs import GWCSCorrector
 
 SHAPE = (48, 64)

@@ -345,7 +345,7 @@ def test_command_line(small, tmp_path, capsys):
 
 
 def test_status_rules_and_agreement():
-    from aligncore._compare_metrics import agreement, run_status
+    from aligncore.compare.metrics import agreement, run_status
 
     def image(status, after, before):
         return {"status": status, "rel_rms_mas": after, "nominal_rel_rms_mas": before}
@@ -367,8 +367,8 @@ def test_status_rules_and_agreement():
 
 # --- residual maps -------------------------------------------------------------------
 def test_residual_vectors_are_the_scored_errors(small):
-    from aligncore._compare_maps import residual_panels
-    from aligncore._compare_metrics import residual_vectors
+    from aligncore.compare.maps import residual_panels
+    from aligncore.compare.metrics import residual_vectors
 
     _, out, result = small
     records = [json.loads(p.read_text()) for p in sorted((out / "runs").rglob("*.json"))]
@@ -397,7 +397,7 @@ def test_residual_vectors_are_the_scored_errors(small):
 
 
 def test_residual_vector_directions():
-    from aligncore._compare_metrics import residual_vectors
+    from aligncore.compare.metrics import residual_vectors
 
     # two images on the same footprint; the second solution is 10 mas too far East
     ra, dec = np.meshgrid(150.0 + np.linspace(-0.005, 0.005, 5),

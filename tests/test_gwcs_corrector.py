@@ -17,7 +17,7 @@ from gwcs.geometry import CartesianToSpherical, SphericalToCartesian
 
 import aligncore
 from aligncore import FitResult, TangentPlane
-from aligncore import _sim_gwcs as sim_gwcs
+from aligncore.sim import gwcs_model as sim_gwcs
 from aligncore_wcs import FITSWCSCorrector, GWCSCorrector
 from aligncore_wcs.gwcs_corrector import frame_layout, reference_angles
 from aligncore_wcs.v2v3corr import (

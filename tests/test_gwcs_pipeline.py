@@ -118,7 +118,7 @@ def test_forcing_the_gwcs_corrector_fails_fits_images_clearly(scene, tmp_path):
 
 def test_gwcs_images_detect_on_a_process_pool_as_serially(scene):
     from aligncore.execution import _can_travel
-    from aligncore.io import open_image
+    from aligncore.formats import open_image
 
     # the opened image (GWCS and all) is pickled to the worker, which reads the pixels
     assert all(_can_travel(open_image(path)) for path in scene.paths)

@@ -11,9 +11,9 @@ from astropy.table import QTable
 
 import aligncore
 from aligncore import COL_DEC, COL_FLUX, COL_RA, TangentPlane
-from aligncore import _sim_gwcs as sim_gwcs
 from aligncore.cli import main
-from aligncore.simulate import Scene, simulate
+from aligncore.sim import Scene, simulate
+from aligncore.sim import gwcs_model as sim_gwcs
 
 QUIET = {"cosmic_rays": 0, "hot_pixels": 0, "saturated_stars": 0, "noise": False}
 

@@ -5,7 +5,8 @@ import pytest
 from astropy.io import fits
 
 import aligncore
-from aligncore.io import atomic_path, open_image
+from aligncore.formats import open_image
+from aligncore.formats.common import atomic_path
 from conftest import simple_wcs, write_image
 
 

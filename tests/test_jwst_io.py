@@ -20,7 +20,7 @@ from stdatamodels.jwst import datamodels
 import aligncore
 from aligncore import ImageResult, InputError, Status
 from aligncore.cli import main
-from aligncore.io_jwst import (
+from aligncore.formats.jwst import (
     exposure_group,
     is_jwst_fits,
     output_name,
@@ -244,7 +244,7 @@ def test_sip_approximation_of_the_real_nircam_gwcs():
 
 
 def test_sip_approximation_warns_when_the_degree_cap_is_too_low(scene, monkeypatch):
-    import aligncore.io_jwst as io_jwst
+    import aligncore.formats.jwst as io_jwst
 
     monkeypatch.setattr(io_jwst, "SIP_MAX_DEGREE", 1)
     wcs = scene.nominal_wcs[0]

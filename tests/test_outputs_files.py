@@ -18,7 +18,7 @@ import aligncore
 from aligncore.cli import main
 from aligncore.config import ConfigError, load_config
 from aligncore.filelock import LOCK_NAME, OutputDirBusy, output_dir_lock, pid_alive
-from aligncore.io import output_mode
+from aligncore.formats.common import output_mode
 from aligncore.outputs import output_dir_problems
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,8 @@ import pytest
 
 import aligncore
 from aligncore.cli import main
-from aligncore.plots import _nominal_tp, offset_histogram, residual_sets, write_plots
+from aligncore.plots import offset_histogram, residual_sets, write_plots
+from aligncore.plots.figures import _nominal_tp
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.yaml")
@@ -72,7 +73,7 @@ def test_histogram_peak_is_the_correction(aligned, small_scene):
     others = [r for r in aligned.images if r.ok]
     image = next(r for r in aligned.images if r.status == aligncore.Status.SUCCESS)
     index = list(aligned.images).index(image)
-    from aligncore.plots import _tp
+    from aligncore.plots.figures import _tp
 
     reference = np.concatenate([_tp(r.wcs, r.catalog, plane) for r in others if r is not image])
     hist, centers = offset_histogram(_nominal_tp(index, image, plane, small_scene.images),
@@ -110,7 +111,7 @@ def test_without_matplotlib_run_warns_and_writes_the_rest(small_scene, tmp_path,
 
 
 def test_figure_titles_use_the_table_names_for_counts_and_rms():
-    from aligncore.plots import _status_line
+    from aligncore.plots.figures import _status_line
 
     fit = aligncore.FitResult(matrix=np.eye(2), shift=np.zeros(2),
                               fitmask=np.array([True] * 7 + [False] * 2), rmse=0.01234)

@@ -179,7 +179,8 @@ def test_the_absolute_stage_matcher_raising_keeps_the_relative_alignment(scene, 
 
 
 def test_a_long_reason_is_kept_whole_in_continue_cards(scene, tmp_path):
-    from aligncore.io import fit_keywords, open_image, write_fits_image
+    from aligncore.formats import open_image
+    from aligncore.formats.fits import fit_keywords, write_fits_image
 
     reason = "plugin 'x' (matcher) raised ValueError:" + " a long explanation" * 12
     image = open_image(scene.paths[0])

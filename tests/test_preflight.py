@@ -11,7 +11,9 @@ from astropy.io import fits
 from astropy.table import QTable
 
 import aligncore
-from aligncore.io import open_image, read_catalog, wcs_problems
+from aligncore.formats import open_image
+from aligncore.formats.catalog_files import read_catalog
+from aligncore.formats.fits import wcs_problems
 from aligncore.preflight import FITS_BLOCK, check_inputs, data_size, fits_layout_problems
 from conftest import simple_wcs, write_image
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from aligncore.cli import main
 from aligncore.config import Config, ConfigError, load_config
 from aligncore.errors import InputError
-from aligncore.io import open_image
+from aligncore.formats import open_image
 from aligncore.preflight import FITS_BLOCK, check_inputs
 
 SETTINGS = settings(max_examples=80, deadline=None,
@@ -187,7 +187,7 @@ def test_any_reference_file_gives_problems_never_a_crash(columns, min_gaia):
 def test_any_user_catalog_is_read_or_refused_with_an_input_error(columns):
     from astropy.table import Table
 
-    from aligncore.io import read_catalog
+    from aligncore.formats.catalog_files import read_catalog
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cat.ecsv"

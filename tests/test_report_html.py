@@ -14,9 +14,9 @@ from astropy.io import fits
 
 import aligncore
 from aligncore.config import load_config
-from aligncore.io import open_image
+from aligncore.formats import open_image
+from aligncore.htmlreport.page import TABLE_COLUMNS, render_html_report, write_html_report
 from aligncore.outputs import write_outputs
-from aligncore.report_html import TABLE_COLUMNS, render_html_report, write_html_report
 from html_page import parse
 from synthetic_run import synthetic_result
 

@@ -13,8 +13,8 @@ from astropy.time import Time
 from astropy.wcs import WCS
 
 from aligncore import COL_DEC, COL_FLUX, COL_ID, COL_RA, AlignImage
-from aligncore._sim_sky import apply_pointing_error, wcs_from_header
-from aligncore.simulate import Scene, simulate
+from aligncore.sim import Scene, simulate
+from aligncore.sim.sky import apply_pointing_error, wcs_from_header
 
 QUIET = {"cosmic_rays": 0, "hot_pixels": 0, "saturated_stars": 0, "noise": False}
 

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from aligncore._svg import (
+from aligncore.htmlreport.svg import (
     Footprint,
     _merge_bins,
     histogram_svg,

@@ -11,7 +11,7 @@ exposure (noise only, no stars) fails and is drawn in red on top.
 import numpy as np
 
 import aligncore
-from aligncore.report_html import sky_map
+from aligncore.htmlreport.page import sky_map
 
 scene = aligncore.simulate("dither", n_images=3, seed=5, shape=(512, 512), n_stars=120)
 rng = np.random.default_rng(0)

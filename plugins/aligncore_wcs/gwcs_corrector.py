@@ -28,27 +28,25 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.modeling.models import RotationSequence3D
-from gwcs import WCS
 
 import aligncore
 from aligncore import FitResult, TangentPlane
 from aligncore.stages import require_fit_types
-from aligncore_wcs.v2v3corr import (
-    CORRECTION_NAME,
-    PlaneCorrection,
-    RefAngles,
-    correction_model,
-    plane_from_v2v3,
-    plane_to_v2v3,
-    read_correction,
-)
+
+if TYPE_CHECKING:
+    from gwcs import WCS
+
+    from aligncore_wcs.v2v3corr import PlaneCorrection, RefAngles
+
+# gwcs, astropy.modeling and the v2v3corr transforms are imported when a GWCS is corrected,
+# so that registering this corrector (every run loads it) costs nothing for FITS images.
 
 __all__ = [
     "CORRECTION_FRAME",
@@ -155,6 +153,10 @@ def _pixel_box(wcs: WCS) -> tuple[tuple[float, float], tuple[float, float]] | No
 
 def _sky_rotation_angles(model: Any) -> RefAngles | None:
     """Angles of a JWST pointing rotation (``zyxyz``) inside ``model``, if there is one."""
+    from astropy.modeling.models import RotationSequence3D
+
+    from aligncore_wcs.v2v3corr import RefAngles
+
     leaves = model.traverse_postorder() if hasattr(model, "traverse_postorder") else [model]
     found = [m for m in leaves if isinstance(m, RotationSequence3D) and m.axes_order == "zyxyz"]
     if len(found) != 1:
@@ -182,6 +184,8 @@ def numeric_roll(to_sky: Any, v2_ref: float, v3_ref: float) -> float:
 
 def reference_angles(wcs: WCS) -> RefAngles:
     """The V2/V3 tangent-plane angles of ``wcs`` (see the module docstring for the order)."""
+    from aligncore_wcs.v2v3corr import RefAngles, read_correction
+
     layout = frame_layout(wcs)
     if layout.corrected:
         try:
@@ -237,7 +241,8 @@ class GWCSCorrector(aligncore.Corrector):
 
     @classmethod
     def accepts(cls, wcs: Any) -> bool:
-        return isinstance(wcs, WCS) and "v2v3" in wcs.available_frames
+        gwcs = sys.modules.get("gwcs")  # no gwcs imported: wcs cannot be a gwcs.WCS
+        return gwcs is not None and isinstance(wcs, gwcs.WCS) and "v2v3" in wcs.available_frames
 
     def correct(self, wcs: WCS, fit: FitResult, tangent_plane: TangentPlane) -> WCS:
         """Return a new WCS whose sky positions are those of ``wcs`` moved by ``fit``.
@@ -268,6 +273,10 @@ class GWCSCorrector(aligncore.Corrector):
 
     # --- steps ---------------------------------------------------------------------
     def _prepare(self, wcs: Any) -> tuple[FrameLayout, RefAngles, PlaneCorrection]:
+        from gwcs import WCS
+
+        from aligncore_wcs.v2v3corr import PlaneCorrection, read_correction
+
         if not isinstance(wcs, WCS):
             raise aligncore.AlignError(
                 f"the gwcs corrector corrects gwcs.WCS objects, got {type(wcs).__name__}")
@@ -284,6 +293,8 @@ class GWCSCorrector(aligncore.Corrector):
         plane: TangentPlane,
     ) -> tuple[np.ndarray, np.ndarray]:
         """V2/V3-plane positions over the detector before and after the sky correction."""
+        from aligncore_wcs.v2v3corr import plane_from_v2v3, plane_to_v2v3
+
         box = _pixel_box(wcs)
         if box is not None:
             xs = np.linspace(box[0][0], box[0][1], _GRID)
@@ -317,6 +328,8 @@ class GWCSCorrector(aligncore.Corrector):
         return p[ok], p_new[ok]
 
     def _install(self, wcs: WCS, layout: FrameLayout, correction: PlaneCorrection) -> WCS:
+        from aligncore_wcs.v2v3corr import CORRECTION_NAME, correction_model
+
         if abs(np.linalg.det(correction.matrix)) < 1e-12:
             raise aligncore.AlignError("the correction matrix is singular")
         new = copy.deepcopy(wcs)

@@ -19,66 +19,6 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from aligncore.hookspecs import hookimpl, hookspec
-from aligncore.registry import (
-    DuplicatePluginError,
-    PluginError,
-    PluginInfo,
-    PluginNotFoundError,
-    PluginRunError,
-    Registry,
-    build_registry,
-    get_plugin,
-    list_plugins,
-)
-from aligncore.stages import (
-    Corrector,
-    Detector,
-    Fitter,
-    Matcher,
-    Params,
-    RefCatalog,
-    Solver,
-    Stage,
-)
-from aligncore.tangent import TangentPlane, pixel_scale, pixel_to_world
-from aligncore.types import (
-    COL_DEC,
-    COL_DEC_ERR,
-    COL_EPOCH,
-    COL_FLUX,
-    COL_FLUX_ERR,
-    COL_ID,
-    COL_MAG,
-    COL_PEAK,
-    COL_PMDEC,
-    COL_PMRA,
-    COL_RA,
-    COL_RA_ERR,
-    COL_ROUNDNESS1,
-    COL_ROUNDNESS2,
-    COL_SHARPNESS,
-    COL_SNR,
-    COL_TP_X,
-    COL_TP_Y,
-    COL_X,
-    COL_X_ERR,
-    COL_Y,
-    COL_Y_ERR,
-    META_CATALOG,
-    META_DROPPED_ROWS,
-    META_FWHM,
-    META_PIXEL_SCALE,
-    META_REFCAT_REPORTED,
-    META_WARNINGS,
-    AlignImage,
-    AlignResult,
-    FitResult,
-    ImageResult,
-    MatchResult,
-    Status,
-)
-
 if TYPE_CHECKING:
     from aligncore.catalogs import CatalogServiceError
     from aligncore.config import Config, ConfigError, load_config
@@ -90,13 +30,146 @@ if TYPE_CHECKING:
         NotEnoughPointsError,
         SingularMatrixError,
     )
-    from aligncore.io import open_image
+    from aligncore.formats import open_image
+    from aligncore.hookspecs import hookimpl, hookspec
     from aligncore.pipeline import align
+    from aligncore.registry import (
+        DuplicatePluginError,
+        PluginError,
+        PluginInfo,
+        PluginNotFoundError,
+        PluginRunError,
+        Registry,
+        build_registry,
+        get_plugin,
+        list_plugins,
+    )
+    from aligncore.sim import Scene, simulate
+    from aligncore.stages import (
+        Corrector,
+        Detector,
+        Fitter,
+        Matcher,
+        Params,
+        RefCatalog,
+        Solver,
+        Stage,
+    )
+    from aligncore.tangent import TangentPlane, pixel_scale, pixel_to_world
+    from aligncore.types import (
+        COL_DEC,
+        COL_DEC_ERR,
+        COL_EPOCH,
+        COL_FLUX,
+        COL_FLUX_ERR,
+        COL_ID,
+        COL_MAG,
+        COL_PEAK,
+        COL_PMDEC,
+        COL_PMRA,
+        COL_RA,
+        COL_RA_ERR,
+        COL_ROUNDNESS1,
+        COL_ROUNDNESS2,
+        COL_SHARPNESS,
+        COL_SNR,
+        COL_TP_X,
+        COL_TP_Y,
+        COL_X,
+        COL_X_ERR,
+        COL_Y,
+        COL_Y_ERR,
+        META_CATALOG,
+        META_DROPPED_ROWS,
+        META_FWHM,
+        META_PIXEL_SCALE,
+        META_REFCAT_REPORTED,
+        META_WARNINGS,
+        AlignImage,
+        AlignResult,
+        FitResult,
+        ImageResult,
+        MatchResult,
+        Status,
+    )
 
-
-# The function shadows its module's name, so it is bound eagerly (a lazy
-# attribute would lose to the submodule once ``aligncore.simulate`` is imported).
-from aligncore.simulate import Scene, simulate
+# Every public name is imported on first use (Scientific Python SPEC 1): ``import
+# aligncore`` and ``aligncore --help`` load no numpy, astropy or pydantic, and a plugin
+# importing ``aligncore`` for its base classes loads only what it touches. The lab
+# (the simulator behind `simulate` and `Scene`) loads only when asked for;
+# tests/test_architecture.py checks what ``import aligncore`` leaves unimported.
+_LAZY = {
+    "COL_DEC": "aligncore.types",
+    "COL_DEC_ERR": "aligncore.types",
+    "COL_EPOCH": "aligncore.types",
+    "COL_FLUX": "aligncore.types",
+    "COL_FLUX_ERR": "aligncore.types",
+    "COL_ID": "aligncore.types",
+    "COL_MAG": "aligncore.types",
+    "COL_PEAK": "aligncore.types",
+    "COL_PMDEC": "aligncore.types",
+    "COL_PMRA": "aligncore.types",
+    "COL_RA": "aligncore.types",
+    "COL_RA_ERR": "aligncore.types",
+    "COL_ROUNDNESS1": "aligncore.types",
+    "COL_ROUNDNESS2": "aligncore.types",
+    "COL_SHARPNESS": "aligncore.types",
+    "COL_SNR": "aligncore.types",
+    "COL_TP_X": "aligncore.types",
+    "COL_TP_Y": "aligncore.types",
+    "COL_X": "aligncore.types",
+    "COL_X_ERR": "aligncore.types",
+    "COL_Y": "aligncore.types",
+    "COL_Y_ERR": "aligncore.types",
+    "META_CATALOG": "aligncore.types",
+    "META_DROPPED_ROWS": "aligncore.types",
+    "META_FWHM": "aligncore.types",
+    "META_PIXEL_SCALE": "aligncore.types",
+    "META_REFCAT_REPORTED": "aligncore.types",
+    "META_WARNINGS": "aligncore.types",
+    "AlignError": "aligncore.errors",
+    "AlignImage": "aligncore.types",
+    "AlignResult": "aligncore.types",
+    "CatalogServiceError": "aligncore.catalogs",
+    "Config": "aligncore.config",
+    "ConfigError": "aligncore.config",
+    "Corrector": "aligncore.stages",
+    "Detector": "aligncore.stages",
+    "DuplicatePluginError": "aligncore.registry",
+    "FitError": "aligncore.errors",
+    "FitResult": "aligncore.types",
+    "Fitter": "aligncore.stages",
+    "ImageResult": "aligncore.types",
+    "InputError": "aligncore.errors",
+    "MatchError": "aligncore.errors",
+    "MatchResult": "aligncore.types",
+    "Matcher": "aligncore.stages",
+    "NotEnoughPointsError": "aligncore.errors",
+    "Params": "aligncore.stages",
+    "PluginError": "aligncore.registry",
+    "PluginInfo": "aligncore.registry",
+    "PluginNotFoundError": "aligncore.registry",
+    "PluginRunError": "aligncore.registry",
+    "RefCatalog": "aligncore.stages",
+    "Registry": "aligncore.registry",
+    "Scene": "aligncore.sim",
+    "SingularMatrixError": "aligncore.errors",
+    "Solver": "aligncore.stages",
+    "Stage": "aligncore.stages",
+    "Status": "aligncore.types",
+    "TangentPlane": "aligncore.tangent",
+    "align": "aligncore.pipeline",
+    "build_registry": "aligncore.registry",
+    "get_plugin": "aligncore.registry",
+    "hookimpl": "aligncore.hookspecs",
+    "hookspec": "aligncore.hookspecs",
+    "list_plugins": "aligncore.registry",
+    "load_config": "aligncore.config",
+    "open_image": "aligncore.formats",
+    "pixel_scale": "aligncore.tangent",
+    "pixel_to_world": "aligncore.tangent",
+    "simulate": "aligncore.sim",
+}
 
 
 def _version() -> str:
@@ -109,31 +182,20 @@ def _version() -> str:
         return "0.0.0+unknown"
 
 
-__version__ = _version()
-
-# Heavier modules are imported on first use so that a plugin importing
-# ``aligncore`` for its base classes stays cheap.
-_LAZY = {
-    "Config": "aligncore.config",
-    "ConfigError": "aligncore.config",
-    "load_config": "aligncore.config",
-    "AlignError": "aligncore.errors",
-    "FitError": "aligncore.errors",
-    "InputError": "aligncore.errors",
-    "CatalogServiceError": "aligncore.catalogs",
-    "MatchError": "aligncore.errors",
-    "NotEnoughPointsError": "aligncore.errors",
-    "SingularMatrixError": "aligncore.errors",
-    "open_image": "aligncore.io",
-    "align": "aligncore.pipeline",
-}
-
-
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aligncore' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+    if name == "__version__":  # read from the installed metadata on first use
+        value: Any = _version()
+    else:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'aligncore' has no attribute {name!r}")
+        value = getattr(import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, "__version__"})
 
 
 __all__ = [

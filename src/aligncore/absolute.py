@@ -64,7 +64,7 @@ from aligncore.types import (
 )
 
 if TYPE_CHECKING:
-    from aligncore.pipeline import Unit
+    from aligncore.units import Unit
 
 __all__ = ["AUTO_SEARCHRAD", "absolute_align", "combined_catalog", "search_cone"]
 

@@ -26,8 +26,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aligncore import __version__
-
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -38,6 +36,22 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 class _UsageError(Exception):
     pass
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, read only when asked (``--help`` stays fast)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0,
+                         help=help or "show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from aligncore import __version__
+
+        print(f"aligncore {__version__}")  # stdout, like argparse's "version" action
+        parser.exit()
 
 
 def _progress(enabled: bool, images: Sequence[Any] = ()) -> Any:
@@ -87,7 +101,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.execution.resume_dir = config.output.dir
         config.output.save_catalogs = True
     from aligncore.filelock import output_dir_lock
-    from aligncore.io import open_image
+    from aligncore.formats import open_image
 
     if not _inputs_ok(args.images, config, registry, outdir=config.output.dir):
         return EXIT_FAILED
@@ -131,7 +145,7 @@ def _exit_code(result: Any, config: Any) -> int:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from aligncore.execution import detect_images
-    from aligncore.io import open_image
+    from aligncore.formats import open_image
     from aligncore.outputs import write_catalogs
 
     config, registry = _load(args)
@@ -158,12 +172,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from aligncore.config import load_config
-    from aligncore.io import open_image
+    from aligncore.formats import open_image
     from aligncore.outputs import write_outputs
     from aligncore.pipeline import align
     from aligncore.registry import build_registry
     from aligncore.report import format_table
-    from aligncore.simulate import simulate
+    from aligncore.sim import simulate
 
     config = load_config(None, args.set or ())
     registry = build_registry(config.plugin_files())
@@ -295,7 +309,7 @@ def _add_simulate_parser(sub: Any) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from aligncore.simulate import simulate
+    from aligncore.sim import simulate
 
     options: dict[str, Any] = {key: getattr(args, key) for key in _SIMULATE_KNOBS}
     options["outdir"] = args.output
@@ -357,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``aligncore`` command."""
     parser = argparse.ArgumentParser(
         prog="aligncore", description="Align astronomical images (detect, match, fit, correct).")
-    parser.add_argument("--version", action="version", version=f"aligncore {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

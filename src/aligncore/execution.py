@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from aligncore.config import Config
 from aligncore.errors import AlignError, InputError
-from aligncore.io import catalog_path, read_catalog, write_catalog
+from aligncore.formats.catalog_files import catalog_path, read_catalog, write_catalog
 from aligncore.registry import Registry, build_registry
 from aligncore.stages import Detector
 from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, AlignImage

@@ -11,18 +11,12 @@ from astropy.table import QTable
 from aligncore import __version__
 from aligncore.config import Config
 from aligncore.errors import InputError
-from aligncore.io import (
-    CATALOG_FORMATS,
-    catalog_path,
-    write_catalog,
-    write_fits_image,
-    write_json,
-)
-from aligncore.io_asdf import is_asdf, write_asdf_image
-from aligncore.io_jwst import is_jwst_fits, output_name, write_jwst_image
+from aligncore.formats import write_image
+from aligncore.formats.catalog_files import CATALOG_FORMATS, catalog_path, write_catalog
+from aligncore.formats.common import write_json
+from aligncore.formats.jwst import is_jwst_fits, output_name
 from aligncore.registry import Registry
 from aligncore.report import run_report
-from aligncore.report_html import write_html_report
 from aligncore.types import AlignImage, AlignResult
 
 __all__ = ["output_dir_problems", "write_catalogs", "write_outputs"]
@@ -166,16 +160,8 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
                     f"{image.path}: output would overwrite the input; choose another output "
                     "directory or set output.in_place: true"
                 )
-        if jwst:
-            written.append(write_jwst_image(image, image_result, target, wcsname=wcsname,
-                                            version=__version__))
-            continue
-        if is_asdf(image.path):
-            written.append(write_asdf_image(image, image_result, target, wcsname=wcsname,
-                                            version=__version__))
-            continue
-        written.append(write_fits_image(image, image_result, target, wcsname=wcsname,
-                                        version=__version__))
+        written.append(write_image(image, image_result, target, wcsname=wcsname,
+                                   version=__version__))
     if config.output.save_catalogs:
         detected = [(i.name, r.catalog) for i, r in zip(images, result.images, strict=True)
                     if "detection_error" not in r.catalog.meta]  # failed: detect again
@@ -191,6 +177,9 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
                                      "ecsv"))
     report = run_report(result, config, registry, extra={"outputs": [str(p) for p in written]})
     written.append(write_json(report, outdir / config.output.report))
+    # the HTML page is presentation (aligncore.htmlreport), imported only when written
+    from aligncore.htmlreport import write_html_report
+
     written.append(write_html_report(result, report, written[-1].with_suffix(".html"),
                                      images=images))
     return written

@@ -21,7 +21,7 @@ from aligncore.combined import merge_catalogs
 from aligncore.config import Config, load_config
 from aligncore.errors import AlignError, InputError
 from aligncore.execution import detect_images, empty_catalog
-from aligncore.io import open_image
+from aligncore.formats import open_image
 from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
 from aligncore.relative import relative_align

@@ -7,12 +7,12 @@
   and every HDU's data (``|BITPIX| / 8 * GCOUNT * (PCOUNT + NAXIS1 * ... * NAXISn)``
   bytes, padded to 2880) must be present, so a truncated file is found before
   detection instead of when its pixels are read;
-- the science image is opened as `aligncore.io.open_image` opens it: a numeric 2D
+- the science image is opened as `aligncore.formats.open_image` opens it: a numeric 2D
   image with a usable celestial WCS (finite CRVAL, non-singular CD or PC * CDELT,
   pixel scale within 1e-4 arcsec .. 1 deg, sane SIP orders; see
-  `aligncore.io.wcs_problems`);
+  `aligncore.formats.fits.wcs_problems`);
 - ASDF files must hold every binary block their block headers announce, and are
-  opened with `aligncore.io_asdf.open_asdf` (2D numeric ``data`` and a GWCS);
+  opened with `aligncore.formats.asdf.open_asdf` (2D numeric ``data`` and a GWCS);
 - the reference catalog stage's `~aligncore.RefCatalog.check` reports what would
   make its query fail (the ``file`` catalog: unreadable, no or ambiguous ra/dec
   columns, fewer than ``absolute.min_gaia`` usable rows).
@@ -203,7 +203,7 @@ def _is_fits_name(path: Path) -> bool:
 
 def check_image(path: str | Path) -> list[Problem]:
     """Problems of one image file (FITS or ASDF), without reading its pixels."""
-    from aligncore.io import open_image
+    from aligncore.formats import open_image
 
     path = Path(path)
     if not path.exists():

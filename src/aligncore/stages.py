@@ -21,16 +21,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from astropy import units as u
-from astropy.coordinates import Angle, SkyCoord
-from astropy.table import QTable, Table
-from astropy.time import Time
 from pydantic import BaseModel, ConfigDict
 
 from aligncore.types import AlignImage, FitResult, MatchResult
+
+if TYPE_CHECKING:  # astropy.coordinates and astropy.table load on first use (fast import)
+    from astropy.coordinates import Angle, SkyCoord
+    from astropy.table import QTable
+    from astropy.time import Time
 
 __all__ = [
     "STAGE_KINDS",
@@ -315,6 +316,8 @@ def require_type(value: Any, expected: type | tuple[type, ...], name: str) -> No
 
 def require_tables(stage: str, image_cat: Any, ref_cat: Any) -> None:
     """`Matcher.match` arguments: two astropy tables (else `TypeError`)."""
+    from astropy.table import Table
+
     require_type(image_cat, Table, f"{stage}.match: image_cat")
     require_type(ref_cat, Table, f"{stage}.match: ref_cat")
 
@@ -322,6 +325,10 @@ def require_tables(stage: str, image_cat: Any, ref_cat: Any) -> None:
 def require_query_types(stage: str, center: Any, radius: Any, epoch: Any) -> None:
     """`RefCatalog.query` arguments: a SkyCoord, an angle (`Angle` or angular Quantity)
     and a `Time` or None (else `TypeError`)."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.time import Time
+
     require_type(center, SkyCoord, f"{stage}.query: center")
     require_type(radius, u.Quantity, f"{stage}.query: radius")
     if radius.unit.physical_type != "angle":
@@ -340,6 +347,8 @@ def require_fit_types(stage: str, fit: Any, tangent_plane: Any) -> None:
 
 
 def _is_table(value: Any) -> bool:
+    from astropy.table import Table
+
     return isinstance(value, Table)
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.coordinates import SkyCoord
+
+if TYPE_CHECKING:  # astropy.coordinates loads on first use (fast import)
+    from astropy.coordinates import SkyCoord
 
 __all__ = ["ARCSEC_PER_RAD", "TangentPlane", "footprint_world", "pixel_scale", "pixel_to_world"]
 
@@ -33,6 +35,8 @@ class TangentPlane:
 
     @property
     def center(self) -> SkyCoord:
+        from astropy.coordinates import SkyCoord
+
         return SkyCoord(self.ra0, self.dec0, unit="deg", frame="icrs")
 
     def world_to_tp(self, ra: Any, dec: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -12,11 +12,13 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.modeling.models import AffineTransformation2D
-from astropy.time import Time
+
+if TYPE_CHECKING:  # astropy.modeling and astropy.time load on first use (fast import)
+    from astropy.modeling.models import AffineTransformation2D
+    from astropy.time import Time
 
 __all__ = [
     "COL_DEC",
@@ -453,6 +455,8 @@ class FitResult:
 
     def to_model(self) -> AffineTransformation2D:
         """The transform as an astropy ``AffineTransformation2D``."""
+        from astropy.modeling.models import AffineTransformation2D
+
         return AffineTransformation2D(
             matrix=np.array(self.matrix), translation=np.array(self.shift)
         )

@@ -49,12 +49,12 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from aligncore._compare_html import write_compare_html
-from aligncore._compare_maps import plot_residuals
-from aligncore._compare_metrics import residual_vectors
-from aligncore._compare_run import Task, execute, fingerprint, read_record, run_path
-from aligncore._compare_spec import Case, CompareSpecError, Comparison, Variant, load_spec
-from aligncore._compare_tables import (
+from aligncore.compare.html import write_compare_html
+from aligncore.compare.maps import plot_residuals
+from aligncore.compare.metrics import residual_vectors
+from aligncore.compare.runner import Task, execute, fingerprint, read_record, run_path
+from aligncore.compare.spec import Case, CompareSpecError, Comparison, Variant, load_spec
+from aligncore.compare.tables import (
     add_agreement,
     markdown_table,
     plot_sweeps,

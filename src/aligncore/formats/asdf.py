@@ -18,7 +18,6 @@ WCS name, aligncore version and the fit summary).
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,19 +27,24 @@ from typing import Any
 import asdf
 import numpy as np
 from asdf.exceptions import AsdfConversionWarning
-from astropy.time import Time
 from gwcs import WCS
 
 from aligncore.errors import InputError
-from aligncore.io import atomic_path, checked_pixels
+from aligncore.formats.common import (
+    alignment_record,
+    atomic_path,
+    checked_pixels,
+    finite_number,
+    mapping,
+    observation_epoch,
+    prepare_gwcs,
+    read_wcsinfo,
+)
 from aligncore.types import AlignImage, ImageResult
 
 __all__ = [
     "ASDF_SUFFIXES",
-    "WCSINFO_ATTRIBUTE",
-    "WCSINFO_KEYS",
     "AsdfPixels",
-    "alignment_record",
     "is_asdf",
     "open_asdf",
     "write_asdf",
@@ -48,11 +52,6 @@ __all__ = [
 ]
 
 ASDF_SUFFIXES = (".asdf",)
-WCSINFO_ATTRIBUTE = "aligncore_wcsinfo"
-"""Attribute set on the `gwcs.WCS` read from a file: its ``meta.wcsinfo`` (a dict).
-
-The ``gwcs`` corrector takes the V2/V3 tangent-plane angles from it."""
-WCSINFO_KEYS = ("v2_ref", "v3_ref", "roll_ref", "ra_ref", "dec_ref")
 _SKIP_KEYS = ("asdf_library", "history")
 
 
@@ -61,49 +60,8 @@ def is_asdf(path: str | Path | None) -> bool:
     return path is not None and Path(path).suffix.lower() in ASDF_SUFFIXES
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        return None
-    number = float(value)
-    return number if np.isfinite(number) else None
-
-
-def _read_wcsinfo(meta: Mapping[str, Any]) -> dict[str, float]:
-    info = _mapping(meta.get("wcsinfo"))
-    out = {}
-    for key in WCSINFO_KEYS:
-        number = _number(info.get(key))
-        if number is not None:
-            out[key] = number
-    return out
-
-
-def _read_epoch(meta: Mapping[str, Any]) -> Time | None:
-    observation = _mapping(meta.get("observation"))
-    exposure = _mapping(meta.get("exposure"))
-    for value in (observation.get("mjd"), exposure.get("mid_time"), exposure.get("start_time")):
-        if isinstance(value, Time):
-            return value
-        number = _number(value)
-        if number is not None:
-            return Time(number, format="mjd", scale="utc")
-    date = observation.get("date")
-    if isinstance(date, Time):
-        return date
-    if isinstance(date, str) and date:
-        time = observation.get("time")
-        text = f"{date}T{time}" if isinstance(time, str) and time and "T" not in date else date
-        with contextlib.suppress(ValueError):
-            return Time(text, scale="utc")
-    return None
-
-
 def _read_group(meta: Mapping[str, Any]) -> str | None:
-    for value in (_mapping(meta.get("exposure")).get("group_id"), meta.get("group_id")):
+    for value in (mapping(meta.get("exposure")).get("group_id"), meta.get("group_id")):
         if value is not None and str(value):
             return str(value)
     return None
@@ -112,7 +70,7 @@ def _read_group(meta: Mapping[str, Any]) -> str | None:
 @dataclass(frozen=True)
 class AsdfPixels:
     """Pixel loader of an ASDF image (``data`` and an optional ``dq``); picklable, like
-    `aligncore.io.FitsPixels`."""
+    `aligncore.formats.fits.FitsPixels`."""
 
     path: Path
 
@@ -180,23 +138,18 @@ def open_asdf(path: str | Path, *, group_id: str | None = None) -> AlignImage:
                          "(a truncated file, or a WCS this gwcs version does not know)")
     if not isinstance(wcs, WCS):
         raise InputError(f"{path}: the tree's 'wcs' must be a gwcs.WCS, got {type(wcs).__name__}")
-    if wcs.pixel_n_dim != 2 or wcs.world_n_dim != 2:
-        raise InputError(f"{path}: the GWCS must map 2 pixel axes to 2 sky axes "
-                         f"(got {wcs.pixel_n_dim} -> {wcs.world_n_dim})")
-    wcsinfo = _read_wcsinfo(meta)
-    if wcsinfo:
-        setattr(wcs, WCSINFO_ATTRIBUTE, wcsinfo)
-    if wcs.pixel_shape is None:
-        wcs.pixel_shape = (int(shape[1]), int(shape[0]))
+    wcsinfo = read_wcsinfo(meta)
+    prepare_gwcs(wcs, wcsinfo, shape, path)
     return AlignImage(
         name=path.name,
         wcs=wcs,
         shape=(int(shape[0]), int(shape[1])),
         path=path,
         group_id=group_id or _read_group(meta),
-        epoch=_read_epoch(meta),
+        epoch=observation_epoch(meta),
         loader=AsdfPixels(path),
-        meta={"format": "asdf", "saturate": _number(meta.get("saturate")), "wcsinfo": wcsinfo},
+        meta={"format": "asdf", "saturate": finite_number(meta.get("saturate")),
+              "wcsinfo": wcsinfo},
     )
 
 
@@ -205,18 +158,6 @@ def write_asdf(tree: Mapping[str, Any], target: str | Path) -> Path:
     with atomic_path(target) as tmp:
         asdf.AsdfFile(dict(tree)).write_to(tmp)
     return Path(target)
-
-
-def alignment_record(result: ImageResult, *, wcsname: str, version: str) -> dict[str, Any]:
-    """What ``meta.aligncore`` records about the alignment of one image."""
-    return {
-        "status": result.status.value,
-        "reason": result.reason,
-        "n_matched": int(result.n_matched),
-        "wcsname": wcsname if result.ok else None,
-        "version": version,
-        "fit": result.fit.summary() if result.fit is not None else None,
-    }
 
 
 def write_asdf_image(
@@ -237,7 +178,7 @@ def write_asdf_image(
         raise InputError(f"{image.path}: cannot read the ASDF tree ({exc})") from None
     if result.ok and result.wcs is not image.wcs:
         tree["wcs"] = result.wcs
-    meta = dict(_mapping(tree.get("meta")))
+    meta = dict(mapping(tree.get("meta")))
     meta["aligncore"] = alignment_record(result, wcsname=wcsname, version=version)
     tree["meta"] = meta
     return write_asdf(tree, target)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from aligncore._compare_metrics import residual_vectors
+from aligncore.compare.metrics import residual_vectors
 from aligncore.tangent import TangentPlane
 
 __all__ = ["ResidualPanel", "plot_residuals", "residual_panels"]

@@ -1,100 +1,41 @@
-"""Reading images lazily and writing outputs atomically.
+"""FITS images with a FITS WCS (TAN, TAN-SIP): reading them lazily, writing corrected copies.
 
-Inputs are never modified unless the user asks for in-place updates; every
-file is written to a temporary name in the target directory and renamed over
-the final name only when complete.
+The science array is the ``SCI`` extension, or the primary HDU's data; an optional
+``DQ`` extension gives the data-quality flags. The WCS is checked before any work
+(`wcs_problems`). A corrected copy gets the new WCS keywords, ``WCSNAME`` and the
+``ALN*`` keywords (`fit_keywords`), written atomically.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
-import stat
-import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import QTable, Table
-from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
-from aligncore.catalogs import drop_unusable_rows, find_column
 from aligncore.errors import InputError
-from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, AlignImage, ImageResult
+from aligncore.formats.common import atomic_path, checked_pixels, observation_epoch
+from aligncore.types import AlignImage, ImageResult
 
 __all__ = [
-    "CATALOG_FORMATS",
+    "MAX_PIXEL_SCALE",
+    "MAX_SIP_ORDER",
+    "MIN_PIXEL_SCALE",
     "FitsPixels",
-    "atomic_path",
-    "catalog_path",
-    "checked_pixels",
-    "current_umask",
+    "fit_keywords",
     "header_shape",
-    "open_image",
-    "output_mode",
-    "read_catalog",
+    "is_fits",
+    "open_fits",
     "wcs_problems",
-    "write_catalog",
     "write_fits_image",
-    "write_json",
 ]
 
-CATALOG_FORMATS = {"ecsv": ("ascii.ecsv", ".ecsv"), "fits": ("fits", ".fits"),
-                   "parquet": ("parquet", ".parquet")}
-
 _WCS_KEY_PREFIXES = ("A_", "B_", "AP_", "BP_")
-
-
-def current_umask() -> int:
-    """The process's file-creation mask (read from /proc where possible, without changing it)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)  # no /proc: read by setting, then restore at once
-    os.umask(mask)
-    return mask
-
-
-def output_mode(target: Path) -> int:
-    """The permission bits a plain ``open(target, "w")`` would leave ``target`` with.
-
-    An existing file keeps its mode (``--in-place`` keeps the input's mode); a new
-    file gets ``0o666`` minus the umask.
-    """
-    try:
-        return stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        return 0o666 & ~current_umask()
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it over ``target`` on success.
-
-    The result has the mode of :func:`output_mode` (that of the file it replaces,
-    or ``0o666`` minus the umask). On any exception, including KeyboardInterrupt
-    and SIGTERM turned into an exception, the temporary file is removed and
-    ``target`` is untouched.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        os.close(fd)
-        yield tmp
-        os.chmod(tmp, output_mode(target))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 _IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
@@ -282,27 +223,6 @@ def _read_wcs(header: fits.Header, hdul: fits.HDUList, path: Path) -> WCS:
     return wcs
 
 
-def _read_epoch(*headers: fits.Header) -> Time | None:
-    for header in headers:
-        if "MJD-OBS" in header:
-            with contextlib.suppress(Exception):
-                return Time(float(header["MJD-OBS"]), format="mjd", scale="utc")
-        if "DATE-OBS" in header:
-            with contextlib.suppress(Exception):
-                return Time(str(header["DATE-OBS"]), scale="utc")
-    return None
-
-
-def checked_pixels(path: Path, data: np.ndarray, dq: np.ndarray | None
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate pixels read from ``path``: DQ shape matches, at least one finite value."""
-    if dq is not None and dq.shape != data.shape:
-        raise InputError(f"{path}: DQ shape {dq.shape} differs from SCI shape {data.shape}")
-    if not np.isfinite(data).any():
-        raise InputError(f"{path}: the science array has no finite pixel (all NaN/inf)")
-    return data, dq
-
-
 def _check_dq_shape(hdul: fits.HDUList, shape: tuple[int, ...], path: Path) -> None:
     """A ``DQ`` extension, if any, has the science shape (from the headers)."""
     if "DQ" in hdul:
@@ -332,22 +252,27 @@ class FitsPixels:
         return checked_pixels(self.path, data, dq)
 
 
-def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
+def is_fits(path: str | Path) -> bool:
+    """True for any path: FITS is the format tried last, and its reader reports a file
+    that is not FITS."""
+    return True
+
+
+def open_fits(path: str | Path, *, group_id: str | None = None) -> AlignImage:
     """Open a FITS image lazily: header, WCS and shape now, pixels on demand.
-
-    ``.asdf`` files are opened by `aligncore.io_asdf.open_asdf` (GWCS images);
-    JWST data-model files (``DATAMODL`` keyword or an ``ASDF`` extension, e.g.
-    ``*_cal.fits``) by `aligncore.io_jwst.open_jwst` (needs the ``jwst`` extra).
-
-    The science array is the ``SCI`` extension, or the primary HDU's data; an
-    optional ``DQ`` extension gives the data-quality flags.
 
     Parameters
     ----------
     path : path
-        FITS file.
+        FITS file with a 2D science array (``SCI`` extension or primary HDU) and a
+        celestial FITS WCS.
     group_id : str, optional
         Group of the image; default: the header's ``GROUPID`` keyword, if any.
+
+    Returns
+    -------
+    AlignImage
+        ``meta`` holds ``sci_hdu`` (the science HDU's index) and ``saturate``.
 
     Raises
     ------
@@ -355,18 +280,10 @@ def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         The file is missing, not FITS, has no 2D image or no celestial WCS.
     """
     path = Path(path)
-    if path.suffix.lower() == ".asdf":
-        from aligncore.io_asdf import open_asdf
-
-        return open_asdf(path, group_id=group_id)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not an image file")
-    from aligncore.io_jwst import is_jwst_fits, open_jwst
-
-    if is_jwst_fits(path):
-        return open_jwst(path, group_id=group_id)
     try:
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             hdul.verify("silentfix")
@@ -389,9 +306,10 @@ def open_image(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         shape=(int(shape[0]), int(shape[1])),
         path=path,
         group_id=group_id or header.get("GROUPID") or primary.get("GROUPID"),
-        epoch=_read_epoch(primary, header),
+        epoch=observation_epoch(primary, header),
         loader=FitsPixels(path, sci_index),
-        meta={"sci_hdu": sci_index, "saturate": float(saturate) if saturate is not None else None},
+        meta={"format": "fits", "sci_hdu": sci_index,
+              "saturate": float(saturate) if saturate is not None else None},
     )
 
 
@@ -483,77 +401,3 @@ def write_fits_image(
     return target
 
 
-def write_catalog(table: Table, target: str | Path, fmt: str = "ecsv") -> Path:
-    """Write a catalog atomically in ``fmt`` (ecsv, fits or parquet)."""
-    if fmt not in CATALOG_FORMATS:
-        raise ValueError(f"catalog format {fmt!r}; expected one of {', '.join(CATALOG_FORMATS)}")
-    astropy_format, _ = CATALOG_FORMATS[fmt]
-    table = Table(table, copy=False)
-    table.meta = _serializable_meta(table.meta)
-    with atomic_path(target) as tmp:
-        table.write(tmp, format=astropy_format, overwrite=True)
-    return Path(target)
-
-
-_CATALOG_ALIASES = {COL_X: ("x", "xcentroid", "x_centroid"),
-                    COL_Y: ("y", "ycentroid", "y_centroid")}
-
-
-def catalog_path(outdir: Path, image_name: str, fmt: str) -> Path:
-    """``<outdir>/<stem>_cat.<ext>`` for an image file name."""
-    stem = Path(image_name).name
-    for suffix in (".fits.gz", ".fits", ".fit", ".asdf"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return outdir / f"{stem}_cat{CATALOG_FORMATS[fmt][1]}"
-
-
-def read_catalog(path: str | Path) -> QTable:
-    """Read a source catalog (ECSV, FITS, CSV, Parquet) with 0-based ``x``, ``y`` pixel columns.
-
-    ``xcentroid``/``ycentroid`` are accepted for ``x``/``y``; ``id`` and ``flux``
-    are added when missing.
-
-    Raises
-    ------
-    InputError
-        The file is missing, unreadable, lacks pixel coordinates or has several
-        candidates for one of them (``x`` and ``xcentroid``). Rows with a masked or
-        non-finite position are dropped; ``meta['dropped_rows']`` counts them.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: catalog file not found")
-    try:
-        table = QTable.read(path)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read the catalog: {exc}") from None
-    for column, aliases in _CATALOG_ALIASES.items():
-        found = find_column(table.colnames, aliases, f"{path}: {column!r} (0-based pixels)")
-        if found is None:
-            raise InputError(f"{path}: no {column!r} column (0-based pixels); columns present: "
-                             f"{', '.join(table.colnames)}")
-        if found != column:
-            table.rename_column(found, column)
-    try:
-        table = drop_unusable_rows(table, (COL_X, COL_Y))
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    if COL_ID not in table.colnames:
-        table[COL_ID] = np.arange(1, len(table) + 1)
-    if COL_FLUX not in table.colnames:
-        table[COL_FLUX] = np.ones(len(table))
-    table.meta["source_file"] = str(path)
-    return table
-
-
-def _serializable_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(dict(meta), default=str))
-
-
-def write_json(data: Mapping[str, Any], target: str | Path) -> Path:
-    """Write JSON atomically."""
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    return Path(target)

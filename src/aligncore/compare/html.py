@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from astropy.table import Table
 
-from aligncore._compare_tables import _format
-from aligncore._html import Column, esc, img_png, key_value_table, page, sortable_table
-from aligncore.io import atomic_path
+from aligncore.compare.tables import _format
+from aligncore.formats.common import atomic_path
+from aligncore.htmlreport.markup import Column, esc, img_png, key_value_table, page, sortable_table
 
 if TYPE_CHECKING:
     from aligncore.compare import CompareResult

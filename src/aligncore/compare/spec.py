@@ -379,7 +379,7 @@ def _relocate(b: _Builder, problem: ConfigProblem, model: SpecModel, index: int)
 
 
 def _simulate_defaults() -> dict[str, Any]:
-    from aligncore.simulate import simulate
+    from aligncore.sim import simulate
 
     return {name: p.default for name, p in inspect.signature(simulate).parameters.items()
             if name not in _NOT_SIMULATION_KEYS}
@@ -408,7 +408,7 @@ def _check_sim_keys(b: _Builder, where: tuple[Any, ...], keys: Sequence[str],
 
 
 def _simulated_cases(b: _Builder, model: SpecModel, index: int) -> list[Case]:
-    from aligncore.simulate import _validate
+    from aligncore.sim.scene import check_parameters
 
     section = model.datasets[index]
     where = ("datasets", index)
@@ -430,7 +430,7 @@ def _simulated_cases(b: _Builder, model: SpecModel, index: int) -> list[Case]:
         params = {**defaults, **fixed, **dict(zip(names, combo, strict=True))}
         params = {k: _normalise_sim_value(k, v) for k, v in params.items()}
         try:
-            checked = _validate({**params, "seed": seeds[0]})
+            checked = check_parameters({**params, "seed": seeds[0]})
         except ValueError as exc:
             bad = str(exc).split(" ", 1)[0].split("[", 1)[0]
             key = (*where, "sweep", bad) if bad in section.sweep else (*where, "simulate", bad)

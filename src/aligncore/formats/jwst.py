@@ -35,7 +35,14 @@ import numpy as np
 from astropy.io import fits
 
 from aligncore.errors import InputError
-from aligncore.io import FitsPixels, atomic_path, fit_keywords
+from aligncore.formats.common import (
+    alignment_record,
+    atomic_path,
+    observation_epoch,
+    prepare_gwcs,
+    read_wcsinfo,
+)
+from aligncore.formats.fits import FitsPixels, fit_keywords
 from aligncore.types import AlignImage, ImageResult
 
 __all__ = [
@@ -156,9 +163,6 @@ def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         stdatamodels is not installed (the message names ``pip install
         'aligncore[jwst]'``), the file is not an ImageModel, or has no GWCS.
     """
-    # io_asdf (asdf, gwcs) is imported here so that opening plain FITS files stays light
-    from aligncore.io_asdf import WCSINFO_ATTRIBUTE, _read_epoch, _read_wcsinfo
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
@@ -167,8 +171,8 @@ def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         wcs = model.meta.wcs
         shape = tuple(model.data.shape)
         meta = model.meta.instance
-        wcsinfo = _read_wcsinfo(meta)
-        epoch = _read_epoch(meta)
+        wcsinfo = read_wcsinfo(meta)
+        epoch = observation_epoch(meta)
         group = group_id or exposure_group(meta, path.name)
         model_type = type(model).__name__
     if wcs is None:
@@ -176,13 +180,7 @@ def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
                          "run the JWST assign_wcs step first")
     if len(shape) != 2:
         raise InputError(f"{path}: science data must be 2D, got shape {shape}")
-    if wcs.pixel_n_dim != 2 or wcs.world_n_dim != 2:
-        raise InputError(f"{path}: the GWCS must map 2 pixel axes to 2 sky axes "
-                         f"(got {wcs.pixel_n_dim} -> {wcs.world_n_dim})")
-    if wcsinfo:
-        setattr(wcs, WCSINFO_ATTRIBUTE, wcsinfo)
-    if wcs.pixel_shape is None:
-        wcs.pixel_shape = (int(shape[1]), int(shape[0]))
+    prepare_gwcs(wcs, wcsinfo, shape, path)
     return AlignImage(
         name=path.name,
         wcs=wcs,
@@ -306,12 +304,10 @@ def write_jwst_image(
     ``WCSNAME`` is set. Otherwise the WCS and its keywords are kept exactly as
     they were. ``meta.cal_step.tweakreg`` becomes ``COMPLETE`` for every image
     aligned (reference included). In all cases ``meta.aligncore``
-    records the outcome (`aligncore.io_asdf.alignment_record`, plus the SIP
+    records the outcome (`aligncore.formats.common.alignment_record`, plus the SIP
     error reached) and the ``SCI`` header gets the ``ALN*`` keywords.
     ``target`` may be the input itself.
     """
-    from aligncore.io_asdf import alignment_record
-
     if image.path is None:
         raise InputError(f"{image.name}: cannot write an image that was not read from a file")
     target = Path(target)

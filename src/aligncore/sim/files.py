@@ -22,13 +22,13 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
-from aligncore import _sim_gwcs as sim_gwcs
-from aligncore._sim_render import DQ_DO_NOT_USE
-from aligncore._sim_sky import wcs_from_header
+from aligncore.sim import gwcs_model as sim_gwcs
+from aligncore.sim.render import DQ_DO_NOT_USE
+from aligncore.sim.sky import wcs_from_header
 from aligncore.types import AlignImage
 
 if TYPE_CHECKING:
-    from aligncore.simulate import Scene
+    from aligncore.sim.scene import Scene
 
 __all__ = [
     "REFCAT_FILE",
@@ -64,7 +64,7 @@ def wcs_from_truth(spec: dict[str, Any], shape: tuple[int, int]) -> Any:
 def _nominal_wcs(item: dict[str, Any]) -> Any:
     wcs = wcs_from_truth(item["nominal_wcs"], _shape(item))
     if sim_gwcs.is_spec(item["nominal_wcs"]):
-        from aligncore.io_asdf import WCSINFO_ATTRIBUTE
+        from aligncore.formats.common import WCSINFO_ATTRIBUTE
 
         setattr(wcs, WCSINFO_ATTRIBUTE, sim_gwcs.wcsinfo(item["nominal_wcs"]))
     return wcs
@@ -90,7 +90,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_asdf_pixels(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from aligncore.io_asdf import open_asdf
+    from aligncore.formats.asdf import open_asdf
 
     data, dq = open_asdf(path).load_pixels()
     return data.astype(np.float32), (np.asarray(dq) & DQ_DO_NOT_USE) != 0
@@ -99,11 +99,11 @@ def _read_asdf_pixels(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def file_image(path: Path, item: dict[str, Any], epoch: Time) -> AlignImage:
     """An image whose pixels are read from ``path`` on demand (DO_NOT_USE pixels masked).
 
-    ASDF images are opened with `aligncore.io_asdf.open_asdf` (their WCS is read
+    ASDF images are opened with `aligncore.formats.asdf.open_asdf` (their WCS is read
     from the file); FITS images get the nominal WCS of the truth entry.
     """
     if path.suffix == ".asdf":
-        from aligncore.io_asdf import open_asdf
+        from aligncore.formats.asdf import open_asdf
 
         image = open_asdf(path)
         image.loader = lambda: _read_asdf_pixels(path)
@@ -167,7 +167,7 @@ def write_scene(scene: Scene, pixels: list[tuple[np.ndarray, np.ndarray]], outdi
     outdir.mkdir(parents=True, exist_ok=True)
     for (data, dq), item in zip(pixels, scene.truth, strict=True):
         if sim_gwcs.is_spec(item["nominal_wcs"]):
-            from aligncore.io_asdf import write_asdf
+            from aligncore.formats.asdf import write_asdf
 
             write_asdf(_asdf_tree(data, dq, item, scene.params), outdir / item["name"])
             continue

@@ -2,8 +2,8 @@
 
 Everything a page needs is inside the one file (no CDN, no network), so a
 report opens from a laptop, an e-mail attachment or a CI artifact alike.
-Used by the run report (:mod:`aligncore.report_html`) and the comparison
-report (:mod:`aligncore._compare_html`).
+Used by the run report (:mod:`aligncore.htmlreport.page`) and the comparison
+report (:mod:`aligncore.compare.html`).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import numpy as np
 from astropy.modeling.models import Mapping as AxisMapping
 from astropy.modeling.models import Polynomial2D, RotationSequence3D, Scale, Shift
 
-from aligncore._sim_sky import offset_sky
+from aligncore.sim.sky import offset_sky
 
 __all__ = [
     "DEGREE",

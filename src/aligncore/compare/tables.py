@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from aligncore._compare_metrics import agreement
+from aligncore.compare.metrics import agreement
 
 __all__ = [
     "METRIC_COLUMNS",

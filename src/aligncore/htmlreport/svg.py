@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aligncore._html import esc
+from aligncore.htmlreport.markup import esc
 
 __all__ = ["STATUS_COLORS", "Footprint", "histogram_svg", "quiver_svg", "scatter_svg",
            "sky_map_svg"]

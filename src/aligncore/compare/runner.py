@@ -28,7 +28,7 @@ from typing import Any
 from astropy.table import QTable
 
 from aligncore import __version__
-from aligncore._compare_metrics import (
+from aligncore.compare.metrics import (
     empty_metrics,
     grid_positions,
     refcat_metrics,
@@ -36,7 +36,7 @@ from aligncore._compare_metrics import (
     run_status,
     truth_metrics,
 )
-from aligncore._compare_spec import Case, Variant
+from aligncore.compare.spec import Case, Variant
 
 __all__ = ["RUN_FORMAT", "Task", "execute", "fingerprint", "read_record", "run_path"]
 
@@ -116,13 +116,13 @@ def _build_scene(case: Case) -> _Scene:
     t0 = time.perf_counter()
     refcat = None
     if case.kind == "simulate":
-        from aligncore.simulate import simulate
+        from aligncore.sim import simulate
 
         scene = simulate(**case.params, seed=case.seed)
         images, truth = scene.images, scene
     else:
-        from aligncore.io import open_image
-        from aligncore.simulate import Scene
+        from aligncore.formats import open_image
+        from aligncore.sim import Scene
 
         directory = Path(case.params["path"])
         if case.params["truth"]:

@@ -30,11 +30,11 @@ from astropy.table import QTable, Table
 from astropy.time import Time
 from astropy.wcs import WCS
 
-from aligncore import _sim_gwcs as sim_gwcs
-from aligncore import _sim_io as sim_io
-from aligncore import _sim_render as sim_render
-from aligncore import _sim_sky as sim_sky
-from aligncore._sim_metrics import grid_errors, wcs_list
+from aligncore.sim import files as sim_io
+from aligncore.sim import gwcs_model as sim_gwcs
+from aligncore.sim import render as sim_render
+from aligncore.sim import sky as sim_sky
+from aligncore.sim.truth import grid_errors, wcs_list
 from aligncore.tangent import TangentPlane, footprint_world
 from aligncore.types import (
     COL_DEC,
@@ -220,7 +220,7 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     return str(value)
 
 
-def _validate(p: dict[str, Any]) -> dict[str, Any]:
+def check_parameters(p: dict[str, Any]) -> dict[str, Any]:
     """Check every parameter eagerly; returns the normalised parameters."""
     out = dict(p)
     out["scenario"] = _check_choice("scenario", p["scenario"], SCENARIOS)
@@ -375,7 +375,7 @@ def simulate(
     ValueError
         When a parameter is out of range; the message names it and what is allowed.
     """
-    p = _validate({k: v for k, v in locals().items() if k != "outdir"})
+    p = check_parameters({k: v for k, v in locals().items() if k != "outdir"})
     if p["n_stars"] is None:
         p["n_stars"] = sim_sky.default_n_stars(p["scenario"], p["shape"])
     # Independent streams: changing e.g. the noise never moves a star.

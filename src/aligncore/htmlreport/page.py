@@ -20,7 +20,7 @@ Figures are computed from the `~aligncore.AlignResult` with numpy only.
 
 Example
 -------
->>> from aligncore.report_html import write_html_report           # doctest: +SKIP
+>>> from aligncore.htmlreport.page import write_html_report           # doctest: +SKIP
 >>> write_html_report(result, report_dict, "aligned/report.html")  # doctest: +SKIP
 """
 
@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from aligncore import _svg
-from aligncore._html import Column, details, esc, key_value_table, page, sortable_table
-from aligncore._report_figures import ImageFigures, image_figures, worst_first
-from aligncore.io import atomic_path
+from aligncore.formats.common import atomic_path
+from aligncore.htmlreport import svg as _svg
+from aligncore.htmlreport.figures import ImageFigures, image_figures, worst_first
+from aligncore.htmlreport.markup import Column, details, esc, key_value_table, page, sortable_table
 from aligncore.tangent import TangentPlane, footprint_world
 from aligncore.types import AlignImage, AlignResult, ImageResult, Status
 

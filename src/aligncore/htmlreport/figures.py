@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aligncore import _svg
-from aligncore.plots import (
+from aligncore.htmlreport import svg as _svg
+from aligncore.plots.figures import (
     _DEFAULT_SEARCHRAD,
     _match_radius,
     _mutual_pairs,
