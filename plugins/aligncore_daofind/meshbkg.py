@@ -187,30 +187,47 @@ class _SortedRows:
     def __init__(self, values: np.ndarray) -> None:
         nrows, self.width = values.shape
         self.values = None if values.dtype == np.float32 else values
+        self.offsets = np.arange(nrows, dtype=np.int64) << 32
         if self.values is not None:
             return  # other dtypes: one search per row
         # +0.0 turns -0.0 into 0.0: both sort as equal, their keys must be too
         bits = (values + np.float32(0.0)).view(np.uint32).astype(np.int64)
         keys = np.where(bits >= _SIGN, _MASK32 - bits, bits + _SIGN)
         keys[np.isnan(values)] = _MASK32
-        self.offsets = np.arange(nrows, dtype=np.int64) << 32
         self.keys = (keys + self.offsets[:, None]).reshape(-1)
 
-    def count(self, bound: np.ndarray, inclusive: bool) -> np.ndarray:
-        """How many values of each row are ``< bound`` (``<= bound`` if ``inclusive``)."""
+    def count(self, bound: np.ndarray, inclusive: bool | np.ndarray) -> np.ndarray:
+        """How many values of each row are ``< bound`` (``<= bound`` where
+        ``inclusive``); ``bound`` holds one value per row, or several such sets one
+        after the other."""
+        bound = np.asarray(bound, dtype=np.float64)
+        inclusive = np.broadcast_to(inclusive, bound.shape)
+        nrows = len(self.offsets)
+        row = np.resize(np.arange(nrows), len(bound))
         if self.width == 0:
             return np.zeros(len(bound), dtype=np.intp)
-        side = "right" if inclusive else "left"
         if self.values is not None:
-            return np.array([np.searchsorted(row, b, side=side) if np.isfinite(b) or b == np.inf
-                             else 0 for row, b in zip(self.values, bound, strict=True)],
-                            dtype=np.intp)
-        b32 = _bound_in_float32(np.asarray(bound, dtype=np.float64), up=not inclusive)
+            return np.array(
+                [np.searchsorted(self.values[i], b, side="right" if inc else "left")
+                 if not np.isnan(b) else 0
+                 for i, b, inc in zip(row, bound, inclusive, strict=True)],
+                dtype=np.intp,
+            )
+        # v <= b exactly when v < the next float32 after b rounded down: one key more
+        b32 = np.where(inclusive, _bound_in_float32(bound, up=False),
+                       _bound_in_float32(bound, up=True))
         bits = b32.view(np.uint32).astype(np.int64)
-        keys = np.where(bits >= _SIGN, _MASK32 - bits, bits + _SIGN)
-        keys[np.isnan(b32)] = 0  # no value is below a NaN bound
-        found = np.searchsorted(self.keys, keys + self.offsets, side=side)
-        return found - np.arange(len(bound)) * self.width
+        keys = np.where(bits >= _SIGN, _MASK32 - bits, bits + _SIGN) + inclusive
+        keys[np.isnan(b32)] = 0  # nothing is below a NaN bound
+        found = np.searchsorted(self.keys, keys + self.offsets[row], side="left")
+        return found - row * self.width
+
+    def counts(self, below: np.ndarray, above: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How many values of each row are ``< below`` and how many ``<= above``."""
+        n = len(below)
+        both = self.count(np.concatenate([below, above]),
+                          np.repeat(np.array([False, True]), n))
+        return both[:n], both[n:]
 
 
 _SIGN = np.int64(1 << 31)
@@ -241,13 +258,12 @@ class _SortedView:
 
     def value_at(self, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rank = np.minimum(np.maximum(rank, 0), self.values.shape[1] - 1)
-        return self.values[self.rows, rank], np.ones(len(rank), dtype=bool)
+        rows = np.resize(self.rows, len(rank))
+        return self.values[rows, rank], np.ones(len(rank), dtype=bool)
 
-    def count_below(self, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.search.count(bound, False), np.ones(len(bound), dtype=bool)
-
-    def count_upto(self, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.search.count(bound, True), np.ones(len(bound), dtype=bool)
+    def bound_counts(self, below: np.ndarray, above: np.ndarray):
+        lo, hi = self.search.counts(below, above)
+        return lo, hi, np.ones(len(below), dtype=bool)
 
     def range_sums(self, lo: np.ndarray, hi: np.ndarray):
         total, total2 = self.sums(lo, hi)
@@ -272,67 +288,71 @@ class _PartialView:
         nrows, ncols = samples.shape
         self.rows = np.arange(nrows)
         dtype = samples.dtype
-        self.core_lo = np.where(ok, centre - CORE_HALF_WIDTH * scale, -np.inf).astype(dtype)
-        self.core_hi = np.where(ok, centre + CORE_HALF_WIDTH * scale, np.inf).astype(dtype)
-        band_lo = np.maximum(band[0], self.core_lo).astype(dtype)
-        band_hi = np.minimum(band[1], self.core_hi).astype(dtype)
+        ok = ok & np.isfinite(band[0]) & np.isfinite(band[1])
+        core_lo = np.where(ok, centre - CORE_HALF_WIDTH * scale, -np.inf).astype(dtype)
+        core_hi = np.where(ok, centre + CORE_HALF_WIDTH * scale, np.inf).astype(dtype)
+        band_lo = np.minimum(np.maximum(band[0], core_lo), core_hi).astype(dtype)
+        band_hi = np.minimum(np.maximum(band[1], band_lo), core_hi).astype(dtype)
+        self.core_lo, self.core_hi = core_lo, core_hi
         self.nvalid, self.total, self.total2 = _row_sums(samples)
-        with np.errstate(invalid="ignore"):
-            tails = samples < self.core_lo[:, None]
-            tails |= samples > self.core_hi[:, None]
+        with np.errstate(invalid="ignore"):  # NaN is in neither the tails nor the band
+            tails = samples < core_lo[:, None]
+            tails |= samples > core_hi[:, None]
             below_band = samples < band_lo[:, None]
             in_band = samples <= band_hi[:, None]
-            in_band &= ~below_band
+            in_band ^= below_band  # band_lo <= band_hi
         n_tails = _count_rows(tails)
         n_band = _count_rows(in_band)
         # the 2 % of rows with the most values to sort (a bright star, a masked corner)
         # are clipped with all their values sorted instead: the others are not padded
         # to their width
         self.ok = ok & (n_tails + n_band <= ncols // 2)
-        if nrows >= 32:
-            self.ok &= n_tails <= np.percentile(n_tails[ok], 98) if ok.any() else False
-            self.ok &= n_band <= np.percentile(n_band[ok], 98) if ok.any() else False
+        if nrows >= 32 and self.ok.any():
+            self.ok &= n_tails <= np.percentile(n_tails[self.ok], 98)
+            self.ok &= n_band <= np.percentile(n_band[self.ok], 98)
         self.tails = _sorted_subset(samples, tails, n_tails, self.ok)
         self.band = _sorted_subset(samples, in_band, n_band, self.ok)
         self.search = _SortedRows(self.tails)
-        self.n_low = self.search.count(self.core_lo, False)
-        self.n_high = np.where(self.ok, n_tails, 0) - self.n_low
+        self.n_tails = np.where(self.ok, n_tails, 0)
+        self.n_band = np.where(self.ok, n_band, 0)
+        self.n_low = self.search.count(core_lo, False)
         self.n_core = self.nvalid - n_tails
         self.first_band = _count_rows(below_band) - self.n_low  # core values below the band
-        self.band_end = self.first_band + n_band
-        # running sums of the tails: from the lowest value up, from the highest down
+        # running sums of the tails, to cut them
         t = np.nan_to_num(self.tails.astype(np.float64), nan=0.0)
         zero = np.zeros((nrows, 1))
         self.up = np.concatenate([zero, np.cumsum(t, axis=1)], axis=1)
         self.up2 = np.concatenate([zero, np.cumsum(t * t, axis=1)], axis=1)
 
     def value_at(self, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        core = rank - self.n_low
-        high = core - self.n_core
-        in_low, in_high = core < 0, high >= 0
-        in_band = (core >= self.first_band) & (core < self.band_end)
-        tail_rank = np.where(in_high, self.n_low + high, rank)
-        tail_rank = np.minimum(np.maximum(tail_rank, 0), max(self.tails.shape[1] - 1, 0))
-        band_rank = np.minimum(np.maximum(core - self.first_band, 0),
-                               max(self.band.shape[1] - 1, 0))
-        value = np.full(len(rank), np.nan)
+        n = len(rank)
+        rows = np.resize(self.rows, n)
+        n_low, n_core = np.resize(self.n_low, n), np.resize(self.n_core, n)
+        first_band, n_band = np.resize(self.first_band, n), np.resize(self.n_band, n)
+        core = rank - n_low
+        in_low, in_high = core < 0, core >= n_core
+        band_rank = core - first_band
+        in_band = (band_rank >= 0) & (band_rank < n_band)
+        value = np.full(n, np.nan)
         if self.tails.shape[1]:
-            value = np.where(in_low | in_high, self.tails[self.rows, tail_rank], value)
+            tail_rank = np.where(in_high, rank - n_core, rank)
+            tail_rank = np.minimum(np.maximum(tail_rank, 0), self.tails.shape[1] - 1)
+            value = np.where(in_band, value, self.tails[rows, tail_rank])
         if self.band.shape[1]:
-            value = np.where(in_band, self.band[self.rows, band_rank], value)
+            band_rank = np.minimum(np.maximum(band_rank, 0), self.band.shape[1] - 1)
+            value = np.where(in_band, self.band[rows, band_rank], value)
         return value, in_low | in_high | in_band
 
-    def count_below(self, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # the core and the high tail are >= core_lo: a bound at or below it only cuts
-        # the low tail
-        return self.search.count(bound, False), bound <= self.core_lo
-
-    def count_upto(self, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.search.count(bound, True) + self.n_core, bound >= self.core_hi
+    def bound_counts(self, below: np.ndarray, above: np.ndarray):
+        # The core and the high tail are >= core_lo: a lower bound at or below it only
+        # cuts the low tail; the core and the low tail are <= core_hi.
+        lo, upto = self.search.counts(below, above)
+        ok = (below <= self.core_lo) & (above >= self.core_hi)
+        return lo, upto + self.n_core, ok
 
     def range_sums(self, lo: np.ndarray, hi: np.ndarray):
-        top = np.where(self.ok, self.n_low + self.n_high, 0)  # failed rows: no tails
-        start = self.n_low + (hi - self.n_low - self.n_core)  # first high value cut off
+        top = self.n_tails
+        start = hi - self.n_core  # first high value cut off, in `tails`
         ok = (lo <= self.n_low) & (start >= self.n_low) & (start <= top)
         lo_c = np.minimum(np.maximum(lo, 0), top)
         start_c = np.minimum(np.maximum(start, 0), top)
@@ -393,11 +413,10 @@ def _clip(view, nvalid: np.ndarray, sigma: float, maxiters: int):
         n = hi - lo
         half = lo + np.maximum(n - 1, 0) // 2
         upper = half + (1 - n % 2)
-        v_half, ok_half = view.value_at(half)
-        v_upper, ok_upper = view.value_at(upper)
+        both, ok_both = view.value_at(np.concatenate([half, upper]))
         total, total2, ok_sums = view.range_sums(lo, hi)
-        ok[:] &= ok_half & ok_upper & ok_sums
-        med = 0.5 * (np.asarray(v_half, dtype=np.float64) + v_upper)
+        ok[:] &= ok_both[:nrows] & ok_both[nrows:] & ok_sums
+        med = 0.5 * (np.asarray(both[:nrows], dtype=np.float64) + both[nrows:])
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / n
             var = total2 / n - mean**2
@@ -411,9 +430,8 @@ def _clip(view, nvalid: np.ndarray, sigma: float, maxiters: int):
         if first is None:
             first = med
         live = ok & np.isfinite(med)
-        new_lo, ok_lo = view.count_below(med - sigma * std)
-        new_hi, ok_hi = view.count_upto(med + sigma * std)
-        ok &= ~live | (ok_lo & ok_hi)
+        new_lo, new_hi, ok_bounds = view.bound_counts(med - sigma * std, med + sigma * std)
+        ok &= ~live | ok_bounds
         live &= ok
         new_lo = np.where(live, np.maximum(lo, new_lo), lo)
         new_hi = np.where(live, np.minimum(hi, new_hi), hi)
@@ -453,22 +471,41 @@ def clipped_stats(
     nrows, ncols = samples.shape
     step = ncols // math.ceil((2.0 * ncols) ** (2.0 / 3.0))
     if step < 3 or nrows == 0:
-        full = _SortedView(samples)
-        med, std, count, _, _ = _clip(full, full.nvalid, sigma, maxiters)
-        return med, std, count
+        return _clip_sorted(samples, np.arange(nrows), sigma, maxiters)
     pilot = _SortedView(samples[:, ::step])
     p_med, p_std, p_count, p_first, _ = _clip(pilot, pilot.nvalid, sigma, maxiters)
     error = 1.2533 * p_std / np.sqrt(np.maximum(pilot.nvalid, 1))
     usable = (p_count >= 64) & (p_std > 0) & np.isfinite(p_first)
-    band = (np.fmin(p_med, p_first) - BAND_SIGMAS * error,
-            np.fmax(p_med, p_first) + BAND_SIGMAS * error)
-    view = _PartialView(samples, usable, p_med, p_std, band)
-    med, std, count, _, ok = _clip(view, view.nvalid, sigma, maxiters)
-    redo = np.flatnonzero(~(ok & view.ok))
+    low = np.fmin(p_med, p_first) - BAND_SIGMAS * error
+    high = np.fmax(p_med, p_first) + BAND_SIGMAS * error
+    med, std = np.empty(nrows), np.empty(nrows)
+    count = np.empty(nrows, dtype=np.intp)
+    failed = []
+    # a few boxes (rows) at a time, so that the masks and sorts stay in the fast part
+    # of memory
+    chunk = max(1, _CHUNK_SAMPLES // ncols)
+    for i in range(0, nrows, chunk):
+        part = slice(i, i + chunk)
+        view = _PartialView(samples[part], usable[part], p_med[part], p_std[part],
+                            (low[part], high[part]))
+        med[part], std[part], count[part], _, ok = _clip(view, view.nvalid, sigma, maxiters)
+        failed.append(i + np.flatnonzero(~(ok & view.ok)))
+    redo = np.concatenate(failed)
     if redo.size:
-        full = _SortedView(samples[redo])
-        med[redo], std[redo], count[redo], _, _ = _clip(full, full.nvalid, sigma, maxiters)
+        med[redo], std[redo], count[redo] = _clip_sorted(samples, redo, sigma, maxiters)
     return med, std, count
+
+
+def _clip_sorted(samples: np.ndarray, rows: np.ndarray, sigma: float, maxiters: int):
+    """`clipped_stats` of ``samples[rows]`` with every value sorted, a few rows at a time."""
+    chunk = max(1, _CHUNK_SAMPLES // max(samples.shape[1], 1))
+    parts = []
+    for i in range(0, len(rows), chunk):
+        full = _SortedView(samples[rows[i:i + chunk]])
+        parts.append(_clip(full, full.nvalid, sigma, maxiters)[:3])
+    if not parts:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.intp)
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
 def _box_samples(
@@ -487,14 +524,6 @@ def _box_samples(
     if msub.any():
         np.copyto(samples, np.float32(np.nan), where=msub.transpose(0, 2, 1, 3))
     return samples.reshape(nby * nbx, -1), nby * nbx
-
-
-def _clipped_stats_by_chunks(samples: np.ndarray) -> tuple[np.ndarray, ...]:
-    """`clipped_stats` a few boxes (rows) at a time, so that the sort and the running
-    sums stay in the fast part of memory."""
-    chunk = max(1, _CHUNK_SAMPLES // samples.shape[1])
-    parts = [clipped_stats(samples[i:i + chunk]) for i in range(0, len(samples), chunk)]
-    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
 def _mesh_stats(
@@ -528,7 +557,7 @@ def _mesh_stats(
         if y1 <= y0 or x1 <= x0 or hy * hx <= good_limit:
             continue  # such boxes can never hold enough pixels: excluded
         samples, _ = _box_samples(data, bad, y0, y1, x0, x1, hy, hx, stride)
-        med, std, count = _clipped_stats_by_chunks(samples)
+        med, std, count = clipped_stats(samples)
         ngood = count / samples.shape[1] * (hy * hx)
         med[ngood <= good_limit] = np.nan
         std[ngood <= good_limit] = np.nan
