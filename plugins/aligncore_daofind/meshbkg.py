@@ -12,7 +12,7 @@ Differences from photutils, by design:
 - the clipping runs in rank space on all boxes at once, so every iteration
   costs a few vector operations instead of a median over the image; the
   boxes are not sorted whole: a pilot (every ~10th sample) predicts each
-  box's clipped median and standard deviation, the values within 2 predicted
+  box's clipped median and standard deviation, the values within 2.5 predicted
   standard deviations of the median (inside every clipping bound) are only
   counted and summed, and only the tails that clipping trims and a narrow
   band around the predicted medians are sorted (~25 % of a 64 px box); a box
@@ -374,11 +374,11 @@ class _PartialView:
         return total, total2, ok
 
 
-CORE_HALF_WIDTH = 2.0
+CORE_HALF_WIDTH = 2.5
 """Half width, in predicted standard deviations, of the part of each row that is only
 counted and summed (the final clipping bounds are at ~3)."""
 
-BAND_SIGMAS = 3.0
+BAND_SIGMAS = 2.5
 """Half width of the sorted band around the predicted medians, in standard errors of
 the pilot's median."""
 
