@@ -15,7 +15,7 @@ Differences from photutils, by design:
   box's clipped median and standard deviation, the values within 2.5 predicted
   standard deviations of the median (inside every clipping bound) are only
   counted and summed, and only the tails that clipping trims and a narrow
-  band around the predicted medians are sorted (~25 % of a 64 px box); a box
+  band around the predicted medians are sorted (~20 % of a 64 px box); a box
   whose clipping leaves what the prediction covers is clipped again with all
   its values sorted, so the statistics are exactly those of sorting
   everything;
