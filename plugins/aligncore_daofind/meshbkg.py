@@ -89,7 +89,7 @@ class MeshBackground(BackgroundEstimate):
         coeff = self._coeff.get(which)
         if coeff is None:
             assert self.zoom_x is not None
-            coeff = np.einsum("ij,kj->ik", self._prefilter @ mesh, self.zoom_x)
+            coeff = (self._prefilter @ mesh) @ self.zoom_x.T
             coeff = self._coeff[which] = coeff.astype(np.float32)
         taps, weights = self._taps[start:stop], self._weights[start:stop]
         out = np.empty((stop - start, coeff.shape[1]), dtype=np.float32)
