@@ -160,8 +160,9 @@ def test_fast_background_falls_back_to_one_box():
     assert float(fast.rows(0, 1)) == pytest.approx(float(np.mean(ref.rows(0, 1))), abs=0.1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("outliers", [0.0, 0.05, 0.3])
-def test_clipped_stats_equal_astropy_sigma_clipping(outliers):
+def test_clipped_stats_equal_astropy_sigma_clipping(outliers, dtype):
     """Per row: astropy's sigma clipping (median centre, population std, 3 sigma, 10
     iterations), including rows clipped deeper than the running sums reach (30 %
     outliers) and rows with masked (NaN) values."""
@@ -175,8 +176,8 @@ def test_clipped_stats_equal_astropy_sigma_clipping(outliers):
     samples[:, :n_out] += rng.uniform(30.0, 300.0, (12, n_out))
     samples[3, ::7] = np.nan
     samples[5, :] = np.nan
-    med, std, count = clipped_stats(samples.astype(np.float32))
-    for i, row in enumerate(samples.astype(np.float32).astype(np.float64)):
+    med, std, count = clipped_stats(samples.astype(dtype))
+    for i, row in enumerate(samples.astype(dtype).astype(np.float64)):
         kept = sigma_clip(row[np.isfinite(row)], sigma=3.0, maxiters=10,
                           cenfunc="median", stdfunc="std", masked=False)
         if kept.size == 0:
