@@ -160,8 +160,9 @@ def test_fast_background_falls_back_to_one_box():
     assert float(fast.rows(0, 1)) == pytest.approx(float(np.mean(ref.rows(0, 1))), abs=0.1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("outliers", [0.0, 0.05, 0.3])
-def test_clipped_stats_equal_astropy_sigma_clipping(outliers):
+def test_clipped_stats_equal_astropy_sigma_clipping(outliers, dtype):
     """Per row: astropy's sigma clipping (median centre, population std, 3 sigma, 10
     iterations), including rows clipped deeper than the running sums reach (30 %
     outliers) and rows with masked (NaN) values."""
@@ -175,8 +176,8 @@ def test_clipped_stats_equal_astropy_sigma_clipping(outliers):
     samples[:, :n_out] += rng.uniform(30.0, 300.0, (12, n_out))
     samples[3, ::7] = np.nan
     samples[5, :] = np.nan
-    med, std, count = clipped_stats(samples.astype(np.float32))
-    for i, row in enumerate(samples.astype(np.float32).astype(np.float64)):
+    med, std, count = clipped_stats(samples.astype(dtype))
+    for i, row in enumerate(samples.astype(dtype).astype(np.float64)):
         kept = sigma_clip(row[np.isfinite(row)], sigma=3.0, maxiters=10,
                           cenfunc="median", stdfunc="std", masked=False)
         if kept.size == 0:
@@ -185,3 +186,112 @@ def test_clipped_stats_equal_astropy_sigma_clipping(outliers):
         assert count[i] == kept.size
         assert med[i] == pytest.approx(np.median(kept), rel=1e-12)
         assert std[i] == pytest.approx(np.std(kept), rel=1e-9)
+
+
+def _background2d(data, bad, box):
+    """photutils' Background2D as jwst's tweakreg configures it (the mesh itself)."""
+    import warnings
+
+    from astropy.stats import SigmaClip
+    from astropy.utils.exceptions import AstropyUserWarning
+    from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        return Background2D(data, box, mask=bad, filter_size=3,
+                            sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
+                            bkg_estimator=MedianBackground(),
+                            bkg_rms_estimator=StdBackgroundRMS())
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_fine_64px_background_equals_background2d(scene, exact):
+    """A 64 px box (10 x 11 boxes, partial ones at the right and bottom edges): every box
+    is clipped over all its pixels (a pilot only predicts which ones to sort), so the
+    meshes and the full-resolution maps equal Background2D's to float32 rounding, far
+    below the 0.5 % of the noise that would move any source."""
+    data, mask = scene.images[1].load_pixels()
+    bad = ~np.isfinite(data) | (mask != 0)
+    bad[200:330, 100:260] = True  # a few excluded boxes, filled from their neighbours
+    ref = _background2d(data, bad, 64)
+    fast = mesh_background(data, bad, 64, 3, exact=exact)
+    noise = float(ref.background_rms_median)
+    assert fast.mesh.shape == ref.background_mesh.shape == (10, 11)
+    assert np.isnan(_mesh_before_filling(data, bad, 64)).sum() >= 4
+    np.testing.assert_allclose(fast.mesh, ref.background_mesh, rtol=0, atol=1e-6 * noise)
+    np.testing.assert_allclose(fast.rms_mesh, ref.background_rms_mesh, rtol=0,
+                               atol=1e-6 * noise)
+    assert fast.rms_median == pytest.approx(noise, rel=1e-6)
+    diff = np.asarray(fast.rows(0, data.shape[0])) - ref.background
+    assert np.max(np.abs(diff)) < 1e-5 * noise
+    rms_diff = np.asarray(fast.rms_rows(0, data.shape[0])) - ref.background_rms
+    assert np.max(np.abs(rms_diff)) < 1e-5 * noise
+
+
+def _mesh_before_filling(data, bad, box):
+    from aligncore_daofind.meshbkg import _mesh_stats
+
+    return _mesh_stats(data, bad, (box, box), 10.0)[0]
+
+
+def test_fine_64px_box_catalogs_equal_photutils(scene):
+    """Detection with a 64 px background box: the same sources as photutils, the same
+    centroids and shape statistics to float precision."""
+    for image in scene.images:
+        fast = DaofindDetector(brightest=None, bkg_boxsize=64).detect(image)
+        ref = DaofindDetector(brightest=None, bkg_boxsize=64, engine="photutils").detect(image)
+        assert len(fast) == len(ref) > 150
+        ok, idx = match(fast["x"], fast["y"], ref["x"], ref["y"])
+        assert ok.all()
+        for name in ("x", "y", "sharpness", "roundness1", "roundness2"):
+            diff = np.asarray(fast[name]) - np.asarray(ref[name])[idx]
+            assert np.max(np.abs(diff)) < 1e-5, name
+
+
+def test_clipped_stats_without_sorting_equal_sorting_every_value():
+    """Rows long enough for the pilot (predicted core counted, tails and median band
+    sorted) give the same clipped statistics as sorting every value, whatever the
+    contamination: clean rows, stars (a bright tail), a few very faint values, masked
+    values, a constant row, a fully masked one and rows where the prediction fails."""
+    from aligncore_daofind.meshbkg import _clip_sorted, clipped_stats
+
+    rng = np.random.default_rng(3)
+    nrows, ncols = 300, 4096
+    samples = rng.normal(50.0, 3.0, (nrows, ncols))
+    star = rng.random(nrows) < 0.5
+    for i in np.flatnonzero(star):
+        n = rng.integers(20, 600)
+        samples[i, :n] += 10.0 ** rng.uniform(0.5, 4.0, n)
+    samples[::7, :40] -= 200.0  # dead pixels
+    samples[::5, rng.integers(0, ncols, 300)] = np.nan
+    samples[10] = 7.0
+    samples[11] = np.nan
+    samples[12, : ncols // 2] += 40.0  # two populations: the pilot's guess fails
+    samples = samples.astype(np.float32)
+    med, std, count = clipped_stats(samples)
+    ref_med, ref_std, ref_count = _clip_sorted(samples, np.arange(nrows), 3.0, 10)
+    np.testing.assert_array_equal(count, ref_count)
+    np.testing.assert_array_equal(med, ref_med)  # the same order statistics
+    np.testing.assert_allclose(std, ref_std, rtol=1e-9)
+    assert med[10] == 7.0 and std[10] == 0.0 and count[10] == ncols
+    assert np.isnan(med[11]) and count[11] == 0
+
+
+def test_zoom_rows_equal_the_dense_spline_operator():
+    """The background rows from the 4-tap factorisation of the cubic-spline zoom equal
+    ``zoom_y @ mesh @ zoom_x.T`` (scipy's ``zoom``), at any row block boundaries."""
+    from aligncore_daofind.meshbkg import MeshBackground, zoom_operator
+
+    rng = np.random.default_rng(5)
+    for ny, nx, box in ((600, 700, 64), (2048, 300, 400), (90, 120, 30)):
+        my, mx = -(-ny // box), -(-nx // box)
+        mesh = rng.normal(100.0, 2.0, (my, mx))
+        rms = rng.normal(5.0, 0.2, (my, mx))
+        zy, zx = zoom_operator(my, box, ny), zoom_operator(mx, box, nx)
+        bkg = MeshBackground(rms_median=5.0, box_size=(box, box), method="mesh", mesh=mesh,
+                             rms_mesh=rms, zoom_y=zy, zoom_x=zx)
+        expect = np.clip(zy @ mesh @ zx.T, mesh.min(), mesh.max())
+        got = np.concatenate([bkg.rows(y, min(ny, y + 37)) for y in range(0, ny, 37)])
+        assert np.max(np.abs(got - expect)) < 1e-6 * 100.0 * 4
+        expect_rms = np.clip(zy @ rms @ zx.T, rms.min(), rms.max())
+        assert np.max(np.abs(bkg.rms_rows(0, ny) - expect_rms)) < 1e-6 * 5.0 * 4
