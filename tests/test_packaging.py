@@ -32,14 +32,28 @@ def _data_files() -> list[str]:
     return names
 
 
+TAG = "v1.2.3"
+"""A release tag given to the copy the wheel is built from: the version must follow it."""
+
+
+def _tag(source: Path, tag: str) -> None:
+    """Make ``source`` a git repository whose one commit carries the release tag."""
+    git = ["git", "-c", "user.name=aligncore tests", "-c", "user.email=tests@localhost",
+           "-c", "commit.gpgsign=false", "-C", str(source)]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "release"],
+                 ["tag", "-a", tag, "-m", tag]):
+        subprocess.run([*git, *args], check=True, capture_output=True, timeout=60)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     source = tmp_path_factory.mktemp("source")
     for name in ("src", "plugins"):
         shutil.copytree(REPO / name, source / name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO / name, source / name)
+    _tag(source, TAG)
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "--no-index", "-q", "-w", str(dist), str(source)],
@@ -127,3 +141,20 @@ def test_ci_runs_the_readme_quickstart_word_for_word():
     assert in_ci == readme
     assert "set -euo pipefail" in script
 
+
+def test_version_comes_from_the_git_tag(wheel):
+    name = Path(wheel.filename).name
+    assert name.startswith(f"aligncore-{TAG[1:]}-"), name
+    metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    assert f"\nVersion: {TAG[1:]}\n" in wheel.read(metadata).decode()
+
+
+def test_cli_version_is_the_installed_distribution_version(capsys):
+    from importlib.metadata import version
+
+    from aligncore.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"aligncore {version('aligncore')}"
