@@ -50,6 +50,8 @@ XTENSION = b"XTENSION"
 """How every FITS extension header starts; other bytes after an HDU end the walk."""
 SIMPLE = b"SIMPLE  ="
 """How every FITS file starts."""
+_CUT_HEADER = ("not multiple of 2880", "missing END card")
+"""What astropy says of a header whose file ends before its END card."""
 _Stream = io.BufferedReader | gzip.GzipFile
 
 
@@ -117,6 +119,8 @@ def _walk(handle: _Stream) -> str | None:
             header = fits.Header.fromfile(handle)
             size = _padded(data_size(header))
         except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
+            if isinstance(exc, EOFError) or any(text in str(exc) for text in _CUT_HEADER):
+                return f"truncated: the file ends inside the header of HDU {index}"
             what = "not a readable FITS file" if index == 0 else f"HDU {index}: unreadable header"
             return f"{what} ({exc})"
         available = _skip(handle, size)
