@@ -59,6 +59,9 @@ TARGET_SAMPLES = 32768
 _CHUNK_SAMPLES = 1 << 20
 """Samples given to one `clipped_stats` call (boxes are never split)."""
 
+_ROW_SUM_ELEMENTS = 1 << 18
+"""Values converted to float64 at a time by `_row_sums` (2 MB)."""
+
 
 
 @dataclass
@@ -173,8 +176,14 @@ class _RangeSums:
 def _row_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Number, sum and sum of squares (float64) of each row's non-NaN values."""
     nrows, ncols = values.shape
-    total = values.sum(axis=1, dtype=np.float64)
-    total2 = np.einsum("ij,ij->i", values, values, dtype=np.float64)
+    total, total2 = np.empty(nrows), np.empty(nrows)
+    # float64 copies of a few rows at a time (they stay in cache): casting inside the
+    # reductions (``dtype=np.float64``) is ~40 % slower
+    step = max(1, _ROW_SUM_ELEMENTS // max(ncols, 1))
+    for i in range(0, nrows, step):
+        part = values[i : i + step].astype(np.float64)
+        total[i : i + step] = part.sum(axis=1)
+        total2[i : i + step] = np.square(part, out=part).sum(axis=1)
     nvalid = np.full(nrows, ncols, dtype=np.intp)
     masked = np.flatnonzero(np.isnan(total))  # NaN sums: rows with masked values
     if masked.size:
