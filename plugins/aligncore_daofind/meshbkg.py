@@ -81,6 +81,7 @@ class MeshBackground(BackgroundEstimate):
             assert self.zoom_y is not None and self.zoom_x is not None
             self._prefilter, self._taps, self._weights = zoom_taps(
                 self.mesh.shape[0], self.box_size[0], len(self.zoom_y))
+            self._x_zoom = zoom_taps(self.mesh.shape[1], self.box_size[1], len(self.zoom_x))
         self._coeff: dict[str, np.ndarray] = {}
         self._range = (float(self.mesh.min()), float(self.mesh.max()))
         self._rms_range = (float(self.rms_mesh.min()), float(self.rms_mesh.max()))
@@ -91,8 +92,12 @@ class MeshBackground(BackgroundEstimate):
         with the same 4 over a whole box (one small product per box)."""
         coeff = self._coeff.get(which)
         if coeff is None:
-            assert self.zoom_x is not None
-            coeff = (self._prefilter @ mesh) @ self.zoom_x.T
+            # the columns zoomed by their own 4 taps (``zoom_x = W_x @ P_x``): a gather
+            # instead of a (mesh x mesh) @ (mesh x nx) product, which BLAS spreads over
+            # threads (30 ms at 2048 px with 64 px boxes on a loaded 2-core machine)
+            prefilter_x, taps_x, weights_x = self._x_zoom
+            small = (self._prefilter @ mesh) @ prefilter_x.T
+            coeff = np.einsum("ijk,jk->ij", small[:, taps_x], weights_x.astype(np.float64))
             coeff = self._coeff[which] = coeff.astype(np.float32)
         taps, weights = self._taps[start:stop], self._weights[start:stop]
         out = np.empty((stop - start, coeff.shape[1]), dtype=np.float32)
