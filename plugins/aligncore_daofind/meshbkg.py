@@ -59,6 +59,9 @@ TARGET_SAMPLES = 32768
 _CHUNK_SAMPLES = 1 << 20
 """Samples given to one `clipped_stats` call (boxes are never split)."""
 
+_ROW_SUM_ELEMENTS = 1 << 18
+"""Values converted to float64 at a time by `_row_sums` (2 MB)."""
+
 
 
 @dataclass
@@ -78,6 +81,7 @@ class MeshBackground(BackgroundEstimate):
             assert self.zoom_y is not None and self.zoom_x is not None
             self._prefilter, self._taps, self._weights = zoom_taps(
                 self.mesh.shape[0], self.box_size[0], len(self.zoom_y))
+            self._x_zoom = zoom_taps(self.mesh.shape[1], self.box_size[1], len(self.zoom_x))
         self._coeff: dict[str, np.ndarray] = {}
         self._range = (float(self.mesh.min()), float(self.mesh.max()))
         self._rms_range = (float(self.rms_mesh.min()), float(self.rms_mesh.max()))
@@ -88,8 +92,12 @@ class MeshBackground(BackgroundEstimate):
         with the same 4 over a whole box (one small product per box)."""
         coeff = self._coeff.get(which)
         if coeff is None:
-            assert self.zoom_x is not None
-            coeff = (self._prefilter @ mesh) @ self.zoom_x.T
+            # the columns zoomed by their own 4 taps (``zoom_x = W_x @ P_x``): a gather
+            # instead of a (mesh x mesh) @ (mesh x nx) product, which BLAS spreads over
+            # threads (30 ms at 2048 px with 64 px boxes on a loaded 2-core machine)
+            prefilter_x, taps_x, weights_x = self._x_zoom
+            small = (self._prefilter @ mesh) @ prefilter_x.T
+            coeff = np.einsum("ijk,jk->ij", small[:, taps_x], weights_x.astype(np.float64))
             coeff = self._coeff[which] = coeff.astype(np.float32)
         taps, weights = self._taps[start:stop], self._weights[start:stop]
         out = np.empty((stop - start, coeff.shape[1]), dtype=np.float32)
@@ -173,8 +181,14 @@ class _RangeSums:
 def _row_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Number, sum and sum of squares (float64) of each row's non-NaN values."""
     nrows, ncols = values.shape
-    total = values.sum(axis=1, dtype=np.float64)
-    total2 = np.einsum("ij,ij->i", values, values, dtype=np.float64)
+    total, total2 = np.empty(nrows), np.empty(nrows)
+    # float64 copies of a few rows at a time (they stay in cache): casting inside the
+    # reductions (``dtype=np.float64``) is ~40 % slower
+    step = max(1, _ROW_SUM_ELEMENTS // max(ncols, 1))
+    for i in range(0, nrows, step):
+        part = values[i : i + step].astype(np.float64)
+        total[i : i + step] = part.sum(axis=1)
+        total2[i : i + step] = np.square(part, out=part).sum(axis=1)
     nvalid = np.full(nrows, ncols, dtype=np.intp)
     masked = np.flatnonzero(np.isnan(total))  # NaN sums: rows with masked values
     if masked.size:
