@@ -11,7 +11,7 @@ from astropy.table import QTable
 from aligncore import __version__
 from aligncore.config import Config
 from aligncore.errors import InputError
-from aligncore.formats import write_image
+from aligncore.formats import image_format_of, write_image
 from aligncore.formats.catalog_files import CATALOG_FORMATS, catalog_path, write_catalog
 from aligncore.formats.common import write_json
 from aligncore.formats.jwst import is_jwst_fits, output_name
@@ -150,18 +150,17 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
     for image, image_result in zip(images, result.images, strict=True):
         if image.path is None:
             raise InputError(f"{image.name}: in-memory images cannot be written; use align()")
-        jwst = image.meta.get("format") == "jwst"
         if config.output.in_place:
             target = image.path
         else:
-            target = outdir / (output_name(image.path.name) if jwst else image.path.name)
+            target = outdir / image_format_of(image, registry).output_name(image.path)
             if target.resolve() == image.path.resolve():
                 raise InputError(
                     f"{image.path}: output would overwrite the input; choose another output "
                     "directory or set output.in_place: true"
                 )
         written.append(write_image(image, image_result, target, wcsname=wcsname,
-                                   version=__version__))
+                                   version=__version__, registry=registry))
     if config.output.save_catalogs:
         detected = [(i.name, r.catalog) for i, r in zip(images, result.images, strict=True)
                     if "detection_error" not in r.catalog.meta]  # failed: detect again
