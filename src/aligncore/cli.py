@@ -81,7 +81,7 @@ def _inputs_ok(paths: Sequence[str], config: Any, registry: Any, *,
         from aligncore.outputs import output_dir_problems
 
         problems += output_dir_problems(Path(outdir), [Path(p) for p in paths],
-                                        config.output.in_place)
+                                        config.output.in_place, registry)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return not problems
