@@ -155,7 +155,9 @@ def test_one_table_of_stage_kinds():
 
     add_hooks = {name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
                  if name.startswith("aligncore_add_")}
-    assert {kind.hook for kind in STAGE_TABLE.values()} == add_hooks
+    # image formats are chosen per file by their claim, not by a config section: they are
+    # `Registry.formats`, not a stage kind
+    assert {kind.hook for kind in STAGE_TABLE.values()} | {"aligncore_add_formats"} == add_hooks
     config = Config()
     for name, kind in STAGE_TABLE.items():
         assert kind.base.kind == name and STAGE_KINDS[name] is kind.base
@@ -243,7 +245,8 @@ def test_contract_methods_are_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
     contract = doc.split("## What core reads from a plugin")[1].split("\n## ")[0]
     for name in ("search_reach()", "match_slack()", "tolerance()", "geometry()", "clipping()",
-                 "check(min_rows)", "accepts(wcs)", "`weak`", "`significance`"):
+                 "check(min_rows)", "accepts(wcs)", "`weak`", "`significance`",
+                 "identify(path)", "output_name(path)", "`ImageFormat`"):
         assert name in contract, name
     for method in ("search_reach", "tolerance", "match_slack"):
         assert getattr(aligncore.Matcher, method).__doc__

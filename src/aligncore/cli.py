@@ -81,7 +81,7 @@ def _inputs_ok(paths: Sequence[str], config: Any, registry: Any, *,
         from aligncore.outputs import output_dir_problems
 
         problems += output_dir_problems(Path(outdir), [Path(p) for p in paths],
-                                        config.output.in_place)
+                                        config.output.in_place, registry)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return not problems
@@ -106,7 +106,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not _inputs_ok(args.images, config, registry, outdir=config.output.dir):
         return EXIT_FAILED
     args.cleanups.enter_context(output_dir_lock(config.output.dir))
-    images = [open_image(path) for path in args.images]
+    images = [open_image(path, registry=registry) for path in args.images]
     result = align(images, config, registry=registry,
                    progress=_progress(not args.quiet, images))
     write_outputs(result, images, config, registry=registry)
@@ -151,7 +151,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     config, registry = _load(args)
     if not _inputs_ok(args.images, None, registry):
         return EXIT_FAILED
-    images = [open_image(path) for path in args.images]
+    images = [open_image(path, registry=registry) for path in args.images]
     detector = config.build_stage("detector", registry)
     outcomes = detect_images(images, detector, config, registry,
                              _progress(not args.quiet, images))
@@ -187,7 +187,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
               f"(seed {args.seed}) ...")
         scene = simulate("dither", n_images=args.n_images, seed=args.seed,
                          outdir=workdir / "input")
-        images = [open_image(path) for path in scene.paths]
+        images = [open_image(path, registry=registry) for path in scene.paths]
         result = align(images, config, registry=registry, progress=_progress(True, images))
         write_outputs(result, images, config, workdir / "aligned", registry=registry)
         before = scene.errors([image.wcs for image in images], relative=True)
@@ -228,6 +228,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     rows = [("stage", "name", "distribution", "version", "description")]
     for info in registry.plugins():
         rows.append((info.kind, info.name, info.distribution, info.version, info.summary))
+    for fmt in registry.formats.values():
+        rows.append(("format", fmt.name, fmt.distribution, fmt.version, fmt.summary))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])

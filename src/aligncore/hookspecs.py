@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         Corrector,
         Detector,
         Fitter,
+        ImageFormat,
         Matcher,
         RefCatalog,
         Solver,
@@ -109,6 +110,30 @@ def aligncore_add_solvers() -> list[type[Solver]]:
     list of type
         Subclasses of `aligncore.Solver` with unique ``name`` values, selected
         by ``align: {solver: NAME}`` (aligncore's own: ``sequential``, ``global``).
+    """
+
+
+@hookspec
+def aligncore_add_formats() -> list[type[ImageFormat]]:
+    """Register image formats (readers and writers of image files).
+
+    Returns
+    -------
+    list of type
+        Subclasses of `aligncore.ImageFormat`, each with a unique ``name``.
+
+    Notes
+    -----
+    `aligncore.open_image`, ``aligncore run`` and the output writer ask every
+    registered format, in ascending ``order`` (then by name), whether it claims
+    a file (``identify(path)``, cheap); the first that does opens it, and the
+    same format writes its output. aligncore's own formats (entry point
+    ``formats``): ``asdf`` (order 10), ``jwst`` (20, JWST data models before
+    plain FITS) and ``fits`` (1000, the fallback). A path no format claims is an
+    `aligncore.InputError` naming the installed formats. A name registered
+    twice is an error naming both distributions. Helpers for format authors
+    (atomic writes, pixel and WCS checks, observation epochs, the alignment
+    record) are in `aligncore.formats`.
     """
 
 

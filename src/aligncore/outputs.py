@@ -11,10 +11,9 @@ from astropy.table import QTable
 from aligncore import __version__
 from aligncore.config import Config
 from aligncore.errors import InputError
-from aligncore.formats import write_image
+from aligncore.formats import format_of, image_format_of, write_image
 from aligncore.formats.catalog_files import CATALOG_FORMATS, catalog_path, write_catalog
 from aligncore.formats.common import write_json
-from aligncore.formats.jwst import is_jwst_fits, output_name
 from aligncore.registry import Registry
 from aligncore.report import run_report
 from aligncore.types import AlignImage, AlignResult
@@ -53,13 +52,17 @@ def _location_problems(outdir: Path) -> list[str]:
     return []
 
 
-def _output_file_name(path: Path) -> str:
-    """The name of the output written for input ``path`` (JWST ``*_cal`` -> ``*_tweakreg``)."""
-    renamed = output_name(path.name)
-    return renamed if renamed != path.name and is_jwst_fits(path) else path.name
+def _output_file_name(path: Path, registry: Registry | None) -> str:
+    """The name of the output written for input ``path``: its format's `output_name` (JWST
+    ``*_cal`` -> ``*_tweakreg``); its own name when no format claims it (preflight says so)."""
+    try:
+        return format_of(path, registry).output_name(path)
+    except InputError:
+        return path.name
 
 
-def _input_problems(outdir: Path, input_paths: Sequence[Path], in_place: bool) -> list[str]:
+def _input_problems(outdir: Path, input_paths: Sequence[Path], in_place: bool,
+                    registry: Registry | None) -> list[str]:
     """Without in-place, outputs must not land on the inputs; with it, inputs are replaceable."""
     problems = []
     for path in input_paths:
@@ -68,14 +71,15 @@ def _input_problems(outdir: Path, input_paths: Sequence[Path], in_place: bool) -
             if path.exists() and not _writable_dir(directory):
                 problems.append(f"{path}: cannot update in place: its directory {directory} "
                                 "is not writable")
-        elif (outdir / _output_file_name(path)).resolve() == path.resolve():
+        elif (outdir / _output_file_name(path, registry)).resolve() == path.resolve():
             problems.append(f"{path}: output directory {outdir} is this input's directory; "
                             "its output would replace it. Choose another output directory "
                             "(-o) or pass --in-place to update the inputs")
     return problems
 
 
-def output_dir_problems(outdir: Path, input_paths: Sequence[Path], in_place: bool) -> list[str]:
+def output_dir_problems(outdir: Path, input_paths: Sequence[Path], in_place: bool,
+                        registry: Registry | None = None) -> list[str]:
     """Why a run could not write its outputs into ``outdir``, before any work starts.
 
     Parameters
@@ -86,6 +90,8 @@ def output_dir_problems(outdir: Path, input_paths: Sequence[Path], in_place: boo
         The input images.
     in_place : bool
         Whether the inputs themselves are updated (``--in-place``).
+    registry : Registry, optional
+        Plugin registry whose image formats name the outputs; default: the installed ones.
 
     Returns
     -------
@@ -98,15 +104,16 @@ def output_dir_problems(outdir: Path, input_paths: Sequence[Path], in_place: boo
     if problems:
         return problems
     paths = [Path(p) for p in input_paths]
-    return _input_problems(outdir, paths, in_place) + ([] if in_place else _name_clashes(paths))
+    return (_input_problems(outdir, paths, in_place, registry)
+            + ([] if in_place else _name_clashes(paths, registry)))
 
 
-def _name_clashes(input_paths: Sequence[Path]) -> list[str]:
+def _name_clashes(input_paths: Sequence[Path], registry: Registry | None) -> list[str]:
     """Different inputs with one file name would write the same output file."""
     first: dict[str, Path] = {}
     problems = []
     for path in input_paths:
-        name = _output_file_name(path)
+        name = _output_file_name(path, registry)
         other = first.setdefault(name, path)
         if other is not path and other.resolve() != path.resolve():
             problems.append(f"{path}: has the same output file name as {other}; both would be "
@@ -150,18 +157,17 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
     for image, image_result in zip(images, result.images, strict=True):
         if image.path is None:
             raise InputError(f"{image.name}: in-memory images cannot be written; use align()")
-        jwst = image.meta.get("format") == "jwst"
         if config.output.in_place:
             target = image.path
         else:
-            target = outdir / (output_name(image.path.name) if jwst else image.path.name)
+            target = outdir / image_format_of(image, registry).output_name(image.path)
             if target.resolve() == image.path.resolve():
                 raise InputError(
                     f"{image.path}: output would overwrite the input; choose another output "
                     "directory or set output.in_place: true"
                 )
         written.append(write_image(image, image_result, target, wcsname=wcsname,
-                                   version=__version__))
+                                   version=__version__, registry=registry))
     if config.output.save_catalogs:
         detected = [(i.name, r.catalog) for i, r in zip(images, result.images, strict=True)
                     if "detection_error" not in r.catalog.meta]  # failed: detect again

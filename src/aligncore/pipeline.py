@@ -55,10 +55,11 @@ def _resolve_config(config: Config | str | Path | None) -> Config:
     return load_config(config)
 
 
-def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config) -> list[AlignImage]:
+def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config,
+                    registry: Registry) -> list[AlignImage]:
     opened = []
     for item in images:
-        image = item if isinstance(item, AlignImage) else open_image(item)
+        image = item if isinstance(item, AlignImage) else open_image(item, registry=registry)
         group = config.align.groups.get(image.name)
         if group is not None:
             image.group_id = group
@@ -128,7 +129,7 @@ def align(
     start = time.perf_counter()
     paths = [item for item in images if not isinstance(item, AlignImage)]
     raise_problems(check_inputs(paths, config, registry=registry))
-    images = _resolve_images(images, config)
+    images = _resolve_images(images, config, registry)
     if not images:
         raise InputError("no input images")
     if len(images) < 2 and not config.absolute.enabled:

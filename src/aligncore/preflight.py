@@ -200,25 +200,31 @@ def asdf_layout_problems(path: str | Path) -> list[str]:
     return []
 
 
-def _is_fits_name(path: Path) -> bool:
-    name = path.name.lower()
-    return not name.endswith(".asdf")
+_FITS_FORMATS = ("fits", "jwst")
+"""Formats whose files get the FITS layout checks (ASDF files get the ASDF ones; a plugin
+format's files only what its reader reports)."""
 
 
-def check_image(path: str | Path) -> list[Problem]:
-    """Problems of one image file (FITS or ASDF), without reading its pixels."""
-    from aligncore.formats import open_image
+def check_image(path: str | Path, registry: Registry | None = None) -> list[Problem]:
+    """Problems of one image file (FITS or ASDF), without reading its pixels; opened by
+    the formats of ``registry`` (default: the installed plugins)."""
+    from aligncore.formats import format_of, open_image
 
     path = Path(path)
     if not path.exists():
         return [Problem(str(path), "file not found")]
     if path.is_dir():
         return [Problem(str(path), "is a directory, not an image file")]
-    layout = fits_layout_problems(path) if _is_fits_name(path) else asdf_layout_problems(path)
+    try:
+        fmt = format_of(path, registry).name
+    except InputError as exc:
+        return [_as_problem(path, str(exc))]
+    layout = (fits_layout_problems(path) if fmt in _FITS_FORMATS
+              else asdf_layout_problems(path) if fmt == "asdf" else [])
     if layout:
         return [Problem(str(path), message) for message in layout]
     try:
-        open_image(path)
+        open_image(path, registry=registry)
     except InputError as exc:
         return [_as_problem(path, str(exc))]
     return []
@@ -283,7 +289,7 @@ def check_inputs(paths: Iterable[str | Path], config: Config | None = None, *,
         in the order of the inputs.
     """
     paths = [Path(p) for p in paths]
-    problems = [problem for path in paths for problem in check_image(path)]
+    problems = [problem for path in paths for problem in check_image(path, registry)]
     problems += _duplicates(paths)
     if config is not None:
         problems += _refcat_problems(config, registry)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -38,9 +39,9 @@ from typing import Any
 import pluggy
 
 from aligncore import hookspecs
-from aligncore.errors import AlignError
+from aligncore.errors import AlignError, InputError
 from aligncore.hookspecs import PROJECT_NAME, hookimpl
-from aligncore.stages import STAGE_KINDS, STAGE_TABLE, Params, Stage
+from aligncore.stages import STAGE_KINDS, STAGE_TABLE, ImageFormat, Params, Stage
 from aligncore.types import COL_FLUX, COL_ID, COL_X, COL_Y, MatchResult
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "PluginRunError",
     "Registry",
     "build_registry",
+    "default_registry",
     "get_plugin",
     "list_plugins",
     "local_plugins_refused",
@@ -164,8 +166,13 @@ class PluginInfo:
     @property
     def summary(self) -> str:
         """The first paragraph of the class docstring, as plain text (no RST markup)."""
-        paragraph = (self.cls.__doc__ or "").strip().split("\n\n")[0]
-        return plain_text(" ".join(line.strip() for line in paragraph.splitlines()))
+        return _summary(self.cls)
+
+
+def _summary(cls: type) -> str:
+    """The first paragraph of ``cls``'s docstring, as plain text."""
+    paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
+    return plain_text(" ".join(line.strip() for line in paragraph.splitlines()))
 
 
 _ROLE = re.compile(r":[a-z:]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
@@ -202,6 +209,28 @@ class Registry:
     manager: pluggy.PluginManager
     infos: dict[str, dict[str, PluginInfo]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    formats: dict[str, FormatInfo] = field(default_factory=dict)
+    """Registered image formats by name, in the order they are asked to claim a file."""
+
+    def image_format(self, path: str | Path) -> ImageFormat:
+        """A new instance of the first format (in `formats` order) that claims ``path``.
+
+        Raises
+        ------
+        InputError
+            No registered format claims ``path``; the message names the installed ones.
+        """
+        path = Path(path)
+        for info in self.formats.values():
+            if info.cls.identify(path):
+                return info.cls()
+        raise InputError(f"{path}: no image format claims this file; installed formats: "
+                         f"{', '.join(self.formats) or 'none'}")
+
+    def format_named(self, name: str) -> ImageFormat | None:
+        """A new instance of the format called ``name``, or None."""
+        info = self.formats.get(name)
+        return info.cls() if info is not None else None
 
     @property
     def hook(self) -> Any:
@@ -467,7 +496,58 @@ def build_registry(
     registry = Registry(manager=manager, failures=failures)
     for kind in STAGE_TABLE.values():
         registry.infos[kind.name] = _collect(manager, kind.name, kind.hook, sources)
+    registry.formats = _collect_formats(manager, sources)
     return registry
+
+
+@functools.cache
+def default_registry() -> Registry:
+    """The registry of the installed plugins (entry points only), built once per process.
+
+    `aligncore.open_image` uses it when no registry is given; the pipeline and the
+    command line pass their own (which include a config's local plugin files).
+    """
+    return build_registry()
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    """One registered image format."""
+
+    name: str
+    cls: type[ImageFormat]
+    plugin: str
+    distribution: str
+    version: str
+
+    @property
+    def summary(self) -> str:
+        """The first paragraph of the class docstring, as plain text."""
+        return _summary(self.cls)
+
+
+def _collect_formats(manager: pluggy.PluginManager,
+                     sources: dict[str, tuple[str, str]]) -> dict[str, FormatInfo]:
+    """The ``aligncore_add_formats`` classes by name, sorted by ``(order, name)``."""
+    hook_name = "aligncore_add_formats"
+    found: dict[str, FormatInfo] = {}
+    for impl in manager.hook.aligncore_add_formats.get_hookimpls():
+        dist, version = sources.get(impl.plugin_name, (impl.plugin_name, "-"))
+        for cls in _stage_classes(impl, hook_name, dist):
+            if not (isinstance(cls, type) and issubclass(cls, ImageFormat)):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} ({dist}) returned {cls!r} from {hook_name}; "
+                    "expected a subclass of aligncore.ImageFormat")
+            if not cls.name:
+                raise PluginError(f"{cls.__qualname__} from {dist} has no 'name'")
+            other = found.get(cls.name)
+            if other is not None and other.cls is not cls:
+                raise DuplicatePluginError(
+                    f"format name {cls.name!r} is registered twice: by {other.distribution} "
+                    f"({other.cls.__module__}.{other.cls.__qualname__}) and by {dist} "
+                    f"({cls.__module__}.{cls.__qualname__})")
+            found[cls.name] = FormatInfo(cls.name, cls, impl.plugin_name, dist, version)
+    return dict(sorted(found.items(), key=lambda item: (item[1].cls.order, item[0])))
 
 
 def _unique_paths(paths: Iterable[str | Path]) -> list[Path]:

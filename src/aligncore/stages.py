@@ -29,9 +29,13 @@ from pydantic import BaseModel, ConfigDict
 from aligncore.types import AlignImage, FitResult, MatchResult
 
 if TYPE_CHECKING:  # astropy.coordinates and astropy.table load on first use (fast import)
+    from pathlib import Path
+
     from astropy.coordinates import Angle, SkyCoord
     from astropy.table import QTable
     from astropy.time import Time
+
+    from aligncore.types import ImageResult
 
 __all__ = [
     "STAGE_KINDS",
@@ -39,6 +43,7 @@ __all__ = [
     "Corrector",
     "Detector",
     "Fitter",
+    "ImageFormat",
     "Matcher",
     "Params",
     "RefCatalog",
@@ -290,6 +295,59 @@ class Corrector(Stage):
 
         The input ``wcs`` must not be modified.
         """
+
+
+class ImageFormat(ABC):
+    """An image file format: which files it claims, how it opens and writes them.
+
+    Like a format of astropy's unified I/O registry: a name, an identifier that
+    claims a file, a reader and a writer. Formats are registered with the
+    ``aligncore_add_formats`` hook; `aligncore.open_image` and the output writer ask
+    the registered formats, in ascending `order` (then by name), and the first whose
+    `identify` is true opens the file. A format is a plain class usable without the
+    pipeline: ``FitsFormat().open("a.fits")``.
+
+    Core reads only `name`, `order`, `identify`, `open`, `write` and `output_name`.
+    """
+
+    name: ClassVar[str] = ""
+    """Format name; `open` sets ``image.meta["format"]`` to it so that `write` is
+    asked for the image's outputs."""
+    order: ClassVar[int] = 100
+    """Position when asked to claim a file (ascending). aligncore's own: ``asdf`` 10,
+    ``jwst`` 20 (before plain FITS), ``fits`` 1000 (the fallback that claims every
+    file); a mission format keeps the default 100."""
+
+    @classmethod
+    @abstractmethod
+    def identify(cls, path: Path) -> bool:
+        """True when this format opens ``path``.
+
+        Must be cheap (a suffix, a header keyword) and import no heavy library; must
+        not raise (an unreadable file is False, or True for a fallback whose reader
+        reports it).
+        """
+
+    @abstractmethod
+    def open(self, path: Path, *, group_id: str | None = None) -> AlignImage:
+        """Open ``path`` lazily: header, WCS and shape now, pixels through a picklable
+        ``loader`` (`AlignImage.load_pixels`); set ``meta["format"]`` to `name`.
+
+        Raises
+        ------
+        aligncore.InputError
+            The file is unreadable in this format, has no 2D image or no celestial WCS.
+        """
+
+    @abstractmethod
+    def write(self, image: AlignImage, result: ImageResult, target: Path, *, wcsname: str,
+              version: str) -> Path:
+        """Write a copy of ``image`` with ``result.wcs`` (when aligned) to ``target``,
+        atomically (`aligncore.formats.atomic_path`), and return ``target``."""
+
+    def output_name(self, path: Path) -> str:
+        """The file name of the output written for input ``path`` (default: its name)."""
+        return path.name
 
 
 def require_type(value: Any, expected: type | tuple[type, ...], name: str) -> None:
