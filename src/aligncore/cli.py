@@ -379,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="align images and write corrected copies")
     _add_config_args(run)
-    run.add_argument("images", nargs="+", help="FITS or ASDF images")
+    run.add_argument("images", nargs="+",
+                     help="images: FITS, ASDF, JWST _cal files or any installed format "
+                     "(aligncore plugins)")
     run.add_argument("-o", "--output", help="output directory (default: the config's output.dir)")
     run.add_argument("--in-place", action="store_true", help="update the input files themselves")
     run.add_argument("--resume", action="store_true",
