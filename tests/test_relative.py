@@ -243,3 +243,18 @@ def test_combined_catalog_pairs_are_bounded(small_scene, monkeypatch):
     assert bounded.ok  # the alignment itself is unaffected
     for image, reference in zip(bounded, result, strict=True):
         np.testing.assert_array_equal(image.fit.shift, reference.fit.shift)
+
+
+def test_relative_settings_are_the_align_section_values_and_frozen():
+    import dataclasses
+
+    from aligncore.relative import RelativeSettings
+
+    config = load_config(None, ["align.minobj=7", "align.max_correction=2.5",
+                                "align.use_weights=false", "align.expand_refcat=true"])
+    settings = RelativeSettings.from_section(config.align)
+    for field in dataclasses.fields(RelativeSettings):
+        assert getattr(settings, field.name) == getattr(config.align, field.name)
+    assert (settings.minobj, settings.max_correction, settings.use_weights) == (7, 2.5, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.minobj = 3  # type: ignore[misc]

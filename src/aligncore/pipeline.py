@@ -24,7 +24,7 @@ from aligncore.execution import detect_images, empty_catalog
 from aligncore.formats import open_image
 from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
-from aligncore.relative import relative_align
+from aligncore.relative import RelativeSettings, relative_align
 from aligncore.stages import Corrector
 from aligncore.tangent import TangentPlane
 from aligncore.types import (
@@ -167,7 +167,8 @@ def align(
                 unit.meta["traceback"] = "\n".join(traces)
     relative_info: dict[str, Any] = {}
     if len(units) >= 2:
-        relative_info = relative_align(units, config, matchers, fitter, registry, solver)
+        relative_info = relative_align(units, RelativeSettings.from_section(config.align), matchers,
+                                       fitter, registry, solver)
     else:
         for unit in units:
             unit.status = Status.REFERENCE if len(unit.catalog) else Status.FAILED
