@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 from astropy import units as u
@@ -62,11 +62,10 @@ from aligncore.types import (
     FitResult,
     Status,
 )
+from aligncore.units import Unit, UnitOutcome
 
-if TYPE_CHECKING:
-    from aligncore.units import Unit
-
-__all__ = ["AUTO_SEARCHRAD", "absolute_align", "combined_catalog", "search_cone"]
+__all__ = ["AUTO_SEARCHRAD", "absolute_align", "combined_catalog", "compose_absolute",
+           "search_cone"]
 
 AUTO_SEARCHRAD = 10.0
 """Margin (arcsec) used for a matcher without a search reach (the widest radius hist2d's
@@ -177,13 +176,15 @@ class _Failed(Exception):
 
 def absolute_align(units: list[Unit], images: Sequence[AlignImage], plane: TangentPlane,
                    config: Config, registry: Registry) -> tuple[FitResult | None, dict[str, Any]]:
-    """Fit the combined catalog to the reference catalog; compose into every unit's fit.
+    """Fit the combined catalog of the relatively aligned units to the reference catalog.
+
+    The units are not changed: the caller composes the returned fit with each
+    aligned unit's relative fit (`compose_absolute`).
 
     Parameters
     ----------
     units : list of Unit
-        The relatively aligned units (their ``fit`` is replaced by the
-        composition only when the whole absolute step succeeds).
+        The relatively aligned units.
     images : sequence of AlignImage
         The run's images (for observation epochs).
     plane : TangentPlane
@@ -216,6 +217,15 @@ def absolute_align(units: list[Unit], images: Sequence[AlignImage], plane: Tange
     if not section.save_gaia_catalog:
         info.pop("reference_catalog", None)
     return fit, info
+
+
+def compose_absolute(units: Sequence[Unit], fit: FitResult) -> dict[str, UnitOutcome]:
+    """The outcome of an applied absolute fit for every aligned unit: ``fit`` composed with
+    the unit's relative fit (status, reason, counts and report entries kept)."""
+    return {unit.key: UnitOutcome(unit.status, unit.reason,
+                                  fit.compose(unit.fit) if unit.fit is not None else fit,
+                                  unit.n_matched, dict(unit.meta))
+            for unit in units if unit.status in (Status.SUCCESS, Status.REFERENCE)}
 
 
 def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPlane,
@@ -317,8 +327,6 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
                       f"after clipping ({counts}); min_gaia={section.min_gaia} required")
     info["fit"] = fit.summary()
     info["reference_catalog"] = _used_catalog(tables[match_key], match.ref_idx, fit.fitmask)
-    for unit in ok_units:
-        unit.fit = fit.compose(unit.fit) if unit.fit is not None else fit
     return fit
 
 

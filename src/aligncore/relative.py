@@ -34,7 +34,14 @@ from aligncore.types import (
     MatchResult,
     Status,
 )
-from aligncore.units import TP_ERR, Unit
+from aligncore.units import (
+    TP_ERR,
+    Unit,
+    UnitOutcome,
+    apply_outcomes,
+    outcomes_of,
+    working_copies,
+)
 
 __all__ = [
     "RelativeSettings",
@@ -242,59 +249,64 @@ def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray 
 
 
 def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fitter: Fitter,
-              registry: Registry, settings: RelativeSettings) -> None:
-    """Match and fit one unit against the reference catalog; sets status/fit on the unit."""
+              registry: Registry, settings: RelativeSettings) -> UnitOutcome:
+    """Match and fit one unit against the reference catalog (the unit is not changed).
+
+    Returns
+    -------
+    UnitOutcome
+        SUCCESS with the fit, or FAILED with the reason; ``meta`` is the unit's
+        with this attempt's entries (an earlier attempt's reason and rejected fit
+        are not kept on success).
+    """
     minobj = settings.minobj
+    meta = dict(unit.meta)
     try:
         match, matcher, ref_cat, tried = _match_with_fallback(unit, reference, matchers,
                                                               registry, settings)
     except AlignError as exc:
-        _fail(unit, str(exc), exc)
-        return
-    unit.n_matched = match.n_matched
-    unit.meta.update({"matcher": matcher.name, "match": dict(match.meta),
-                      "offset_arcsec": list(match.offset)})
+        return _fail(unit, meta, str(exc), exc)
+    n_matched = match.n_matched
+    meta.update({"matcher": matcher.name, "match": dict(match.meta),
+                 "offset_arcsec": list(match.offset)})
     if len(matchers) > 1:
-        unit.meta["matchers_tried"] = tried
+        meta["matchers_tried"] = tried
     if match.n_matched < minobj:
-        _fail(unit, f"only {match.n_matched} matched sources (minobj={minobj}); "
-              f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the reference"
-              + (f"; tried {'; '.join(tried)}" if len(tried) > 1 else ""))
-        return
+        return _fail(unit, meta, f"only {match.n_matched} matched sources (minobj={minobj}); "
+                     f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the reference"
+                     + (f"; tried {'; '.join(tried)}" if len(tried) > 1 else ""),
+                     n_matched=n_matched)
     variance = _pair_variance(unit.catalog, ref_cat, match)
     weights = 1.0 / variance if variance is not None and settings.use_weights else None
     try:
         fit = registry.run_stage(fitter, _columns(unit.catalog, match.image_idx),
                                  _columns(ref_cat, match.ref_idx), weights)
     except PluginRunError as exc:
-        _fail(unit, str(exc), exc)
-        return
+        return _fail(unit, meta, str(exc), exc, n_matched=n_matched)
     except AlignError as exc:
-        _fail(unit, f"fit failed: {exc}")
-        return
+        return _fail(unit, meta, f"fit failed: {exc}", n_matched=n_matched)
     if not (np.all(np.isfinite(fit.matrix)) and np.all(np.isfinite(fit.shift))):
-        _fail(unit, "fit failed: non-finite solution")
-        return
-    unit.meta["noise_bound_mas"] = noise_bound(variance, fit.fitmask) * 1000.0
-    unit.meta["expected_rms_mas"] = expected_rms(variance, fit.fitmask) * 1000.0
+        return _fail(unit, meta, "fit failed: non-finite solution", n_matched=n_matched)
+    meta["noise_bound_mas"] = noise_bound(variance, fit.fitmask) * 1000.0
+    meta["expected_rms_mas"] = expected_rms(variance, fit.fitmask) * 1000.0
     reason = _guard(unit, fit, match, variance, settings, matcher)
     if reason:
-        _fail(unit, reason)
-        unit.meta["rejected_fit"] = fit.summary()
-        return
-    unit.fit = fit
-    unit.status, unit.reason = Status.SUCCESS, ""  # no reason left from an earlier attempt
-    for key in ("traceback", "rejected_fit"):
-        unit.meta.pop(key, None)
-    unit.meta["matched_image_idx"] = match.image_idx
+        meta["rejected_fit"] = fit.summary()
+        return _fail(unit, meta, reason, n_matched=n_matched)
+    for key in ("traceback", "rejected_fit"):  # nothing left from an earlier attempt
+        meta.pop(key, None)
+    meta["matched_image_idx"] = match.image_idx
+    return UnitOutcome(Status.SUCCESS, "", fit, n_matched, meta)
 
 
-def _fail(unit: Unit, reason: str, error: BaseException | None = None) -> None:
-    """Mark ``unit`` FAILED with ``reason``; keep a plugin's traceback for the report."""
-    unit.status, unit.reason = Status.FAILED, reason
+def _fail(unit: Unit, meta: dict[str, Any], reason: str, error: BaseException | None = None,
+          n_matched: int | None = None) -> UnitOutcome:
+    """``unit`` FAILED with ``reason`` (its fit kept); a plugin's traceback kept for the report."""
     trace = getattr(error, "trace", "")
     if trace:
-        unit.meta["traceback"] = trace
+        meta["traceback"] = trace
+    return UnitOutcome(Status.FAILED, reason, unit.fit,
+                       unit.n_matched if n_matched is None else n_matched, meta)
 
 
 def _reference_catalog(unit: Unit) -> QTable:
@@ -361,36 +373,56 @@ class _Reference:
         return table
 
 
-def relative_align(units: list[Unit], settings: RelativeSettings, matchers: Sequence[Matcher],
-                   fitter: Fitter, registry: Registry, solver: Solver) -> dict[str, Any]:
-    """Align the units to each other (sets ``fit``, ``status`` and ``reason`` on each).
+def relative_align(units: Sequence[Unit], settings: RelativeSettings,
+                   matchers: Sequence[Matcher], fitter: Fitter, registry: Registry,
+                   solver: Solver) -> tuple[dict[str, UnitOutcome], dict[str, Any]]:
+    """Align the units to each other; the units are not changed.
 
     The sequential pass aligns them one by one; ``solver`` (the configured
     ``align.solver``) then refines the corrections.
 
     Returns
     -------
-    dict
+    outcomes : dict of str to UnitOutcome
+        Every unit's status, reason, fit, matched count and report entries, by
+        unit key (the pipeline applies them with `aligncore.units.apply_outcomes`).
+    info : dict
         Diagnostics: the order, the solver and its statistics, per-overlap residuals.
     """
+    work = working_copies(units)
+    info = _align_sequential_and_refine(work, settings, matchers, fitter, registry, solver)
+    return outcomes_of(work), info
+
+
+def _set(unit: Unit, outcome: UnitOutcome) -> None:
+    """Record an outcome on one of the step's working copies."""
+    apply_outcomes([unit], {unit.key: outcome})
+
+
+def _align_sequential_and_refine(units: list[Unit], settings: RelativeSettings,
+                                 matchers: Sequence[Matcher], fitter: Fitter,
+                                 registry: Registry, solver: Solver) -> dict[str, Any]:
+    """`relative_align` on the step's working copies of the units (updated as it goes)."""
     for unit in units:
         if len(unit.catalog) == 0 and unit.status is None:
-            unit.status = Status.FAILED
-            unit.reason = "no sources detected"
+            _set(unit, UnitOutcome(Status.FAILED, "no sources detected", unit.fit,
+                                   unit.n_matched, unit.meta))
     order, overlaps = _order_units(units, settings)
     info: dict[str, Any] = {"solver": solver.name}
     if not order:
         return info
     reference = units[order[0]]
-    reference.status = Status.REFERENCE
-    reference.fit = FitResult.identity(fitgeometry="shift")
+    _set(reference, UnitOutcome(Status.REFERENCE, reference.reason,
+                                FitResult.identity(fitgeometry="shift"), reference.n_matched,
+                                reference.meta))
     ref_cat = _Reference(_reference_catalog(reference))
     expand = settings.expand_refcat or solver.grows_reference
     attempts = [order[0]]
     if settings.enforce_user_order or not expand:
         # one pass in a fixed order: the reference catalog does not grow, so a retry is futile
         for index in order[1:]:
-            _fit_unit(units[index], ref_cat, matchers, fitter, registry, settings)
+            _set(units[index], _fit_unit(units[index], ref_cat, matchers, fitter, registry,
+                                         settings))
             attempts.append(index)
             if units[index].status == Status.SUCCESS and expand:
                 ref_cat.add(_unmatched(units[index]))
@@ -402,7 +434,8 @@ def relative_align(units: list[Unit], settings: RelativeSettings, matchers: Sequ
         totals = overlaps[:, order[0]].copy()
         tried_with = np.full(len(units), -np.inf)
         while (index := _next_unit(pending, totals, tried_with)) is not None:
-            _fit_unit(units[index], ref_cat, matchers, fitter, registry, settings)
+            _set(units[index], _fit_unit(units[index], ref_cat, matchers, fitter, registry,
+                                         settings))
             attempts.append(index)
             if units[index].status == Status.SUCCESS:
                 pending[index] = False
