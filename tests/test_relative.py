@@ -283,3 +283,12 @@ def test_relative_align_returns_outcomes_and_leaves_the_units_unchanged(small_sc
     for unit in units:
         assert unit.fit is outcomes[unit.key].fit and unit.status == outcomes[unit.key].status
         assert unit.n_matched > 0 and unit.meta == outcomes[unit.key].meta
+
+    from aligncore.global_solver import solve_global
+
+    before = {u.key: (u.fit, u.n_matched, dict(u.meta)) for u in units}
+    refined = solve_global(units, "rshift", sigma=3.0)
+    assert isinstance(refined, aligncore.SolverResult) and refined.diagnostics["pairs"] >= 2
+    assert {u.key: (u.fit, u.n_matched, u.meta) for u in units} == before  # not changed
+    moved = [k for k, o in refined.outcomes.items() if o.fit is not before[k][0]]
+    assert len(moved) == 3  # every unit got its global fit (the reference its statistics)

@@ -260,8 +260,9 @@ class _CountingSolver(aligncore.Solver):
     name = "counting"
     grows_reference = True
 
-    def refine(self, units, fitter, weighted):
-        return {"aligned": sum(u.fit is not None for u in units), "geometry": fitter.geometry()}
+    def refine(self, units, settings):
+        return aligncore.SolverResult(diagnostics={
+            "aligned": sum(u.fit is not None for u in units), "geometry": settings.geometry})
 
 
 class _SolverPlugin:

@@ -32,6 +32,7 @@ from aligncore.types import (
     META_PIXEL_SCALE,
     FitResult,
     MatchResult,
+    SolverSettings,
     Status,
 )
 from aligncore.units import (
@@ -446,8 +447,13 @@ def _align_sequential_and_refine(units: list[Unit], settings: RelativeSettings,
     info["order"] = [units[i].key for i in attempts]
     aligned = sum(u.status == Status.SUCCESS for u in units)
     if aligned >= 1:
-        refined = registry.run_stage(solver, units, fitter, settings.use_weights)
-        if refined:
-            info[solver.name] = refined
+        nclip, sigma = fitter.clipping()
+        refined = registry.run_stage(solver, units, SolverSettings(
+            fitter.geometry(), nclip, sigma, settings.use_weights))
+        for unit in units:
+            if unit.key in refined.outcomes:
+                _set(unit, refined.outcomes[unit.key])
+        if refined.diagnostics:
+            info[solver.name] = refined.diagnostics
     info["overlaps"] = overlap_statistics(units)
     return info

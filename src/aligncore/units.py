@@ -27,6 +27,7 @@ from aligncore.types import (
     AlignImage,
     FitResult,
     Status,
+    UnitOutcome,
 )
 
 __all__ = [
@@ -84,32 +85,6 @@ class Unit:
 
     def corrected_xy(self) -> np.ndarray:
         return self.fit.apply(self.xy) if self.fit is not None else self.xy
-
-
-@dataclass(frozen=True)
-class UnitOutcome:
-    """What a step found for one unit: the new values of the unit's output fields.
-
-    Attributes
-    ----------
-    status : Status or None
-        SUCCESS, REFERENCE or FAILED (None: not decided).
-    reason : str
-        Why the unit failed ('' otherwise).
-    fit : FitResult or None
-        The unit's correction (tangent plane to tangent plane).
-    n_matched : int
-        Matched sources (pairs) behind the fit.
-    meta : Mapping
-        The unit's report entries (matcher, match, traceback, ...), complete: they
-        replace the unit's.
-    """
-
-    status: Status | None
-    reason: str = ""
-    fit: FitResult | None = None
-    n_matched: int = 0
-    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 def outcomes_of(units: Sequence[Unit]) -> dict[str, UnitOutcome]:
