@@ -25,7 +25,7 @@ from aligncore.formats import open_image
 from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
 from aligncore.relative import RelativeSettings, relative_align
-from aligncore.stages import Corrector
+from aligncore.stages import Corrector, Stage
 from aligncore.tangent import TangentPlane
 from aligncore.types import (
     COL_X,
@@ -189,10 +189,14 @@ def align(
     absolute_fit, absolute_info = None, {"enabled": False}
     reference_catalog = None
     if config.absolute.enabled:
-        from aligncore.absolute import absolute_align, compose_absolute
+        from aligncore.absolute import AbsoluteSettings, absolute_align, compose_absolute
+
+        def build(kind: str, section: str) -> Stage:
+            return config.build_stage(kind, registry, section=section)
 
         t0 = time.perf_counter()
-        absolute_fit, absolute_info = absolute_align(units, images, plane, config, registry)
+        absolute_fit, absolute_info = absolute_align(
+            units, images, plane, AbsoluteSettings.from_section(config.absolute), build, registry)
         reference_catalog = absolute_info.pop("reference_catalog", None)
         if absolute_fit is not None:
             apply_outcomes(units, compose_absolute(units, absolute_fit))
