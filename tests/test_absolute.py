@@ -22,7 +22,7 @@ from astropy.io import fits
 from astropy.table import QTable
 
 import aligncore
-from aligncore.absolute import _propagated, _reference_at_source_epochs
+from aligncore.absolute import AbsoluteSettings, _propagated, _reference_at_source_epochs
 from aligncore.catalogs import reference_table
 from aligncore.config import load_config
 from aligncore.outputs import write_outputs
@@ -254,7 +254,8 @@ def test_each_source_is_compared_with_the_reference_at_its_own_epoch():
                                              ra_err=[0.1, 0.1], dec_err=[0.1, 0.1],
                                              epoch=2016.0)
     combined = QTable({"image": np.array([0, 1, 1])})
-    section = load_config(None, ["absolute.refcat_pm=inflate"]).absolute
+    section = AbsoluteSettings.from_section(
+        load_config(None, ["absolute.refcat_pm=inflate"]).absolute)
     info = {"warnings": [], "epochs": {"a": 2016.0, "b": 2026.0}}
     tables, keys = _propagated(ref, combined, {0: 2016.0, 1: 2026.0}, section, info)
     assert sorted(tables) == [2016.0, 2026.0] and list(keys) == [2016.0, 2026.0, 2026.0]
@@ -433,3 +434,19 @@ def test_absurd_search_cone_is_refused_before_the_query(scene, registry, service
                      info["reason"]), info["reason"]
     assert not service.requests  # the service was never asked
     assert result.ok
+
+
+def test_absolute_settings_are_the_absolute_section_values_and_frozen():
+    import dataclasses
+
+    config = load_config(None, ["absolute.min_gaia=9", "absolute.pointing_error=4.5",
+                                "absolute.refcat_pm=inflate"])
+    settings = AbsoluteSettings.from_section(config.absolute)
+    assert settings.refcat_plugin == config.absolute.refcat.plugin
+    for field in dataclasses.fields(AbsoluteSettings):
+        if field.name != "refcat_plugin":
+            assert getattr(settings, field.name) == getattr(config.absolute, field.name)
+    assert (settings.min_gaia, settings.pointing_error, settings.refcat_pm) == (
+        9, 4.5, "inflate")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.min_gaia = 1  # type: ignore[misc]

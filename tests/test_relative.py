@@ -243,3 +243,52 @@ def test_combined_catalog_pairs_are_bounded(small_scene, monkeypatch):
     assert bounded.ok  # the alignment itself is unaffected
     for image, reference in zip(bounded, result, strict=True):
         np.testing.assert_array_equal(image.fit.shift, reference.fit.shift)
+
+
+def test_relative_settings_are_the_align_section_values_and_frozen():
+    import dataclasses
+
+    from aligncore.relative import RelativeSettings
+
+    config = load_config(None, ["align.minobj=7", "align.max_correction=2.5",
+                                "align.use_weights=false", "align.expand_refcat=true"])
+    settings = RelativeSettings.from_section(config.align)
+    for field in dataclasses.fields(RelativeSettings):
+        assert getattr(settings, field.name) == getattr(config.align, field.name)
+    assert (settings.minobj, settings.max_correction, settings.use_weights) == (7, 2.5, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.minobj = 3  # type: ignore[misc]
+
+
+def test_relative_align_returns_outcomes_and_leaves_the_units_unchanged(small_scene):
+    from aligncore.relative import RelativeSettings, relative_align
+    from aligncore.units import UnitOutcome, apply_outcomes, build_units, union_tangent_plane
+
+    config = load_config(None)
+    registry = aligncore.build_registry()
+    images = [aligncore.open_image(p) for p in small_scene.paths]
+    detector = config.build_stage("detector", registry)
+    plane = union_tangent_plane(images)
+    units = build_units(images, [detector.detect(image) for image in images], plane)
+    settings = RelativeSettings.from_section(config.align)
+    outcomes, info = relative_align(
+        units, settings, [config.build_stage("matcher", registry)],
+        config.build_stage("fitter", registry), registry, config.build_stage("solver", registry))
+    assert all(u.status is None and u.fit is None and u.meta == {} for u in units)
+    assert set(outcomes) == {u.key for u in units} and info["order"]
+    assert all(isinstance(o, UnitOutcome) for o in outcomes.values())
+    assert sorted(o.status for o in outcomes.values()) == sorted(
+        [Status.REFERENCE, Status.SUCCESS, Status.SUCCESS])
+    apply_outcomes(units, outcomes)
+    for unit in units:
+        assert unit.fit is outcomes[unit.key].fit and unit.status == outcomes[unit.key].status
+        assert unit.n_matched > 0 and unit.meta == outcomes[unit.key].meta
+
+    from aligncore.global_solver import solve_global
+
+    before = {u.key: (u.fit, u.n_matched, dict(u.meta)) for u in units}
+    refined = solve_global(units, "rshift", sigma=3.0)
+    assert isinstance(refined, aligncore.SolverResult) and refined.diagnostics["pairs"] >= 2
+    assert {u.key: (u.fit, u.n_matched, u.meta) for u in units} == before  # not changed
+    moved = [k for k, o in refined.outcomes.items() if o.fit is not before[k][0]]
+    assert len(moved) == 3  # every unit got its global fit (the reference its statistics)

@@ -17,7 +17,7 @@ from astropy.table import QTable
 import aligncore
 from aligncore import COL_FLUX, COL_TP_X, COL_TP_Y, META_PIXEL_SCALE, Status
 from aligncore.config import load_config
-from aligncore.relative import _Reference, search_margin
+from aligncore.relative import RelativeSettings, _Reference, search_margin
 
 # Mosaic overlaps are 10 % strips holding ~15 common sources: minobj 10; rscale's extra
 # scale freedom is poorly constrained by such strips (see docs/scaling.md).
@@ -108,6 +108,10 @@ def _catalog(xy, flux, pixel_scale=0.1):
     return table
 
 
+def _settings(*overrides: str) -> RelativeSettings:
+    return RelativeSettings.from_section(load_config(None, list(overrides)).align)
+
+
 def test_a_cropped_reference_gives_the_same_match():
     rng = np.random.default_rng(3)
     ref_xy = rng.uniform(-300.0, 300.0, size=(30000, 2))
@@ -119,7 +123,7 @@ def test_a_cropped_reference_gives_the_same_match():
     full = _catalog(ref_xy, flux)
     matcher = aligncore.get_plugin("matcher", "hist2d")(searchrad=1.5, tolerance=0.3,
                                                         separation=0.6)
-    margin = search_margin(load_config(None), matcher, footprint)
+    margin = search_margin(_settings(), matcher, footprint)
     assert margin == pytest.approx(2 * (1.5 * 1.5 + 1.0) + 0.9)
     cropped = _Reference(full).near(footprint, margin)
     assert 0 < len(cropped) < len(full) / 20
@@ -133,7 +137,7 @@ def test_a_cropped_reference_gives_the_same_match():
 
 def test_search_margin_follows_the_matcher_reach():
     square = np.array([[0.0, 0.0], [50.0, 0.0], [50.0, 30.0], [0.0, 30.0]])
-    config = load_config(None)
+    config = _settings()
     hist2d = aligncore.get_plugin("matcher", "hist2d")
     # searchrad auto up to max_searchrad 10": max_correction 1.5 x 10 + 1 = 16", doubled
     assert search_margin(config, hist2d(searchrad="auto", tolerance="auto",
@@ -144,5 +148,5 @@ def test_search_margin_follows_the_matcher_reach():
     # no search radius and max_correction auto: one footprint size around the footprint
     triangles = aligncore.get_plugin("matcher", "triangles")()
     assert search_margin(config, triangles, square) == pytest.approx(50.0)
-    bounded = load_config(None, ["align.max_correction=4"])
+    bounded = _settings("align.max_correction=4")
     assert search_margin(bounded, triangles, square) == pytest.approx(8.0)

@@ -9,7 +9,7 @@ import pytest
 
 import aligncore
 from aligncore.config import Config
-from aligncore.relative import max_correction, search_margin
+from aligncore.relative import RelativeSettings, max_correction, search_margin
 from aligncore_affine import AffineFitter
 from aligncore_hist2d.matcher import Hist2dMatcher
 from aligncore_hist2d.triangle_matcher import TriangleMatcher
@@ -42,6 +42,9 @@ class Reaching(Plain):
         return self.params.radius
 
 
+DEFAULTS = RelativeSettings.from_section(Config().align)
+
+
 def test_match_result_has_typed_weak_and_significance():
     result = aligncore.MatchResult([0], [1])
     assert result.weak is False
@@ -55,14 +58,14 @@ def test_matcher_defaults_are_unbounded():
     assert matcher.search_reach() is None
     assert matcher.tolerance() is None
     assert matcher.match_slack() == 0.0
-    assert max_correction(Config(), matcher) == math.inf
-    assert search_margin(Config(), matcher, FOOTPRINT) == 100.0
+    assert max_correction(DEFAULTS, matcher) == math.inf
+    assert search_margin(DEFAULTS, matcher, FOOTPRINT) == 100.0
 
 
 def test_third_party_matcher_takes_part_in_the_guard():
     matcher = Reaching()
-    assert max_correction(Config(), matcher) == pytest.approx(7.0)
-    assert search_margin(Config(), matcher, FOOTPRINT) == pytest.approx(2 * 7.0 + 0.25)
+    assert max_correction(DEFAULTS, matcher) == pytest.approx(7.0)
+    assert search_margin(DEFAULTS, matcher, FOOTPRINT) == pytest.approx(2 * 7.0 + 0.25)
 
 
 @pytest.mark.parametrize(
@@ -260,8 +263,9 @@ class _CountingSolver(aligncore.Solver):
     name = "counting"
     grows_reference = True
 
-    def refine(self, units, fitter, weighted):
-        return {"aligned": sum(u.fit is not None for u in units), "geometry": fitter.geometry()}
+    def refine(self, units, settings):
+        return aligncore.SolverResult(diagnostics={
+            "aligned": sum(u.fit is not None for u in units), "geometry": settings.geometry})
 
 
 class _SolverPlugin:

@@ -6,6 +6,7 @@ picks one by name with ``align.solver``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import aligncore
@@ -24,10 +25,10 @@ class SequentialSolver(aligncore.Solver):
 
     name: ClassVar[str] = "sequential"
 
-    def refine(self, units: list[Any], fitter: aligncore.Fitter,
-               weighted: bool) -> dict[str, Any]:
+    def refine(self, units: Sequence[Any],
+               settings: aligncore.SolverSettings) -> aligncore.SolverResult:
         """Keep the sequential corrections; nothing to report."""
-        return {}
+        return aligncore.SolverResult()
 
 
 class GlobalSolver(aligncore.Solver):
@@ -44,14 +45,13 @@ class GlobalSolver(aligncore.Solver):
     name: ClassVar[str] = "global"
     grows_reference: ClassVar[bool] = True
 
-    def refine(self, units: list[Any], fitter: aligncore.Fitter,
-               weighted: bool) -> dict[str, Any]:
-        """Solve all units at once; the diagnostics of `solve_global`."""
+    def refine(self, units: Sequence[Any],
+               settings: aligncore.SolverSettings) -> aligncore.SolverResult:
+        """Solve all units at once: the outcomes and diagnostics of `solve_global`."""
         from aligncore.global_solver import solve_global  # scipy.sparse: loaded when used
 
-        nclip, sigma = fitter.clipping()
-        return solve_global(units, fitter.geometry(), nclip=nclip, sigma=sigma,
-                            weighted=weighted)
+        return solve_global(units, settings.geometry, nclip=settings.nclip,
+                            sigma=settings.sigma, weighted=settings.weighted)
 
 
 @aligncore.hookimpl

@@ -91,7 +91,10 @@ if TYPE_CHECKING:
         FitResult,
         ImageResult,
         MatchResult,
+        SolverResult,
+        SolverSettings,
         Status,
+        UnitOutcome,
     )
 
 # Every public name is imported on first use (Scientific Python SPEC 1): ``import
@@ -145,6 +148,9 @@ _LAZY = {
     "InputError": "aligncore.errors",
     "MatchError": "aligncore.errors",
     "MatchResult": "aligncore.types",
+    "SolverResult": "aligncore.types",
+    "SolverSettings": "aligncore.types",
+    "UnitOutcome": "aligncore.types",
     "Matcher": "aligncore.stages",
     "NotEnoughPointsError": "aligncore.errors",
     "Params": "aligncore.stages",
@@ -258,9 +264,12 @@ __all__ = [
     "Scene",
     "SingularMatrixError",
     "Solver",
+    "SolverResult",
+    "SolverSettings",
     "Stage",
     "Status",
     "TangentPlane",
+    "UnitOutcome",
     "align",
     "build_registry",
     "get_plugin",

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import numpy as np
 from astropy import units as u
@@ -41,10 +42,10 @@ from aligncore.catalogs import (
     has_proper_motion,
     propagate,
 )
-from aligncore.config import Config
+from aligncore.config import AbsoluteSection
 from aligncore.errors import AlignError
 from aligncore.registry import Registry
-from aligncore.stages import Fitter, Matcher, RefCatalog
+from aligncore.stages import Fitter, Matcher, RefCatalog, Stage
 from aligncore.tangent import TangentPlane
 from aligncore.types import (
     COL_DEC,
@@ -62,11 +63,17 @@ from aligncore.types import (
     FitResult,
     Status,
 )
+from aligncore.units import Unit, UnitOutcome
 
-if TYPE_CHECKING:
-    from aligncore.units import Unit
-
-__all__ = ["AUTO_SEARCHRAD", "absolute_align", "combined_catalog", "search_cone"]
+__all__ = [
+    "AUTO_SEARCHRAD",
+    "AbsoluteSettings",
+    "StageBuilder",
+    "absolute_align",
+    "combined_catalog",
+    "compose_absolute",
+    "search_cone",
+]
 
 AUTO_SEARCHRAD = 10.0
 """Margin (arcsec) used for a matcher without a search reach (the widest radius hist2d's
@@ -78,6 +85,58 @@ scale, and would ask the catalog service for millions of stars."""
 _EPOCH_DECIMALS = 4  # images closer than ~1 hour in epoch share one propagated reference
 _DEFAULT_POS_ERR_PIX = 0.05  # first-guess source position error (pixels) when none is given
 _MIN_POS_ERR_PIX = 0.005  # floor of the estimated source position error (pixels)
+
+
+StageBuilder = Callable[[str, str], Stage]
+"""``build(kind, section) -> Stage``: the stage configured in a config section (e.g.
+``("matcher", "absolute.matcher")``); called when the step needs it, so that a stage that
+cannot be built fails the absolute step only."""
+
+
+@dataclass(frozen=True)
+class AbsoluteSettings:
+    """What the absolute alignment reads from the config (``absolute.*``), and nothing else.
+
+    Attributes
+    ----------
+    refcat_plugin : str
+        The reference catalog's plugin name (for messages).
+    min_gaia : int
+        Fewest reference stars found, usable, matched and kept by the fit.
+    save_gaia_catalog : bool
+        Return the reference catalog used (``info["reference_catalog"]``).
+    pointing_error : float
+        Expected pointing error (arcsec), added to the search cone.
+    mag_limits : tuple of float or None
+        Bright and faint magnitude limits of the reference stars.
+    epoch : float or None
+        Observation epoch (Julian year) of images without one.
+    propagate : bool
+        Move the reference positions to the images' epochs.
+    refcat_pm : {"require", "inflate"}
+        Stars without proper motion: dropped, or kept with inflated errors.
+    unknown_pm : float
+        The proper-motion error (mas/yr) assumed with ``inflate``.
+    """
+
+    refcat_plugin: str
+    min_gaia: int
+    save_gaia_catalog: bool
+    pointing_error: float
+    mag_limits: tuple[float | None, float | None]
+    epoch: float | None
+    propagate: bool
+    refcat_pm: Literal["require", "inflate"]
+    unknown_pm: float
+
+    @classmethod
+    def from_section(cls, section: AbsoluteSection) -> AbsoluteSettings:
+        """The settings of a validated ``absolute`` config section."""
+        return cls(refcat_plugin=section.refcat.plugin, min_gaia=section.min_gaia,
+                   save_gaia_catalog=section.save_gaia_catalog,
+                   pointing_error=section.pointing_error, mag_limits=section.mag_limits,
+                   epoch=section.epoch, propagate=section.propagate,
+                   refcat_pm=section.refcat_pm, unknown_pm=section.unknown_pm)
 
 
 def combined_catalog(units: Sequence[Unit]) -> QTable:
@@ -150,10 +209,10 @@ def search_cone(units: Sequence[Unit], plane: TangentPlane, searchrad: float | s
     return center, radius, description
 
 
-def _build_matcher_fitter(config: Config, registry: Registry) -> tuple[Matcher, Fitter]:
+def _build_matcher_fitter(build: StageBuilder) -> tuple[Matcher, Fitter]:
     """The absolute stage's own matcher and fitter (``absolute.matcher``, ``absolute.fitter``)."""
-    matcher = config.build_stage("matcher", registry, section="absolute.matcher")
-    fitter = config.build_stage("fitter", registry, section="absolute.fitter")
+    matcher = build("matcher", "absolute.matcher")
+    fitter = build("fitter", "absolute.fitter")
     return cast(Matcher, matcher), cast(Fitter, fitter)
 
 
@@ -176,21 +235,28 @@ class _Failed(Exception):
 
 
 def absolute_align(units: list[Unit], images: Sequence[AlignImage], plane: TangentPlane,
-                   config: Config, registry: Registry) -> tuple[FitResult | None, dict[str, Any]]:
-    """Fit the combined catalog to the reference catalog; compose into every unit's fit.
+                   settings: AbsoluteSettings, build: StageBuilder,
+                   registry: Registry) -> tuple[FitResult | None, dict[str, Any]]:
+    """Fit the combined catalog of the relatively aligned units to the reference catalog.
+
+    The units are not changed: the caller composes the returned fit with each
+    aligned unit's relative fit (`compose_absolute`).
 
     Parameters
     ----------
     units : list of Unit
-        The relatively aligned units (their ``fit`` is replaced by the
-        composition only when the whole absolute step succeeds).
+        The relatively aligned units.
     images : sequence of AlignImage
         The run's images (for observation epochs).
     plane : TangentPlane
         The shared tangent plane.
-    config : Config
-        Uses ``config.absolute`` (with its own ``matcher`` and ``fitter`` choices).
+    settings : AbsoluteSettings
+        The ``absolute.*`` values used.
+    build : StageBuilder
+        Builds the configured ``absolute.matcher``, ``absolute.fitter`` and
+        ``absolute.refcat`` stages when they are needed.
     registry : Registry
+        Runs the stages.
 
     Returns
     -------
@@ -205,22 +271,30 @@ def absolute_align(units: list[Unit], images: Sequence[AlignImage], plane: Tange
         ``cone``, ``epochs``, the counts ``n_found, n_usable, n_matched,
         n_used``, ``warnings`` and ``fit``.
     """
-    section = config.absolute
     info: dict[str, Any] = {"enabled": True, "status": "failed", "warnings": []}
     try:
-        fit: FitResult | None = _absolute(units, images, plane, config, registry, info)
+        fit: FitResult | None = _absolute(units, images, plane, settings, build, registry, info)
         info["status"] = "applied"
     except _Failed as exc:
         fit = None
         info["reason"] = str(exc)
-    if not section.save_gaia_catalog:
+    if not settings.save_gaia_catalog:
         info.pop("reference_catalog", None)
     return fit, info
 
 
+def compose_absolute(units: Sequence[Unit], fit: FitResult) -> dict[str, UnitOutcome]:
+    """The outcome of an applied absolute fit for every aligned unit: ``fit`` composed with
+    the unit's relative fit (status, reason, counts and report entries kept)."""
+    return {unit.key: UnitOutcome(unit.status, unit.reason,
+                                  fit.compose(unit.fit) if unit.fit is not None else fit,
+                                  unit.n_matched, dict(unit.meta))
+            for unit in units if unit.status in (Status.SUCCESS, Status.REFERENCE)}
+
+
 def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPlane,
-              config: Config, registry: Registry, info: dict[str, Any]) -> FitResult:
-    section = config.absolute
+              section: AbsoluteSettings, build: StageBuilder, registry: Registry,
+              info: dict[str, Any]) -> FitResult:
     ok_units = [unit for unit in units if unit.status in (Status.SUCCESS, Status.REFERENCE)]
     if not ok_units:
         raise _Failed("no relatively aligned image")
@@ -231,7 +305,7 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
         raise _Failed("the aligned images have no sources")
 
     try:
-        matcher, fitter = _build_matcher_fitter(config, registry)
+        matcher, fitter = _build_matcher_fitter(build)
     except Exception as exc:
         raise _Failed(f"cannot set up the absolute matcher/fitter: {exc}") from exc
     center, radius, cone = search_cone(ok_units, plane, matcher.search_reach(),
@@ -246,9 +320,9 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
 
     # --- query -------------------------------------------------------------------------------
     try:
-        refcat = cast(RefCatalog, config.build_stage("refcatalog", registry))
+        refcat = cast(RefCatalog, build("refcatalog", "absolute.refcat"))
     except Exception as exc:
-        raise _Failed(f"cannot set up reference catalog {section.refcat.plugin!r}: {exc}") from exc
+        raise _Failed(f"cannot set up reference catalog {section.refcat_plugin!r}: {exc}") from exc
     try:
         raw = registry.run_stage(refcat, center, radius, None)
         ref = drop_unusable_rows(QTable(raw), (COL_RA, COL_DEC))
@@ -317,8 +391,6 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
                       f"after clipping ({counts}); min_gaia={section.min_gaia} required")
     info["fit"] = fit.summary()
     info["reference_catalog"] = _used_catalog(tables[match_key], match.ref_idx, fit.fitmask)
-    for unit in ok_units:
-        unit.fit = fit.compose(unit.fit) if unit.fit is not None else fit
     return fit
 
 
@@ -342,7 +414,8 @@ def _magnitude_cut(ref: QTable, limits: tuple[float | None, float | None]) -> QT
 
 
 def _propagated(ref: QTable, combined: QTable, epochs: dict[int, float | None],
-                section: Any, info: dict[str, Any]) -> tuple[dict[Any, QTable], np.ndarray]:
+                section: AbsoluteSettings, info: dict[str, Any]
+                ) -> tuple[dict[Any, QTable], np.ndarray]:
     """Reference tables per distinct source epoch (same rows, same order) and each
     source's epoch key."""
     images = np.asarray(combined["image"], dtype=int)

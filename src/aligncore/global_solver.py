@@ -24,8 +24,8 @@ from scipy.spatial import cKDTree
 
 from aligncore.geometry import AUTO_GEOMETRIES, N_PARAMS, design_block, small_update
 from aligncore.overlap import candidate_pairs
-from aligncore.types import FitResult, Status
-from aligncore.units import Unit
+from aligncore.types import FitResult, SolverResult, Status
+from aligncore.units import Unit, outcomes_of, working_copies
 
 __all__ = [
     "AUTO_GEOMETRIES",
@@ -210,10 +210,10 @@ class _Solution:
     failed: bool = False
 
 
-def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: float = 3.0,
+def solve_global(units: Sequence[Unit], geometry: str, *, nclip: int = 3, sigma: float = 3.0,
                  weighted: bool = False, max_iter: int = 10,
-                 tol: float = 1e-7) -> dict[str, object]:
-    """Refine the corrections of all aligned units simultaneously (in place).
+                 tol: float = 1e-7) -> SolverResult:
+    """Refine the corrections of all aligned units simultaneously (the units are not changed).
 
     Parameters
     ----------
@@ -238,10 +238,20 @@ def solve_global(units: list[Unit], geometry: str, *, nclip: int = 3, sigma: flo
 
     Returns
     -------
-    dict
-        Diagnostics: iterations, number of pairs and matches, chi2 per degree of
-        freedom, and with ``auto`` the geometry chosen and the tests made.
+    SolverResult
+        ``outcomes``: every unit's refined fit, matched count and report entries
+        (by key). ``diagnostics``: iterations, number of pairs and matches, chi2
+        per degree of freedom, and with ``auto`` the geometry chosen and the tests made.
     """
+    work = working_copies(units)
+    info = _solve(work, geometry, nclip=nclip, sigma=sigma, weighted=weighted,
+                  max_iter=max_iter, tol=tol)
+    return SolverResult(outcomes_of(work), info)
+
+
+def _solve(units: list[Unit], geometry: str, *, nclip: int, sigma: float, weighted: bool,
+           max_iter: int, tol: float) -> dict[str, object]:
+    """`solve_global` on the solver's working copies of the units (updated in place)."""
     reference = next((i for i, u in enumerate(units) if u.status == Status.REFERENCE), None)
     if reference is None:
         return {"solver": "global", "skipped": "no reference unit"}

@@ -24,8 +24,8 @@ from aligncore.execution import detect_images, empty_catalog
 from aligncore.formats import open_image
 from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
-from aligncore.relative import relative_align
-from aligncore.stages import Corrector
+from aligncore.relative import RelativeSettings, relative_align
+from aligncore.stages import Corrector, Stage
 from aligncore.tangent import TangentPlane
 from aligncore.types import (
     COL_X,
@@ -38,7 +38,13 @@ from aligncore.types import (
     ImageResult,
     Status,
 )
-from aligncore.units import Unit, build_units, union_tangent_plane
+from aligncore.units import (
+    Unit,
+    UnitOutcome,
+    apply_outcomes,
+    build_units,
+    union_tangent_plane,
+)
 
 __all__ = ["align"]
 
@@ -157,34 +163,45 @@ def align(
     else:
         plane = union_tangent_plane(images)
     units = build_units(images, catalogs, plane)
+    detection = {}
     for unit in units:
         errors = [f"{images[i].name}: {outcomes[i].error}" if len(unit.members) > 1
                   else outcomes[i].error for i in unit.members if outcomes[i].error]
         if errors:
-            unit.status, unit.reason = Status.FAILED, "; ".join(errors)
-            unit.catalog = unit.catalog[:0]
+            unit.catalog = unit.catalog[:0]  # an input: the unit has no usable sources
             traces = [outcomes[i].traceback for i in unit.members if outcomes[i].traceback]
-            if traces:
-                unit.meta["traceback"] = "\n".join(traces)
+            detection[unit.key] = UnitOutcome(Status.FAILED, "; ".join(errors), meta=(
+                {"traceback": "\n".join(traces)} if traces else {}))
+    apply_outcomes(units, detection)
     relative_info: dict[str, Any] = {}
     if len(units) >= 2:
-        relative_info = relative_align(units, config, matchers, fitter, registry, solver)
+        relative_outcomes, relative_info = relative_align(
+            units, RelativeSettings.from_section(config.align), matchers, fitter, registry,
+            solver)
     else:
-        for unit in units:
-            unit.status = Status.REFERENCE if len(unit.catalog) else Status.FAILED
-            unit.fit = FitResult.identity(fitgeometry="shift") if len(unit.catalog) else None
-            unit.reason = "" if len(unit.catalog) else "no sources detected"
+        relative_outcomes = {unit.key: UnitOutcome(
+            Status.REFERENCE, "", FitResult.identity(fitgeometry="shift"), unit.n_matched,
+            unit.meta) if len(unit.catalog) else UnitOutcome(
+            Status.FAILED, "no sources detected", None, unit.n_matched, unit.meta)
+            for unit in units}
+    apply_outcomes(units, relative_outcomes)
     timings["relative"] = time.perf_counter() - t0
 
     absolute_fit, absolute_info = None, {"enabled": False}
     reference_catalog = None
     if config.absolute.enabled:
-        from aligncore.absolute import absolute_align
+        from aligncore.absolute import AbsoluteSettings, absolute_align, compose_absolute
+
+        def build(kind: str, section: str) -> Stage:
+            return config.build_stage(kind, registry, section=section)
 
         t0 = time.perf_counter()
-        absolute_fit, absolute_info = absolute_align(units, images, plane, config, registry)
+        absolute_fit, absolute_info = absolute_align(
+            units, images, plane, AbsoluteSettings.from_section(config.absolute), build, registry)
         reference_catalog = absolute_info.pop("reference_catalog", None)
-        if absolute_fit is None:
+        if absolute_fit is not None:
+            apply_outcomes(units, compose_absolute(units, absolute_fit))
+        else:
             warnings.warn(f"absolute alignment not applied: {absolute_info.get('reason')}",
                           stacklevel=2)
         timings["absolute"] = time.perf_counter() - t0

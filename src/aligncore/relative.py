@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from astropy.table import QTable
 
-from aligncore.config import Config
+from aligncore.config import AlignSection
 from aligncore.errors import AlignError
 from aligncore.global_solver import overlap_statistics
 from aligncore.overlap import alignment_order, overlap_matrix
@@ -31,22 +32,73 @@ from aligncore.types import (
     META_PIXEL_SCALE,
     FitResult,
     MatchResult,
+    SolverSettings,
     Status,
 )
-from aligncore.units import TP_ERR, Unit
+from aligncore.units import (
+    TP_ERR,
+    Unit,
+    UnitOutcome,
+    apply_outcomes,
+    outcomes_of,
+    working_copies,
+)
 
-__all__ = ["correction_size", "expected_rms", "max_correction", "noise_bound", "relative_align"]
+__all__ = [
+    "RelativeSettings",
+    "correction_size",
+    "expected_rms",
+    "max_correction",
+    "noise_bound",
+    "relative_align",
+]
 
 _REF_COLUMNS = (COL_TP_X, COL_TP_Y, COL_FLUX, TP_ERR)
 
 
-def _order_units(units: Sequence[Unit], config: Config) -> tuple[list[int], np.ndarray]:
+@dataclass(frozen=True)
+class RelativeSettings:
+    """What the relative alignment reads from the config (``align.*``), and nothing else.
+
+    Attributes
+    ----------
+    minobj : int
+        Fewest matches (and sources kept after clipping) for a fit to be accepted.
+    use_weights : bool
+        Weight the fits by the catalogs' centroid errors.
+    max_rms_factor : float
+        The guard's limit on the residual RMS, in units of the RMS the errors predict.
+    max_correction : float or "auto"
+        The largest correction (arcsec) the guard accepts; ``auto``: from the matcher.
+    enforce_user_order : bool
+        Align in the order given (no ordering by overlap, no retries).
+    expand_refcat : bool
+        Add each aligned unit's unmatched sources to the reference catalog.
+    """
+
+    minobj: int
+    use_weights: bool
+    max_rms_factor: float
+    max_correction: float | Literal["auto"]
+    enforce_user_order: bool
+    expand_refcat: bool
+
+    @classmethod
+    def from_section(cls, align: AlignSection) -> RelativeSettings:
+        """The settings of a validated ``align`` config section."""
+        return cls(minobj=align.minobj, use_weights=align.use_weights,
+                   max_rms_factor=align.max_rms_factor, max_correction=align.max_correction,
+                   enforce_user_order=align.enforce_user_order,
+                   expand_refcat=align.expand_refcat)
+
+
+def _order_units(units: Sequence[Unit], settings: RelativeSettings) -> tuple[list[int], np.ndarray]:
     """Unit indices in alignment order (reference first) and their overlap matrix."""
     candidates = [i for i, unit in enumerate(units) if len(unit.catalog) > 0]
     overlaps = np.zeros((len(units), len(units)))
     sub = overlap_matrix([units[i].footprint for i in candidates])
     overlaps[np.ix_(candidates, candidates)] = sub
-    if config.align.enforce_user_order:
+    if settings.enforce_user_order:
         return candidates, overlaps
     weights = [len(units[i].catalog) for i in candidates]
     return [candidates[k] for k in alignment_order(sub, weights)], overlaps
@@ -70,18 +122,18 @@ def _match_with_fallback(
     reference: _Reference,
     matchers: Sequence[Matcher],
     registry: Registry,
-    config: Config,
+    settings: RelativeSettings,
 ) -> tuple[MatchResult, Matcher, QTable, list[str]]:
     """Try the matchers in order until one finds >= minobj matches with a clear peak.
 
     Each matcher sees the reference sources within its `search_margin` of the
     unit's footprint; the table it saw is returned with its result.
     """
-    minobj = config.align.minobj
+    minobj = settings.minobj
     best: tuple[MatchResult, Matcher, QTable] | None = None
     tried = []
     for matcher in matchers:
-        ref_cat = reference.near(unit.footprint, search_margin(config, matcher, unit.footprint))
+        ref_cat = reference.near(unit.footprint, search_margin(settings, matcher, unit.footprint))
         result = registry.run_stage(matcher, unit.catalog, ref_cat)
         tried.append(f"{matcher.name}: {result.n_matched} matches"
                      + (" (weak peak)" if result.weak else ""))
@@ -139,14 +191,14 @@ def correction_size(fit: FitResult, footprint: np.ndarray) -> float:
     return float(np.max(np.hypot(moved[:, 0], moved[:, 1])))
 
 
-def max_correction(config: Config, matcher: Matcher) -> float:
+def max_correction(settings: RelativeSettings, matcher: Matcher) -> float:
     """The largest correction the guard accepts (arcsec).
 
     ``align.max_correction: auto`` derives it from the matcher's
     `~aligncore.Matcher.search_reach` (1.5 x reach, plus 1"); a matcher without
     one (e.g. triangles) is not bounded.
     """
-    value = config.align.max_correction
+    value = settings.max_correction
     if value != "auto":
         return float(value)
     radius = matcher.search_reach()
@@ -155,7 +207,7 @@ def max_correction(config: Config, matcher: Matcher) -> float:
     return 1.5 * float(radius) + 1.0
 
 
-def search_margin(config: Config, matcher: Matcher, footprint: np.ndarray) -> float:
+def search_margin(settings: RelativeSettings, matcher: Matcher, footprint: np.ndarray) -> float:
     """How far (arcsec) beyond a unit's footprint the reference is shown to a matcher.
 
     A reference source farther from the footprint than the largest offset the
@@ -165,7 +217,7 @@ def search_margin(config: Config, matcher: Matcher, footprint: np.ndarray) -> fl
     A matcher without a search reach (e.g. triangles) under
     ``max_correction: auto`` sees one footprint size around the footprint.
     """
-    reach = max_correction(config, matcher)
+    reach = max_correction(settings, matcher)
     if not math.isfinite(reach):
         return float(np.max(np.ptp(footprint, axis=0)))
     radius = matcher.search_reach()
@@ -175,9 +227,9 @@ def search_margin(config: Config, matcher: Matcher, footprint: np.ndarray) -> fl
 
 
 def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray | None,
-           config: Config, matcher: Matcher) -> str:
+           settings: RelativeSettings, matcher: Matcher) -> str:
     """Why a fit must not be applied ('' when it passes every check)."""
-    minobj = config.align.minobj
+    minobj = settings.minobj
     if fit.n_used < minobj:
         return f"only {fit.n_used} sources left after clipping (minobj={minobj})"
     if match.weak:
@@ -185,12 +237,12 @@ def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray 
                 f"(significance {match.significance:.1f} sigma)")
     if variance is not None:
         expected = math.sqrt(2.0 * float(np.median(variance)))
-        limit = max(config.align.max_rms_factor * expected, 0.5 * unit.pixel_scale)
+        limit = max(settings.max_rms_factor * expected, 0.5 * unit.pixel_scale)
         if fit.rmse > limit:
             return (f"residual RMS {fit.rmse * 1000:.1f} mas is inconsistent with the centroid "
                     f"errors (expected ~{expected * 1000:.1f} mas, limit {limit * 1000:.1f} mas)")
     size = correction_size(fit, unit.footprint)
-    bound = max_correction(config, matcher)
+    bound = max_correction(settings, matcher)
     if size > bound:
         return (f"correction of {size:.2f}\" exceeds max_correction ({bound:.2f}\"); "
                 "raise align.max_correction if the pointing error is really that large")
@@ -198,59 +250,64 @@ def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray 
 
 
 def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fitter: Fitter,
-              registry: Registry, config: Config) -> None:
-    """Match and fit one unit against the reference catalog; sets status/fit on the unit."""
-    minobj = config.align.minobj
+              registry: Registry, settings: RelativeSettings) -> UnitOutcome:
+    """Match and fit one unit against the reference catalog (the unit is not changed).
+
+    Returns
+    -------
+    UnitOutcome
+        SUCCESS with the fit, or FAILED with the reason; ``meta`` is the unit's
+        with this attempt's entries (an earlier attempt's reason and rejected fit
+        are not kept on success).
+    """
+    minobj = settings.minobj
+    meta = dict(unit.meta)
     try:
         match, matcher, ref_cat, tried = _match_with_fallback(unit, reference, matchers,
-                                                              registry, config)
+                                                              registry, settings)
     except AlignError as exc:
-        _fail(unit, str(exc), exc)
-        return
-    unit.n_matched = match.n_matched
-    unit.meta.update({"matcher": matcher.name, "match": dict(match.meta),
-                      "offset_arcsec": list(match.offset)})
+        return _fail(unit, meta, str(exc), exc)
+    n_matched = match.n_matched
+    meta.update({"matcher": matcher.name, "match": dict(match.meta),
+                 "offset_arcsec": list(match.offset)})
     if len(matchers) > 1:
-        unit.meta["matchers_tried"] = tried
+        meta["matchers_tried"] = tried
     if match.n_matched < minobj:
-        _fail(unit, f"only {match.n_matched} matched sources (minobj={minobj}); "
-              f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the reference"
-              + (f"; tried {'; '.join(tried)}" if len(tried) > 1 else ""))
-        return
+        return _fail(unit, meta, f"only {match.n_matched} matched sources (minobj={minobj}); "
+                     f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the reference"
+                     + (f"; tried {'; '.join(tried)}" if len(tried) > 1 else ""),
+                     n_matched=n_matched)
     variance = _pair_variance(unit.catalog, ref_cat, match)
-    weights = 1.0 / variance if variance is not None and config.align.use_weights else None
+    weights = 1.0 / variance if variance is not None and settings.use_weights else None
     try:
         fit = registry.run_stage(fitter, _columns(unit.catalog, match.image_idx),
                                  _columns(ref_cat, match.ref_idx), weights)
     except PluginRunError as exc:
-        _fail(unit, str(exc), exc)
-        return
+        return _fail(unit, meta, str(exc), exc, n_matched=n_matched)
     except AlignError as exc:
-        _fail(unit, f"fit failed: {exc}")
-        return
+        return _fail(unit, meta, f"fit failed: {exc}", n_matched=n_matched)
     if not (np.all(np.isfinite(fit.matrix)) and np.all(np.isfinite(fit.shift))):
-        _fail(unit, "fit failed: non-finite solution")
-        return
-    unit.meta["noise_bound_mas"] = noise_bound(variance, fit.fitmask) * 1000.0
-    unit.meta["expected_rms_mas"] = expected_rms(variance, fit.fitmask) * 1000.0
-    reason = _guard(unit, fit, match, variance, config, matcher)
+        return _fail(unit, meta, "fit failed: non-finite solution", n_matched=n_matched)
+    meta["noise_bound_mas"] = noise_bound(variance, fit.fitmask) * 1000.0
+    meta["expected_rms_mas"] = expected_rms(variance, fit.fitmask) * 1000.0
+    reason = _guard(unit, fit, match, variance, settings, matcher)
     if reason:
-        _fail(unit, reason)
-        unit.meta["rejected_fit"] = fit.summary()
-        return
-    unit.fit = fit
-    unit.status, unit.reason = Status.SUCCESS, ""  # no reason left from an earlier attempt
-    for key in ("traceback", "rejected_fit"):
-        unit.meta.pop(key, None)
-    unit.meta["matched_image_idx"] = match.image_idx
+        meta["rejected_fit"] = fit.summary()
+        return _fail(unit, meta, reason, n_matched=n_matched)
+    for key in ("traceback", "rejected_fit"):  # nothing left from an earlier attempt
+        meta.pop(key, None)
+    meta["matched_image_idx"] = match.image_idx
+    return UnitOutcome(Status.SUCCESS, "", fit, n_matched, meta)
 
 
-def _fail(unit: Unit, reason: str, error: BaseException | None = None) -> None:
-    """Mark ``unit`` FAILED with ``reason``; keep a plugin's traceback for the report."""
-    unit.status, unit.reason = Status.FAILED, reason
+def _fail(unit: Unit, meta: dict[str, Any], reason: str, error: BaseException | None = None,
+          n_matched: int | None = None) -> UnitOutcome:
+    """``unit`` FAILED with ``reason`` (its fit kept); a plugin's traceback kept for the report."""
     trace = getattr(error, "trace", "")
     if trace:
-        unit.meta["traceback"] = trace
+        meta["traceback"] = trace
+    return UnitOutcome(Status.FAILED, reason, unit.fit,
+                       unit.n_matched if n_matched is None else n_matched, meta)
 
 
 def _reference_catalog(unit: Unit) -> QTable:
@@ -317,39 +374,56 @@ class _Reference:
         return table
 
 
-def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher],
-                   fitter: Fitter, registry: Registry,
-                   solver: Solver | None = None) -> dict[str, Any]:
-    """Align the units to each other (sets ``fit``, ``status`` and ``reason`` on each).
+def relative_align(units: Sequence[Unit], settings: RelativeSettings,
+                   matchers: Sequence[Matcher], fitter: Fitter, registry: Registry,
+                   solver: Solver) -> tuple[dict[str, UnitOutcome], dict[str, Any]]:
+    """Align the units to each other; the units are not changed.
 
-    The sequential pass aligns them one by one; ``solver`` (default: the
-    configured ``align.solver``) then refines the corrections.
+    The sequential pass aligns them one by one; ``solver`` (the configured
+    ``align.solver``) then refines the corrections.
 
     Returns
     -------
-    dict
+    outcomes : dict of str to UnitOutcome
+        Every unit's status, reason, fit, matched count and report entries, by
+        unit key (the pipeline applies them with `aligncore.units.apply_outcomes`).
+    info : dict
         Diagnostics: the order, the solver and its statistics, per-overlap residuals.
     """
+    work = working_copies(units)
+    info = _align_sequential_and_refine(work, settings, matchers, fitter, registry, solver)
+    return outcomes_of(work), info
+
+
+def _set(unit: Unit, outcome: UnitOutcome) -> None:
+    """Record an outcome on one of the step's working copies."""
+    apply_outcomes([unit], {unit.key: outcome})
+
+
+def _align_sequential_and_refine(units: list[Unit], settings: RelativeSettings,
+                                 matchers: Sequence[Matcher], fitter: Fitter,
+                                 registry: Registry, solver: Solver) -> dict[str, Any]:
+    """`relative_align` on the step's working copies of the units (updated as it goes)."""
     for unit in units:
         if len(unit.catalog) == 0 and unit.status is None:
-            unit.status = Status.FAILED
-            unit.reason = "no sources detected"
-    order, overlaps = _order_units(units, config)
-    if solver is None:
-        solver = cast(Solver, config.build_stage("solver", registry))
+            _set(unit, UnitOutcome(Status.FAILED, "no sources detected", unit.fit,
+                                   unit.n_matched, unit.meta))
+    order, overlaps = _order_units(units, settings)
     info: dict[str, Any] = {"solver": solver.name}
     if not order:
         return info
     reference = units[order[0]]
-    reference.status = Status.REFERENCE
-    reference.fit = FitResult.identity(fitgeometry="shift")
+    _set(reference, UnitOutcome(Status.REFERENCE, reference.reason,
+                                FitResult.identity(fitgeometry="shift"), reference.n_matched,
+                                reference.meta))
     ref_cat = _Reference(_reference_catalog(reference))
-    expand = config.align.expand_refcat or solver.grows_reference
+    expand = settings.expand_refcat or solver.grows_reference
     attempts = [order[0]]
-    if config.align.enforce_user_order or not expand:
+    if settings.enforce_user_order or not expand:
         # one pass in a fixed order: the reference catalog does not grow, so a retry is futile
         for index in order[1:]:
-            _fit_unit(units[index], ref_cat, matchers, fitter, registry, config)
+            _set(units[index], _fit_unit(units[index], ref_cat, matchers, fitter, registry,
+                                         settings))
             attempts.append(index)
             if units[index].status == Status.SUCCESS and expand:
                 ref_cat.add(_unmatched(units[index]))
@@ -361,7 +435,8 @@ def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher
         totals = overlaps[:, order[0]].copy()
         tried_with = np.full(len(units), -np.inf)
         while (index := _next_unit(pending, totals, tried_with)) is not None:
-            _fit_unit(units[index], ref_cat, matchers, fitter, registry, config)
+            _set(units[index], _fit_unit(units[index], ref_cat, matchers, fitter, registry,
+                                         settings))
             attempts.append(index)
             if units[index].status == Status.SUCCESS:
                 pending[index] = False
@@ -372,8 +447,13 @@ def relative_align(units: list[Unit], config: Config, matchers: Sequence[Matcher
     info["order"] = [units[i].key for i in attempts]
     aligned = sum(u.status == Status.SUCCESS for u in units)
     if aligned >= 1:
-        refined = registry.run_stage(solver, units, fitter, config.align.use_weights)
-        if refined:
-            info[solver.name] = refined
+        nclip, sigma = fitter.clipping()
+        refined = registry.run_stage(solver, units, SolverSettings(
+            fitter.geometry(), nclip, sigma, settings.use_weights))
+        for unit in units:
+            if unit.key in refined.outcomes:
+                _set(unit, refined.outcomes[unit.key])
+        if refined.diagnostics:
+            info[solver.name] = refined.diagnostics
     info["overlaps"] = overlap_statistics(units)
     return info

@@ -19,14 +19,14 @@ raises :class:`pydantic.ValidationError` naming the parameter.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from aligncore.types import AlignImage, FitResult, MatchResult
+from aligncore.types import AlignImage, FitResult, MatchResult, SolverResult, SolverSettings
 
 if TYPE_CHECKING:  # astropy.coordinates and astropy.table load on first use (fast import)
     from pathlib import Path
@@ -221,8 +221,12 @@ class Solver(Stage):
 
     The pipeline first aligns the units one by one (tweakreg's sequential pass,
     with the configured matchers and fitter); a solver then refines those
-    corrections in place, e.g. all at once over every overlap (``global``).
-    It is chosen by name with ``align.solver``.
+    corrections, e.g. all at once over every overlap (``global``). It is chosen
+    by name with ``align.solver``.
+
+    A solver reads the units and returns its results: it does not change the
+    units it is given (work on copies); the pipeline applies the returned
+    `~aligncore.UnitOutcome` values.
     """
 
     kind: ClassVar[str] = "solver"
@@ -231,24 +235,25 @@ class Solver(Stage):
     unmatched sources to the reference (as ``align.expand_refcat: true``)."""
 
     @abstractmethod
-    def refine(self, units: list[Any], fitter: Fitter, weighted: bool) -> dict[str, Any]:
-        """Refine the units' corrections in place after the sequential pass.
+    def refine(self, units: Sequence[Any], settings: SolverSettings) -> SolverResult:
+        """Refine the corrections of the sequential pass.
 
         Parameters
         ----------
-        units : list of aligncore.units.Unit
-            Every unit, with ``status`` and ``fit`` from the sequential pass (at
-            least one aligned besides the reference); a solver sets their ``fit``.
-        fitter : Fitter
-            The run's fitter: its `Fitter.geometry` and `Fitter.clipping`.
-        weighted : bool
-            ``align.use_weights``: weight by the catalogs' centroid errors.
+        units : sequence of aligncore.units.Unit
+            Every unit, read-only. Inputs: ``key``, ``members``, ``catalog``
+            (``tp_x, tp_y`` in the shared tangent plane; ``xy``), ``footprint``,
+            ``pixel_scale``. The sequential pass's results: ``status``, ``fit``,
+            ``n_matched``, ``meta`` (at least one unit aligned besides the reference).
+        settings : SolverSettings
+            The fitter's geometry and clipping, and whether to weight by the
+            catalogs' centroid errors (``align.use_weights``).
 
         Returns
         -------
-        dict
-            JSON-ready diagnostics for the report (``meta.relative[NAME]``); empty
-            when there is nothing to say.
+        SolverResult
+            The new `~aligncore.UnitOutcome` of each unit it changed (by key), and
+            JSON-ready diagnostics for the report (``meta.relative[NAME]``).
         """
 
 
@@ -464,7 +469,7 @@ STAGE_TABLE: dict[str, StageKind] = {
         StageKind("corrector", Corrector, "correct", "aligncore_add_correctors", ("corrector",),
                   "a WCS object", lambda value: hasattr(value, "pixel_to_world")),
         StageKind("solver", Solver, "refine", "aligncore_add_solvers", ("align.solver",),
-                  "a dict", lambda value: isinstance(value, dict)),
+                  "SolverResult", lambda value: isinstance(value, SolverResult)),
     )
 }
 """The one table of stage kinds: kind -> base class, method, registration hook, config

@@ -54,7 +54,10 @@ __all__ = [
     "FitResult",
     "ImageResult",
     "MatchResult",
+    "SolverResult",
+    "SolverSettings",
     "Status",
+    "UnitOutcome",
 ]
 
 # --- catalog columns (frozen) -------------------------------------------------
@@ -631,3 +634,70 @@ class AlignResult:
             "timings": dict(self.timings),
             "meta": _jsonable(self.meta),
         }
+
+
+@dataclass(frozen=True)
+class UnitOutcome:
+    """What a step found for one alignment unit: the new values of its output fields.
+
+    Steps (the relative and absolute alignment, a `~aligncore.Solver`) return
+    outcomes; the pipeline applies them to its units, the one place that does.
+
+    Attributes
+    ----------
+    status : Status or None
+        SUCCESS, REFERENCE or FAILED (None: not decided).
+    reason : str
+        Why the unit failed ('' otherwise).
+    fit : FitResult or None
+        The unit's correction (tangent plane to tangent plane).
+    n_matched : int
+        Matched sources (pairs) behind the fit.
+    meta : Mapping
+        The unit's report entries, complete: they replace the unit's.
+    """
+
+    status: Status | None
+    reason: str = ""
+    fit: FitResult | None = None
+    n_matched: int = 0
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """What a `~aligncore.Solver` is given besides the units.
+
+    Attributes
+    ----------
+    geometry : str
+        The fitter's `~aligncore.Fitter.geometry` (one of
+        `aligncore.geometry.GEOMETRIES`, or ``auto``).
+    nclip, sigma : int, float
+        The fitter's `~aligncore.Fitter.clipping`.
+    weighted : bool
+        ``align.use_weights``: weight by the catalogs' centroid errors.
+    """
+
+    geometry: str
+    nclip: int
+    sigma: float
+    weighted: bool
+
+
+@dataclass(frozen=True)
+class SolverResult:
+    """What a `~aligncore.Solver` returns.
+
+    Attributes
+    ----------
+    outcomes : Mapping of str to UnitOutcome
+        The new outputs of the units it changed, by unit key (units not named
+        keep their sequential solution).
+    diagnostics : dict
+        JSON-ready diagnostics for the report (``meta.relative[NAME]``); empty
+        when there is nothing to say.
+    """
+
+    outcomes: Mapping[str, UnitOutcome] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)

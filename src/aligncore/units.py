@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,9 +27,19 @@ from aligncore.types import (
     AlignImage,
     FitResult,
     Status,
+    UnitOutcome,
 )
 
-__all__ = ["TP_ERR", "Unit", "build_units", "union_tangent_plane"]
+__all__ = [
+    "TP_ERR",
+    "Unit",
+    "UnitOutcome",
+    "apply_outcomes",
+    "build_units",
+    "outcomes_of",
+    "union_tangent_plane",
+    "working_copies",
+]
 
 TP_ERR = "tp_err"
 """Centroid uncertainty (arcsec, per axis) in the tangent plane, from ``x_err``/``y_err``."""
@@ -37,7 +47,18 @@ TP_ERR = "tp_err"
 
 @dataclass
 class Unit:
-    """A rigid alignment unit: one image, or all images of a group."""
+    """A rigid alignment unit: one image, or all images of a group.
+
+    Inputs (set by `build_units`, read by every step): ``key``, ``members``,
+    ``catalog`` (tangent-plane positions ``tp_x, tp_y``; `xy`), ``footprint``,
+    ``pixel_scale``.
+
+    Outputs: ``status``, ``reason``, ``fit``, ``n_matched``, ``meta``. A step
+    does not assign them: it returns a `UnitOutcome` per unit, and the pipeline
+    applies the outcomes with `apply_outcomes`, the one place that writes them.
+    A step that needs its own intermediate state (the sequential pass, a
+    solver) works on `working_copies` of the units.
+    """
 
     key: str
     members: list[int]
@@ -64,6 +85,28 @@ class Unit:
 
     def corrected_xy(self) -> np.ndarray:
         return self.fit.apply(self.xy) if self.fit is not None else self.xy
+
+
+def outcomes_of(units: Sequence[Unit]) -> dict[str, UnitOutcome]:
+    """The output fields of each unit (by key), as outcomes."""
+    return {unit.key: UnitOutcome(unit.status, unit.reason, unit.fit, unit.n_matched,
+                                  dict(unit.meta)) for unit in units}
+
+
+def apply_outcomes(units: Sequence[Unit], outcomes: Mapping[str, UnitOutcome]) -> None:
+    """Set the output fields of the units named in ``outcomes`` (by key); others are kept."""
+    for unit in units:
+        outcome = outcomes.get(unit.key)
+        if outcome is not None:
+            unit.status, unit.reason = outcome.status, outcome.reason
+            unit.fit, unit.n_matched = outcome.fit, outcome.n_matched
+            unit.meta = dict(outcome.meta)
+
+
+def working_copies(units: Sequence[Unit]) -> list[Unit]:
+    """Copies of the units that a step may update while it works (inputs shared, not copied;
+    ``meta`` copied): the caller's units stay as they are."""
+    return [replace(unit, meta=dict(unit.meta)) for unit in units]
 
 
 def union_tangent_plane(images: Sequence[AlignImage]) -> TangentPlane:
