@@ -37,6 +37,7 @@ from aligncore.errors import AlignError, InputError
 if TYPE_CHECKING:
     from aligncore.config import Config
     from aligncore.registry import Registry
+    from aligncore.types import AlignImage
 
 __all__ = ["ASDF_BLOCK_MAGIC", "FITS_BLOCK", "MAX_HDUS", "Problem", "asdf_layout_problems",
            "check_image", "check_inputs", "data_size", "fits_layout_problems", "raise_problems"]
@@ -205,8 +206,23 @@ def _is_fits_name(path: Path) -> bool:
     return not name.endswith(".asdf")
 
 
-def check_image(path: str | Path) -> list[Problem]:
-    """Problems of one image file (FITS or ASDF), without reading its pixels."""
+def check_image(path: str | Path, opened: dict[Path, AlignImage] | None = None
+                ) -> list[Problem]:
+    """Problems of one image file (FITS or ASDF), without reading its pixels.
+
+    Parameters
+    ----------
+    path : path
+        The image file.
+    opened : dict, optional
+        When given, the image opened by the check is stored under ``Path(path)``, so that
+        a caller about to open the same file does not read its headers twice.
+
+    Returns
+    -------
+    list of Problem
+        Empty when the image looks usable.
+    """
     from aligncore.formats import open_image
 
     path = Path(path)
@@ -218,9 +234,11 @@ def check_image(path: str | Path) -> list[Problem]:
     if layout:
         return [Problem(str(path), message) for message in layout]
     try:
-        open_image(path)
+        image = open_image(path)
     except InputError as exc:
         return [_as_problem(path, str(exc))]
+    if opened is not None:
+        opened[path] = image
     return []
 
 
@@ -263,7 +281,8 @@ def _refcat_problems(config: Config, registry: Registry | None) -> list[Problem]
 
 
 def check_inputs(paths: Iterable[str | Path], config: Config | None = None, *,
-                 registry: Registry | None = None) -> list[Problem]:
+                 registry: Registry | None = None,
+                 opened: dict[Path, AlignImage] | None = None) -> list[Problem]:
     """Every problem of the inputs of a run, before any detection starts.
 
     Parameters
@@ -275,6 +294,8 @@ def check_inputs(paths: Iterable[str | Path], config: Config | None = None, *,
         stage is checked too (`~aligncore.RefCatalog.check`).
     registry : Registry, optional
         Plugin registry used to build the reference catalog stage.
+    opened : dict, optional
+        Filled with the images the checks opened, by ``Path`` (see `check_image`).
 
     Returns
     -------
@@ -283,7 +304,7 @@ def check_inputs(paths: Iterable[str | Path], config: Config | None = None, *,
         in the order of the inputs.
     """
     paths = [Path(p) for p in paths]
-    problems = [problem for path in paths for problem in check_image(path)]
+    problems = [problem for path in paths for problem in check_image(path, opened)]
     problems += _duplicates(paths)
     if config is not None:
         problems += _refcat_problems(config, registry)
