@@ -64,3 +64,31 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new"
+
+
+@pytest.mark.parametrize("suffix", [".fits", ".fits.gz"])
+def test_header_copy_writes_the_same_bytes_as_astropy_writeto(tmp_path, suffix):
+    from pathlib import Path
+
+    from aligncore.formats.fits import _copy_with_headers
+
+    rng = np.random.default_rng(1)
+    path = write_image(tmp_path / f"in{suffix}", rng.normal(size=(30, 20)),
+                       simple_wcs(shape=(30, 20)), dq=rng.integers(0, 2**31, (30, 20)))
+    written = {}
+    for label in ("copy", "writeto"):
+        target = Path(tmp_path / f"{label}.fits")
+        with fits.open(path, memmap=False) as hdul:
+            hdul["SCI"].header["ALNSTAT"] = ("aligned", "a new card")
+            hdul["SCI"].header["CRVAL1"] = 10.5
+            copied = label == "copy" and _copy_with_headers(hdul, target)
+            if not copied:
+                hdul.writeto(target, output_verify="silentfix")
+        written[label] = (copied, target.read_bytes())
+    assert written["copy"][0] is (suffix == ".fits")  # a compressed input: writeto
+    assert written["copy"][1] == written["writeto"][1]
+    with fits.open(tmp_path / "copy.fits") as hdul:
+        assert hdul["SCI"].header["ALNSTAT"] == "aligned"
+        with fits.open(path) as original:
+            np.testing.assert_array_equal(hdul["DQ"].data, original["DQ"].data)
+            np.testing.assert_array_equal(hdul["SCI"].data, original["SCI"].data)

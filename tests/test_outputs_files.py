@@ -106,6 +106,9 @@ SLOW_WRITER = textwrap.dedent("""
         time.sleep(120)
 
     fits.HDUList.writeto = slow_writeto
+    # the FITS writer copies the data bytes itself: stall there too
+    import aligncore.formats.fits
+    aligncore.formats.fits._copy_with_headers = lambda hdul, target: slow_writeto(hdul, target)
     sys.exit(aligncore.cli.main(sys.argv[1:]))
 """)
 

@@ -194,3 +194,16 @@ def test_padding_after_the_last_hdu_is_accepted_like_astropy_does(tmp_path):
     path.write_bytes(path.read_bytes() + b"\0" * FITS_BLOCK)
     assert fits_layout_problems(path) == []
     assert open_image(path).shape == (64, 64)
+
+
+def test_check_inputs_hands_back_the_images_it_opened(tmp_path):
+    import numpy as np
+
+    from conftest import simple_wcs, write_image
+
+    good = write_image(tmp_path / "good.fits", np.ones((8, 8)), simple_wcs(shape=(8, 8)))
+    bad = write_image(tmp_path / "bad.fits", np.ones((8, 8)), None)
+    opened: dict = {}
+    problems = check_inputs([good, bad], opened=opened)
+    assert [p.path for p in problems] == [str(bad)]
+    assert list(opened) == [good] and opened[good].shape == (8, 8)

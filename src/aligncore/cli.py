@@ -70,13 +70,16 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _inputs_ok(paths: Sequence[str], config: Any, registry: Any, *,
-               outdir: str | Path | None = None) -> bool:
+               outdir: str | Path | None = None, opened: dict[Path, Any] | None = None
+               ) -> bool:
     """Check every input, and the output directory if given, before any work
     (`aligncore.preflight`, `aligncore.outputs.output_dir_problems`); print each
-    problem once as ``error: PATH: problem``."""
+    problem once as ``error: PATH: problem``. ``opened`` collects the images the checks
+    opened (by ``Path``), so that the run does not read their headers again."""
     from aligncore.preflight import check_inputs
 
-    problems = [str(p) for p in check_inputs(paths, config, registry=registry)]
+    problems = [str(p) for p in check_inputs(paths, config, registry=registry,
+                                              opened=opened)]
     if outdir is not None:
         from aligncore.outputs import output_dir_problems
 
@@ -103,10 +106,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from aligncore.filelock import output_dir_lock
     from aligncore.formats import open_image
 
-    if not _inputs_ok(args.images, config, registry, outdir=config.output.dir):
+    opened: dict[Path, Any] = {}
+    if not _inputs_ok(args.images, config, registry, outdir=config.output.dir, opened=opened):
         return EXIT_FAILED
     args.cleanups.enter_context(output_dir_lock(config.output.dir))
-    images = [open_image(path, registry=registry) for path in args.images]
+    # the images the checks just opened (headers and WCS read once, not twice)
+    images = [opened.get(Path(path)) or open_image(path, registry=registry)
+              for path in args.images]
     result = align(images, config, registry=registry,
                    progress=_progress(not args.quiet, images))
     write_outputs(result, images, config, registry=registry)

@@ -37,6 +37,7 @@ from aligncore.errors import AlignError, InputError
 if TYPE_CHECKING:
     from aligncore.config import Config
     from aligncore.registry import Registry
+    from aligncore.types import AlignImage
 
 __all__ = ["ASDF_BLOCK_MAGIC", "FITS_BLOCK", "MAX_HDUS", "Problem", "asdf_layout_problems",
            "check_image", "check_inputs", "data_size", "fits_layout_problems", "raise_problems"]
@@ -205,9 +206,25 @@ _FITS_FORMATS = ("fits", "jwst")
 format's files only what its reader reports)."""
 
 
-def check_image(path: str | Path, registry: Registry | None = None) -> list[Problem]:
-    """Problems of one image file (FITS or ASDF), without reading its pixels; opened by
-    the formats of ``registry`` (default: the installed plugins)."""
+def check_image(path: str | Path, registry: Registry | None = None,
+                opened: dict[Path, AlignImage] | None = None) -> list[Problem]:
+    """Problems of one image file (FITS or ASDF), without reading its pixels.
+
+    Parameters
+    ----------
+    path : path
+        The image file.
+    registry : Registry, optional
+        Whose image formats open it (default: the installed plugins).
+    opened : dict, optional
+        When given, the image opened by the check is stored under ``Path(path)``, so that
+        a caller about to open the same file does not read its headers twice.
+
+    Returns
+    -------
+    list of Problem
+        Empty when the image looks usable.
+    """
     from aligncore.formats import format_of, open_image
 
     path = Path(path)
@@ -224,9 +241,11 @@ def check_image(path: str | Path, registry: Registry | None = None) -> list[Prob
     if layout:
         return [Problem(str(path), message) for message in layout]
     try:
-        open_image(path, registry=registry)
+        image = open_image(path, registry=registry)
     except InputError as exc:
         return [_as_problem(path, str(exc))]
+    if opened is not None:
+        opened[path] = image
     return []
 
 
@@ -269,7 +288,8 @@ def _refcat_problems(config: Config, registry: Registry | None) -> list[Problem]
 
 
 def check_inputs(paths: Iterable[str | Path], config: Config | None = None, *,
-                 registry: Registry | None = None) -> list[Problem]:
+                 registry: Registry | None = None,
+                 opened: dict[Path, AlignImage] | None = None) -> list[Problem]:
     """Every problem of the inputs of a run, before any detection starts.
 
     Parameters
@@ -281,6 +301,8 @@ def check_inputs(paths: Iterable[str | Path], config: Config | None = None, *,
         stage is checked too (`~aligncore.RefCatalog.check`).
     registry : Registry, optional
         Plugin registry used to build the reference catalog stage.
+    opened : dict, optional
+        Filled with the images the checks opened, by ``Path`` (see `check_image`).
 
     Returns
     -------
@@ -289,7 +311,8 @@ def check_inputs(paths: Iterable[str | Path], config: Config | None = None, *,
         in the order of the inputs.
     """
     paths = [Path(p) for p in paths]
-    problems = [problem for path in paths for problem in check_image(path, registry)]
+    problems = [problem for path in paths
+                for problem in check_image(path, registry, opened)]
     problems += _duplicates(paths)
     if config is not None:
         problems += _refcat_problems(config, registry)

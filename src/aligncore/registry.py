@@ -562,8 +562,10 @@ def _load_entry_points(manager: pluggy.PluginManager, sources: dict[str, tuple[s
                        labels: dict[str, str], failures: dict[str, str]) -> None:
     """Register the ``aligncore`` entry points; one that fails to import is a warning."""
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist.name if ep.dist is not None else "unknown"
-        version = ep.dist.version if ep.dist is not None else "unknown"
+        # the distribution's metadata parsed once (``.name`` and ``.version`` parse it each)
+        metadata = ep.dist.metadata if ep.dist is not None else None
+        dist = metadata["Name"] if metadata is not None else "unknown"
+        version = metadata["Version"] if metadata is not None else "unknown"
         label = f"{ep.name} ({dist})"
         if manager.has_plugin(ep.name):
             warnings.warn(f"aligncore plugin {label} skipped: name already registered",

@@ -9,6 +9,7 @@ The science array is the ``SCI`` extension, or the primary HDU's data; an option
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from astropy.wcs import WCS, FITSFixedWarning
 from aligncore.errors import InputError
 from aligncore.formats.common import atomic_path, checked_pixels, observation_epoch
 from aligncore.types import AlignImage, ImageResult
+
+FITS_BLOCK_SIZE = 2880  # bytes: headers and data are padded to whole blocks
 
 __all__ = [
     "MAX_PIXEL_SCALE",
@@ -397,7 +400,43 @@ def write_fits_image(
             header[key] = (value, comment)
         header["ALNVERS"] = (version, "aligncore version")
         with atomic_path(target) as tmp:
-            hdul.writeto(tmp, overwrite=True, output_verify="silentfix")
+            if not _copy_with_headers(hdul, tmp):
+                hdul.writeto(tmp, overwrite=True, output_verify="silentfix")
     return target
+
+
+def _padded(size: int) -> int:
+    """``size`` bytes rounded up to whole FITS blocks."""
+    return -(-size // FITS_BLOCK_SIZE) * FITS_BLOCK_SIZE
+
+
+def _copy_with_headers(hdul: fits.HDUList, target: Path) -> bool:
+    """Write ``hdul`` to ``target`` as ``writeto(output_verify="silentfix")`` does, but
+    copy each HDU's data bytes (and each unmodified header's bytes) from the input file
+    instead of decoding and re-encoding the arrays; the pixels are never read into memory
+    as arrays. Only for an uncompressed input file whose HDUs' data are not loaded and
+    not tile-compressed; returns False (nothing written) otherwise, for ``writeto``."""
+    fileobj = getattr(hdul, "_file", None)
+    if (fileobj is None or fileobj.compression or not fileobj.name
+            or target.name.endswith((".gz", ".bz2", ".xz", ".zip"))):
+        return False
+    hdul.readall()
+    if any(isinstance(hdu, fits.CompImageHDU) or hdu._data_loaded or hdu._data_replaced
+           or hdu._data_offset is None for hdu in hdul):
+        return False
+    ends = [hdu._data_offset + _padded(hdu._data_size) for hdu in hdul]
+    if os.path.getsize(fileobj.name) < max(ends, default=0):
+        return False  # a truncated input: let astropy decide
+    hdul.verify("silentfix")
+    with open(fileobj.name, "rb") as source, open(target, "wb") as out:
+        for hdu in hdul:
+            if hdu._header._modified:
+                out.write(hdu._header.tostring().encode("ascii"))
+                source.seek(hdu._data_offset)
+            else:
+                source.seek(hdu._header_offset)
+                out.write(source.read(hdu._data_offset - hdu._header_offset))
+            out.write(source.read(_padded(hdu._data_size)))
+    return True
 
 
