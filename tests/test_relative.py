@@ -292,3 +292,24 @@ def test_relative_align_returns_outcomes_and_leaves_the_units_unchanged(small_sc
     assert {u.key: (u.fit, u.n_matched, u.meta) for u in units} == before  # not changed
     moved = [k for k, o in refined.outcomes.items() if o.fit is not before[k][0]]
     assert len(moved) == 3  # every unit got its global fit (the reference its statistics)
+
+
+def test_user_offset_beyond_the_search_radius_is_accepted(quiet_scene, tmp_path):
+    # issue 16: with use2dhist false and an 11" user offset, the guard's limit
+    # (1.5 x searchrad + 1") refused the correct fit; the matcher's reach now
+    # includes the offset it was told to start from
+    paths = copies(quiet_scene, tmp_path)[:2]
+    offset_pointing(paths[1], 0.0, 11.0)
+    sets = ["matcher.params.searchrad=1.0", "matcher.params.use2dhist=false",
+            "align.fallback=[]", "align.enforce_user_order=true"]  # img_000 is the reference
+    without = aligncore.align(paths, load_config(None, sets))
+    assert without["img_001.fits"].status == Status.FAILED
+    result = aligncore.align(paths, load_config(None, [*sets, "matcher.params.yoffset=-11.0"]))
+    assert result.ok, [r.reason for r in result]
+    fit = result["img_001.fits"].fit
+    np.testing.assert_allclose(fit.shift, [0.0, -11.0], atol=0.02)
+    # the reference's nominal pointing is within 2 mas of the truth: compare directly
+    grid = np.mgrid[0:512:64, 0:512:64].reshape(2, -1)
+    corrected = result["img_001.fits"].wcs.pixel_to_world(*grid)
+    true = quiet_scene.true_wcs[1].pixel_to_world(*grid)
+    assert corrected.separation(true).arcsec.max() < 0.01  # 0.1 pixel

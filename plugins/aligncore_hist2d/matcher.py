@@ -232,9 +232,11 @@ class Hist2dMatcher(Matcher):
 
     # --- the contract core reads ----------------------------------------------------------
     def search_reach(self) -> float | None:
-        """The largest offset searched (arcsec): ``searchrad``, or ``max_searchrad`` for auto."""
+        """The largest offset searched (arcsec): the user's initial offset
+        (``xoffset``, ``yoffset``) plus ``searchrad`` (``max_searchrad`` for auto)."""
         p = self.params
-        return float(p.max_searchrad if p.searchrad == "auto" else p.searchrad)
+        radius = float(p.max_searchrad if p.searchrad == "auto" else p.searchrad)
+        return math.hypot(p.xoffset, p.yoffset) + radius
 
     def tolerance(self) -> float | None:
         """The pair tolerance (arcsec); None for ``tolerance: auto`` (chosen per match)."""

@@ -135,8 +135,8 @@ class AlignSection(_Section):
     )
     max_correction: float | Literal["auto"] = Field(
         "auto",
-        description="Largest accepted correction at the image corners (arcsec); auto: from the "
-        "matcher's search radius.",
+        description="Largest accepted correction at the image corners (arcsec); auto: 1.5 x "
+        "the matcher's search reach (its search radius plus any user offset) plus 1\".",
     )
     max_rms_factor: float = Field(
         5.0, gt=0, description="Reject a fit whose residual RMS exceeds this many times the RMS "
