@@ -62,11 +62,9 @@ def _progress(enabled: bool, images: Sequence[Any] = ()) -> Any:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    from aligncore.config import load_config
-    from aligncore.registry import build_registry
+    from aligncore.config import load_config_and_registry
 
-    config = load_config(args.config, args.set or ())
-    return config, build_registry(config.plugin_files())
+    return load_config_and_registry(args.config, args.set or ())
 
 
 def _inputs_ok(paths: Sequence[str], config: Any, registry: Any, *,
@@ -177,16 +175,14 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from aligncore.config import load_config
+    from aligncore.config import load_config_and_registry
     from aligncore.formats import open_image
     from aligncore.outputs import write_outputs
     from aligncore.pipeline import align
-    from aligncore.registry import build_registry
     from aligncore.report import format_table
     from aligncore.sim import simulate
 
-    config = load_config(None, args.set or ())
-    registry = build_registry(config.plugin_files())
+    config, registry = load_config_and_registry(None, args.set or ())
     with tempfile.TemporaryDirectory(prefix="aligncore-demo-") as tmp:
         workdir = Path(args.output) if args.output else Path(tmp)
         print(f"simulating a dither of {args.n_images} images with 0.1-3\" pointing errors "

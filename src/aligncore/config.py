@@ -40,6 +40,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "load_config",
+    "load_config_and_registry",
     "parse_override",
 ]
 
@@ -705,6 +706,22 @@ def load_config(
 ) -> Config:
     """Read, merge and validate a YAML config.
 
+    The same as `load_config_and_registry` without the registry; see there.
+    """
+    return load_config_and_registry(path, overrides, registry=registry)[0]
+
+
+def load_config_and_registry(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    registry: Registry | None = None,
+) -> tuple[Config, Registry]:
+    """Read, merge and validate a YAML config; also return the registry it was checked with.
+
+    A caller that needs the plugins as well takes this registry rather than
+    building a second one (which would run the config's local plugin files again).
+
     Parameters
     ----------
     path : path, optional
@@ -718,7 +735,10 @@ def load_config(
 
     Returns
     -------
-    Config
+    config : Config
+    registry : Registry
+        ``registry`` if given, else the one built from the installed plugins and the
+        config's local plugin files.
 
     Raises
     ------
@@ -799,7 +819,7 @@ def load_config(
     if problems or config is None:
         raise ConfigError(sorted(problems, key=lambda p: (p.file != str(path), p.line or 0)))
     _refcat_shortcuts(config, registry)
-    return config
+    return config, registry
 
 
 def _refcat_shortcuts(config: Config, registry: Registry) -> None:

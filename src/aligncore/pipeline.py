@@ -18,7 +18,7 @@ from astropy.table import QTable
 
 from aligncore.catalogs import drop_unusable_rows
 from aligncore.combined import merge_catalogs
-from aligncore.config import Config, load_config
+from aligncore.config import Config, load_config_and_registry
 from aligncore.errors import AlignError, InputError
 from aligncore.execution import detect_images, empty_catalog
 from aligncore.formats import open_image
@@ -55,10 +55,12 @@ def _no_progress(items: Iterable[Any], desc: str, total: int) -> Iterable[Any]:
     return items
 
 
-def _resolve_config(config: Config | str | Path | None) -> Config:
+def _resolve_config(config: Config | str | Path | None,
+                    registry: Registry | None) -> tuple[Config, Registry]:
+    """The validated config and the registry to run it with (one registry, built once)."""
     if isinstance(config, Config):
-        return config
-    return load_config(config)
+        return config, registry or build_registry(config.plugin_files())
+    return load_config_and_registry(config, registry=registry)
 
 
 def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config,
@@ -128,8 +130,7 @@ def align(
         reference catalog file is listed, one per line (`aligncore.preflight`).
         Nothing has been written or changed.
     """
-    config = _resolve_config(config)
-    registry = registry or build_registry(config.plugin_files())
+    config, registry = _resolve_config(config, registry)
     progress = progress or _no_progress
     timings: dict[str, float] = {}
     start = time.perf_counter()
