@@ -264,12 +264,18 @@ def greedy_pairs(
         free_img[img[mutual]] = False
         free_ref[ref[mutual]] = False
         alive &= free_img[img] & free_ref[ref]
+    return _by_reference(out_img, out_ref)
+
+
+def _by_reference(out_img: list[np.ndarray],
+                  out_ref: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The matched pairs of all rounds, ordered by reference index."""
     if not out_img:
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    img_out = np.concatenate(out_img)
-    ref_out = np.concatenate(out_ref)
-    order = np.argsort(ref_out, kind="stable")
-    return img_out[order], ref_out[order]
+    img = np.concatenate(out_img)
+    ref = np.concatenate(out_ref)
+    order = np.argsort(ref, kind="stable")
+    return img[order], ref[order]
 
 
 def _match_with_trees(
@@ -326,9 +332,4 @@ def _match_with_trees(
         keep_ref[ref_local[mutual]] = False
         free_img = free_img[keep_img]
         free_ref = free_ref[keep_ref]
-    if not out_img:
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    img = np.concatenate(out_img)
-    ref = np.concatenate(out_ref)
-    order = np.argsort(ref, kind="stable")
-    return img[order], ref[order]
+    return _by_reference(out_img, out_ref)
