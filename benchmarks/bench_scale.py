@@ -114,28 +114,39 @@ def run_child(args: argparse.Namespace) -> None:
                     (r.fit.matrix.tolist(), r.fit.shift.tolist()), r.n_matched) for r in result],
         "wcs": [r.wcs for r in result],
         "ok": sum(r.ok for r in result),
+        "rungs": [[a.get("rung", "") for a in r.meta.get("attempts", [])
+                   if a.get("outcome") == "accepted"] for r in result],
+        "tries": [[a.get("rung", "") for a in r.meta.get("attempts", [])] for r in result],
+        "worse_than_nominal": 0,
     }
     Path(args.out).write_bytes(pickle.dumps(out))
 
 
 # --- the parent: scenes, runs, tables -----------------------------------------------------
 def scene_dir(cache: Path, n: int, shape: tuple[int, int], n_stars: int | None,
-              seed: int) -> Path:
-    return cache / f"mosaic_n{n}_{shape[0]}x{shape[1]}_s{n_stars}_seed{seed}"
+              seed: int, layout: dict | None = None) -> Path:
+    extra = "".join(f"_{k}{v[0]}-{v[1]}" if isinstance(v, tuple) else f"_{k}{v}"
+                    for k, v in sorted((layout or {}).items()))
+    return cache / f"mosaic_n{n}_{shape[0]}x{shape[1]}_s{n_stars}_seed{seed}{extra}"
 
 
-def get_scene(cache: Path, n: int, shape: tuple[int, int], n_stars: int | None, seed: int):
-    """The simulated scene (written to, or read back from, the cache directory)."""
+def get_scene(cache: Path, n: int, shape: tuple[int, int], n_stars: int | None, seed: int,
+              layout: dict | None = None):
+    """The simulated scene (written to, or read back from, the cache directory).
+
+    ``layout``: further `aligncore.simulate` arguments (``mosaic_overlap``,
+    ``pointing_error``).
+    """
     import aligncore
 
-    directory = scene_dir(cache, n, shape, n_stars, seed)
+    directory = scene_dir(cache, n, shape, n_stars, seed, layout)
     start = time.perf_counter()
     if (directory / "truth.json").exists():
         scene = aligncore.Scene.load(directory)
         how = "loaded"
     else:
         scene = aligncore.simulate("mosaic", n_images=n, shape=shape, n_stars=n_stars,
-                                   seed=seed, outdir=directory)
+                                   seed=seed, outdir=directory, **(layout or {}))
         how = "simulated"
     print(f"  N={n}: scene {how} in {time.perf_counter() - start:.0f} s ({directory})",
           flush=True)
@@ -180,6 +191,86 @@ def aligned_errors(scene, res: dict) -> tuple[float, float]:
                           stars=scene.stars, refcat=scene.refcat, params=scene.params)
     errors = np.asarray(sub.errors([res["wcs"][i] for i in ok], grid=8)["rms_pix"])
     return float(errors.max()), float(np.median(errors))
+
+
+def overlap_errors(scene, res: dict, grid: int = 12) -> np.ndarray:
+    """Relative error (mas) between overlapping tiles, one RMS per overlapping pair.
+
+    For a grid of points of tile ``a`` that also fall on tile ``b`` (by the true WCS),
+    the sky positions the two *aligned* WCSs give the same star are compared: what a
+    mosaic shows as a doubled or displaced star. Failed tiles count with their WCS.
+    """
+    shapes = [image.shape for image in scene.images]
+    centres = []
+    for k, wcs in enumerate(scene.true_wcs):
+        ny, nx = shapes[k]
+        centres.append(np.ravel(wcs.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)))
+    centres = np.radians(np.asarray(centres))
+    size = np.radians(max(shapes[0]) * 0.1 / 3600.0)  # 0.1"/px: the scene's pixel scale
+    out = []
+    for a in range(len(shapes)):
+        ny, nx = shapes[a]
+        gx, gy = np.meshgrid(np.linspace(0, nx - 1, grid), np.linspace(0, ny - 1, grid))
+        gx, gy = gx.ravel(), gy.ravel()
+        ra, dec = scene.true_wcs[a].pixel_to_world_values(gx, gy)
+        cos_sep = (np.sin(centres[a, 1]) * np.sin(centres[:, 1]) + np.cos(centres[a, 1])
+                   * np.cos(centres[:, 1]) * np.cos(centres[a, 0] - centres[:, 0]))
+        for b in np.flatnonzero(np.arccos(np.clip(cos_sep, -1, 1)) < 1.5 * size):
+            if b <= a:
+                continue
+            bx, by = scene.true_wcs[b].world_to_pixel_values(ra, dec)
+            inside = (bx >= 0) & (bx <= shapes[b][1] - 1) & (by >= 0) & (by <= shapes[b][0] - 1)
+            if inside.sum() < 3:
+                continue
+            ra_a, dec_a = res["wcs"][a].pixel_to_world_values(gx[inside], gy[inside])
+            ra_b, dec_b = res["wcs"][b].pixel_to_world_values(bx[inside], by[inside])
+            d = np.hypot((ra_a - ra_b) * np.cos(np.radians(dec_a)), dec_a - dec_b) * 3.6e6
+            out.append(float(np.sqrt(np.mean(d**2))))
+    return np.asarray(out)
+
+
+def worse_than_nominal(scene, res: dict) -> int:
+    """Aligned tiles whose relative error is larger than their nominal WCS's."""
+    aligned = np.asarray(scene.errors(res["wcs"], grid=8)["rms_pix"])
+    nominal = np.asarray(scene.errors(scene.nominal_wcs, grid=8)["rms_pix"])
+    ok = np.array([image[1] != "FAILED" for image in res["images"]])
+    return int(np.count_nonzero(ok & (aligned > nominal + 1e-3)))
+
+
+def rung_table(res: dict) -> dict[str, int]:
+    """How many tiles were accepted on each rung of the retry ladder."""
+    counts: dict[str, int] = {}
+    for accepted in res["rungs"]:
+        for rung in accepted[-1:]:
+            counts[rung] = counts.get(rung, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def geometries(args: argparse.Namespace, cache: Path) -> None:
+    """The default config against every pinned geometry, on the issue's layout."""
+    layout = {"mosaic_overlap": args.overlap, "pointing_error": tuple(args.pointing_error)}
+    configs = [("default", [])] + [(g, [f"fitter.params.fitgeometry={g}"])
+                                   for g in args.pinned.split(",") if g]
+    print(f"\n4. Geometry: default config vs pinned fitgeometry; {args.geometry_n} tiles, "
+          f"overlap {args.overlap:.0%}, pointing errors {args.pointing_error} arcsec, "
+          f"n_stars={args.n_stars}")
+    print(f"{'seed':>5} {'config':<9}{'aligned':>10}{'worse':>7}{'median mas':>12}"
+          f"{'p90 mas':>10}{'max mas':>10}{'align s':>9}  rungs (accepted on)")
+    for seed in args.seeds:
+        scene, directory = get_scene(cache, args.geometry_n, MOSAIC["shape"], args.n_stars,
+                                     seed, layout)
+        for label, sets in configs:
+            res = run(directory, "serial", 1, [*args.set, *sets])
+            errors = overlap_errors(scene, res)
+            worse = worse_than_nominal(scene, res)
+            print(f"{seed:>5} {label:<9}{res['ok']:>5}/{args.geometry_n:<4}{worse:>7}"
+                  f"{np.median(errors):>12.2f}{np.percentile(errors, 90):>10.2f}"
+                  f"{errors.max():>10.1f}{res['timings']['relative']:>9.2f}  "
+                  f"{json.dumps(rung_table(res))}", flush=True)
+        del scene
+    print("(error: RMS over each overlapping pair of the sky-position difference the two "
+          "aligned WCSs give the same point; worse: aligned tiles with a larger error than "
+          "their nominal WCS)")
 
 
 def end_to_end(sizes: list[int], executors: list[str], args: argparse.Namespace,
@@ -281,6 +372,17 @@ def main() -> None:
                         help="config override for every run, after the pinned "
                         f"{' '.join(BENCH_SETS)} (repeatable)")
     parser.add_argument("--cache", help="keep the simulated scenes in this directory")
+    parser.add_argument("--pin", choices=["yes", "no"], default="yes",
+                        help=f"pin {' '.join(BENCH_SETS)} in parts 1-3 (default yes)")
+    parser.add_argument("--geometry-n", type=int, default=0,
+                        help="part 4: tiles of the geometry comparison (0: skip)")
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[9], help="part 4: scene seeds (comma-separated)")
+    parser.add_argument("--overlap", type=float, default=0.15, help="part 4: mosaic overlap")
+    parser.add_argument("--pointing-error", type=float, nargs=2, default=[0.05, 0.5],
+                        help="part 4: pointing error range (arcsec)")
+    parser.add_argument("--pinned", default="shift,rshift,rscale",
+                        help="part 4: the pinned geometries compared with the default")
     parser.add_argument("--detect-size", type=int, default=2048)
     parser.add_argument("--detect-images", type=int, default=32, help="0: skip part 3")
     parser.add_argument("--repeat", type=int, default=3, help="rounds in part 3 (best kept)")
@@ -294,7 +396,7 @@ def main() -> None:
         run_child(args)
         return
 
-    args.sets = [*BENCH_SETS, *args.set]
+    args.sets = [*(BENCH_SETS if args.pin == "yes" else []), *args.set]
     sizes = sorted(int(s) for s in args.sizes.split(","))
     executors = args.executors.split(",")
     if executors[0] != "serial":
@@ -308,6 +410,8 @@ def main() -> None:
             alignment_table(results, sizes, executors)
         if args.detect_images > 0:
             detection(args, cache, executors)
+        if args.geometry_n > 0:
+            geometries(args, cache)
     print(json.dumps({"load_average_end": load()}))
 
 

@@ -34,13 +34,18 @@ from aligncore_hist2d import pairing
 from aligncore_hist2d.grid import candidate_pairs
 from aligncore_hist2d.pairing import check_pair_count, make_tree
 
-__all__ = ["MAX_BINS", "HistogramPeak", "false_alarm", "find_offset", "pair_offsets"]
+__all__ = ["MAX_ALTERNATIVES", "MAX_BINS", "MIN_ALTERNATIVE_COUNTS", "HistogramPeak",
+           "false_alarm", "find_offset", "pair_offsets"]
 
 MAX_BINS = 4001
 """Most histogram bins per axis (a search radius of 2000 pixels); more is refused."""
 
 _REFINE_RADIUS = 1.5  # pixels around the binned peak used for the unbinned refinement
 _REFINE_ITER = 3
+MAX_ALTERNATIVES = 3
+"""How many further histogram peaks `find_offset` reports."""
+MIN_ALTERNATIVE_COUNTS = 4
+"""Fewest pairs (2 x 2 window) for a further peak to be reported."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,10 @@ class HistogramPeak:
     radius : float
         Search radius, in the unit of the positions.
     warnings : list of str
+    alternatives : list of ndarray
+        The next peaks, strongest first (offsets, refined like ``offset``): local
+        maxima of the 2 x 2 window counts at least two bins from every stronger
+        peak, with at least `MIN_ALTERNATIVE_COUNTS` pairs.
     """
 
     offset: np.ndarray
@@ -87,6 +96,7 @@ class HistogramPeak:
     edge: bool
     radius: float
     warnings: list[str] = field(default_factory=list)
+    alternatives: list[np.ndarray] = field(default_factory=list)
 
 
 def pair_offsets(
@@ -328,18 +338,7 @@ def find_offset(
     iy, ix = divmod(int(np.argmax(hist)), nbin)
     binned, method = _binned_peak(hist, iy, ix)
     binned = binned - big_r
-    # Refine with the unbinned offsets near the peak (no quantisation), using
-    # only the pairs in the bins around it.
-    reach = math.ceil(_REFINE_RADIUS + 1.0)
-    box = (np.abs(ix_all - ix) <= reach) & (np.abs(iy_all - iy) <= reach)
-    local_x, local_y = dx[box], dy[box]
-    offset = binned.copy()
-    for _ in range(_REFINE_ITER):
-        near = np.hypot(local_x - offset[0], local_y - offset[1]) <= _REFINE_RADIUS
-        n_near = int(np.count_nonzero(near))
-        if n_near == 0:
-            break
-        offset = np.array([local_x[near].sum() / n_near, local_y[near].sum() / n_near])
+    offset = _refined(dx, dy, ix_all, iy_all, (iy, ix), binned)
     k, lam, fap, sigma = _significance(hist, iy, ix)
     others = hist.ravel()[hist.ravel() > 0]
     peak_bin = int(hist[iy, ix])
@@ -354,6 +353,8 @@ def find_offset(
             f"2D histogram peak at ({offset[0]:.2f}, {offset[1]:.2f}) px is on the edge of the "
             f"search box (radius {r:.2f} px): the true offset may be larger"
         )
+    alternatives = [alt * bin_size for alt in _next_peaks(hist, (iy, ix), big_r, dx, dy,
+                                                          ix_all, iy_all)]
     return HistogramPeak(
         offset=offset * bin_size,
         binned=binned * bin_size,
@@ -367,4 +368,54 @@ def find_offset(
         edge=edge,
         radius=radius,
         warnings=warnings,
+        alternatives=alternatives,
     )
+
+
+def _refined(dx: np.ndarray, dy: np.ndarray, ix_all: np.ndarray, iy_all: np.ndarray,
+             peak: tuple[int, int], start: np.ndarray) -> np.ndarray:
+    """A peak refined with the unbinned offsets near it (no quantisation), using only
+    the pairs in the bins around the peak bin ``(iy, ix)``."""
+    iy, ix = peak
+    reach = math.ceil(_REFINE_RADIUS + 1.0)
+    box = (np.abs(ix_all - ix) <= reach) & (np.abs(iy_all - iy) <= reach)
+    local_x, local_y = dx[box], dy[box]
+    offset = np.asarray(start, dtype=float).copy()
+    for _ in range(_REFINE_ITER):
+        near = np.hypot(local_x - offset[0], local_y - offset[1]) <= _REFINE_RADIUS
+        n_near = int(np.count_nonzero(near))
+        if n_near == 0:
+            break
+        offset = np.array([local_x[near].sum() / n_near, local_y[near].sum() / n_near])
+    return offset
+
+
+def _next_peaks(hist: np.ndarray, peak: tuple[int, int], big_r: int, dx: np.ndarray,
+                dy: np.ndarray, ix_all: np.ndarray, iy_all: np.ndarray) -> list[np.ndarray]:
+    """Up to `MAX_ALTERNATIVES` further peaks (offsets in bins), strongest first.
+
+    Peaks are ranked by their 2 x 2 window counts; a window within two bins of a
+    stronger peak (the main one included) is the same peak's shoulder and skipped.
+    """
+    if min(hist.shape) < 2:
+        return []
+    windows = hist[:-1, :-1] + hist[1:, :-1] + hist[:-1, 1:] + hist[1:, 1:]
+    flat_windows = windows.ravel()
+    top = min(flat_windows.size, 256)  # enough for a few peaks and their shoulders
+    best = np.argpartition(-flat_windows, top - 1)[:top]
+    order = best[np.lexsort((best, -flat_windows[best]))]
+    taken = [np.array(peak, dtype=float)]
+    found: list[np.ndarray] = []
+    for flat in order:
+        wy, wx = divmod(int(flat), windows.shape[1])
+        if windows[wy, wx] < MIN_ALTERNATIVE_COUNTS or len(found) >= MAX_ALTERNATIVES:
+            break
+        block = hist[wy:wy + 2, wx:wx + 2]
+        by, bx = divmod(int(np.argmax(block)), 2)
+        cell = np.array([wy + by, wx + bx], dtype=float)
+        if min(float(np.max(np.abs(cell - t))) for t in taken) <= 2:
+            continue
+        taken.append(cell)
+        start = np.array([cell[1] - big_r, cell[0] - big_r])
+        found.append(_refined(dx, dy, ix_all, iy_all, (int(cell[0]), int(cell[1])), start))
+    return found

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -193,19 +193,65 @@ class Hist2dMatcher(Matcher):
                 return _empty(offset0, meta)
             delta = peak.offset
 
-        if p.tolerance == "auto":
-            # Tighten the automatic tolerance to what the matches need (never widen it).
+        result = self._pair(raw, delta, offset0, tolerance, separation,
+                            fwhm_px * pscale if p.tolerance == "auto" else None, meta)
+        if p.use2dhist:
+            result = replace(result, alternatives=tuple(
+                (float(a[0]), float(a[1])) for a in offset0 + np.asarray(
+                    [*peak.alternatives], dtype=float).reshape(-1, 2)))
+        return result
+
+    def match_at(self, image_cat: Table, ref_cat: Table, offset: tuple[float, float],
+                 tolerance: float | None = None) -> MatchResult:
+        """Match at the offset given (arcsec, reference - image), without a histogram.
+
+        ``tolerance`` (arcsec) replaces the configured one (``separation: auto``
+        follows it); otherwise the tolerance and separation are chosen as in
+        `match`. ``xoffset``/``yoffset`` are not added: ``offset`` is the whole one.
+        """
+        require_tables(self.name, image_cat, ref_cat)
+        p = self.params
+        img_all, img_rows_all = tangent_positions(image_cat, "image")
+        ref_all, ref_rows_all = tangent_positions(ref_cat, "reference")
+        pscale, _ = pixel_scale_of(image_cat, ref_cat)
+        fwhm_px, _ = fwhm_pixels(image_cat, ref_cat, p.fwhm)
+        meta: dict[str, Any] = {"matcher": self.name, "match_at": list(offset), "weak": False,
+                                "warnings": []}
+        offset0 = np.asarray(offset, dtype=float)
+        raw = _Lists(img_all, img_rows_all, ref_all - offset0, ref_rows_all)
+        if tolerance is None:
+            tolerance, separation = self._radii(raw, fwhm_px * pscale, meta)
+            tighten = fwhm_px * pscale if p.tolerance == "auto" else None
+        else:
+            tolerance = float(tolerance)
+            separation = (auto_separation(tolerance) if p.separation == "auto"
+                          else min(float(p.separation), auto_separation(tolerance)))
+            meta.update({"tolerance": tolerance, "separation": separation})
+            tighten = None
+        if raw.empty:
+            meta["weak"] = True
+            raw.describe(meta, (0, 0))
+            return _empty(offset0, meta)
+        return self._pair(raw, np.zeros(2), offset0, tolerance, separation, tighten, meta)
+
+    def _pair(self, raw: _Lists, delta: np.ndarray, offset0: np.ndarray, tolerance: float,
+              separation: float, tighten_floor: float | None,
+              meta: dict[str, Any]) -> MatchResult:
+        """One-to-one pairs at offset ``delta`` (on top of ``offset0``); with
+        ``tighten_floor`` (the FWHM, arcsec) the tolerance is first tightened to the
+        scatter of the first mutual matches (never widened)."""
+        if tighten_floor is not None:
             ii, jj = raw.match(tolerance, delta, max_rounds=1)
             if ii.size >= _MIN_FOR_SCATTER:
                 d = np.hypot(*(raw.ref[jj] - raw.img[ii] - delta).T)
                 sigma = float(np.median(d)) / _RAYLEIGH_MEDIAN
-                tight = max(_TIGHTEN_SIGMAS * sigma, fwhm_px * pscale)
+                tight = max(_TIGHTEN_SIGMAS * sigma, tighten_floor)
                 meta["match_sigma"] = sigma
                 if tight < tolerance:
                     meta["tolerance_initial"] = tolerance
                     tolerance = tight
                     meta["tolerance"] = tolerance
-                    if p.separation == "auto":
+                    if self.params.separation == "auto":
                         separation = auto_separation(tolerance)
                         meta["separation"] = separation
 
@@ -219,7 +265,7 @@ class Hist2dMatcher(Matcher):
             d = np.hypot(*(lists.ref[jj] - lists.img[ii] - delta).T)
             meta["match_rms"] = float(np.sqrt(np.mean(d * d)))
         else:
-            warnings.append("no source pair within tolerance")
+            meta["warnings"].append("no source pair within tolerance")
             meta["weak"] = True
         return MatchResult(
             image_idx=lists.img_rows[ii],

@@ -21,7 +21,7 @@ from astropy.table import QTable
 from aligncore.config import AlignSection
 from aligncore.errors import AlignError
 from aligncore.global_solver import overlap_statistics
-from aligncore.overlap import alignment_order, overlap_matrix
+from aligncore.overlap import overlap_matrix
 from aligncore.registry import PluginRunError, Registry
 from aligncore.stages import Fitter, Matcher, Solver
 from aligncore.types import (
@@ -51,6 +51,7 @@ __all__ = [
     "max_correction",
     "noise_bound",
     "relative_align",
+    "sources_in_overlaps",
 ]
 
 _REF_COLUMNS = (COL_TP_X, COL_TP_Y, COL_FLUX, TP_ERR)
@@ -92,16 +93,68 @@ class RelativeSettings:
                    expand_refcat=align.expand_refcat)
 
 
-def _order_units(units: Sequence[Unit], settings: RelativeSettings) -> tuple[list[int], np.ndarray]:
-    """Unit indices in alignment order (reference first) and their overlap matrix."""
+def _order_units(units: Sequence[Unit], settings: RelativeSettings,
+                 rank: int = 0) -> tuple[list[int], np.ndarray]:
+    """Unit indices in alignment order (reference first) and their overlap matrix.
+
+    The reference is the unit with the most sources inside the other units'
+    footprints (`sources_in_overlaps`; ties: the larger total overlap, then the
+    earlier unit), or with ``rank`` the unit ranked that far below it (an empty
+    list when there is none); the others follow by their overlap with the units
+    before them.
+    """
     candidates = [i for i, unit in enumerate(units) if len(unit.catalog) > 0]
     overlaps = np.zeros((len(units), len(units)))
     sub = overlap_matrix([units[i].footprint for i in candidates])
     overlaps[np.ix_(candidates, candidates)] = sub
-    if settings.enforce_user_order:
-        return candidates, overlaps
-    weights = [len(units[i].catalog) for i in candidates]
-    return [candidates[k] for k in alignment_order(sub, weights)], overlaps
+    if settings.enforce_user_order or not candidates:
+        return (candidates if rank == 0 else []), overlaps
+    shared = sources_in_overlaps([units[i] for i in candidates], sub)
+    ranking = np.lexsort((np.arange(len(candidates)), -sub.sum(axis=1), -shared))
+    if rank >= len(ranking):
+        return [], overlaps
+    return [candidates[k] for k in _greedy_order(sub, int(ranking[rank]))], overlaps
+
+
+def _greedy_order(overlaps: np.ndarray, first: int) -> list[int]:
+    """``first``, then each time the unit with the largest total overlap with those placed
+    (ties: the lowest index)."""
+    order = [first]
+    placed = np.zeros(overlaps.shape[0], dtype=bool)
+    placed[first] = True
+    totals = overlaps[:, first].astype(float)
+    while not placed.all():
+        best = int(np.argmax(np.where(placed, -np.inf, totals)))
+        order.append(best)
+        placed[best] = True
+        totals += overlaps[:, best]
+    return order
+
+
+def sources_in_overlaps(units: Sequence[Unit], overlaps: np.ndarray) -> np.ndarray:
+    """How many of each unit's sources lie inside another unit's footprint it overlaps.
+
+    What a reference has to offer: sources that other units can match. A unit
+    whose sources fall outside its neighbours (or its own footprint, with a
+    wrong WCS) counts few, whatever its footprint overlap.
+    """
+    counts = np.zeros(len(units), dtype=int)
+    for i, unit in enumerate(units):
+        xy = unit.xy
+        inside = np.zeros(len(xy), dtype=bool)
+        for j in np.flatnonzero(overlaps[i] > 0):
+            if j != i:
+                inside |= _inside_convex(xy, units[j].footprint)
+        counts[i] = int(np.count_nonzero(inside))
+    return counts
+
+
+def _inside_convex(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Which points lie inside a convex polygon (vertices in either winding)."""
+    edges = np.roll(polygon, -1, axis=0) - polygon
+    rel = points[:, None, :] - polygon[None, :, :]
+    cross = edges[None, :, 0] * rel[:, :, 1] - edges[None, :, 1] * rel[:, :, 0]
+    return np.all(cross >= 0, axis=1) | np.all(cross <= 0, axis=1)
 
 
 def _next_unit(pending: np.ndarray, totals: np.ndarray, tried_with: np.ndarray) -> int | None:
@@ -115,34 +168,6 @@ def _next_unit(pending: np.ndarray, totals: np.ndarray, tried_with: np.ndarray) 
     if not eligible.any():
         return None
     return int(np.argmax(np.where(eligible, totals, -np.inf)))
-
-
-def _match_with_fallback(
-    unit: Unit,
-    reference: _Reference,
-    matchers: Sequence[Matcher],
-    registry: Registry,
-    settings: RelativeSettings,
-) -> tuple[MatchResult, Matcher, QTable, list[str]]:
-    """Try the matchers in order until one finds >= minobj matches with a clear peak.
-
-    Each matcher sees the reference sources within its `search_margin` of the
-    unit's footprint; the table it saw is returned with its result.
-    """
-    minobj = settings.minobj
-    best: tuple[MatchResult, Matcher, QTable] | None = None
-    tried = []
-    for matcher in matchers:
-        ref_cat = reference.near(unit.footprint, search_margin(settings, matcher, unit.footprint))
-        result = registry.run_stage(matcher, unit.catalog, ref_cat)
-        tried.append(f"{matcher.name}: {result.n_matched} matches"
-                     + (" (weak peak)" if result.weak else ""))
-        if result.n_matched >= minobj and not result.weak:
-            return result, matcher, ref_cat, tried
-        if best is None or result.n_matched > best[0].n_matched:
-            best = (result, matcher, ref_cat)
-    assert best is not None
-    return best[0], best[1], best[2], tried
 
 
 def _columns(table: QTable, idx: np.ndarray) -> np.ndarray:
@@ -237,7 +262,7 @@ def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray 
                 f"(significance {match.significance:.1f} sigma)")
     if variance is not None:
         expected = math.sqrt(2.0 * float(np.median(variance)))
-        limit = max(settings.max_rms_factor * expected, 0.5 * unit.pixel_scale)
+        limit = _rms_limit(unit, variance, settings)
         if fit.rmse > limit:
             return (f"residual RMS {fit.rmse * 1000:.1f} mas is inconsistent with the centroid "
                     f"errors (expected ~{expected * 1000:.1f} mas, limit {limit * 1000:.1f} mas)")
@@ -251,32 +276,138 @@ def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray 
 
 def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fitter: Fitter,
               registry: Registry, settings: RelativeSettings) -> UnitOutcome:
-    """Match and fit one unit against the reference catalog (the unit is not changed).
+    """Match and fit one unit against the reference catalog (the unit is not changed),
+    climbing the retry ladder until the guard accepts a fit.
+
+    The rungs, in order: the first matcher (``match``); the other offsets it
+    listed (``next_peak``, `MatchResult.alternatives` through `Matcher.match_at`);
+    the matchers of ``align.fallback`` (``fallback``); each aligned unit around
+    this one alone as the reference (``single_reference``: a unit whose
+    neighbours were aligned along different chains agrees with each of them);
+    and the catalog corrected by the best refused fit, matched with the guard's
+    residual limit as tolerance (``tight``). Every attempt is recorded in
+    ``meta["attempts"]`` (rung, matcher, outcome, matches, RMS).
 
     Returns
     -------
     UnitOutcome
-        SUCCESS with the fit, or FAILED with the reason; ``meta`` is the unit's
-        with this attempt's entries (an earlier attempt's reason and rejected fit
-        are not kept on success).
+        SUCCESS with the first accepted fit, or FAILED with the first attempt's
+        reason (the unit's fit kept); ``meta`` is the unit's with this call's
+        entries (an earlier call's reason and rejected fit are not kept on success).
     """
+    ladder = _Ladder(unit, fitter, registry, settings)
+    primary = matchers[0]
+    ref_cat = reference.near(unit.footprint, search_margin(settings, primary, unit.footprint))
+    first = ladder.attempt("match", primary, ref_cat,
+                           lambda: registry.run_stage(primary, unit.catalog, ref_cat))
+    for offset in () if first is None else first.alternatives:
+        ladder.attempt("next_peak", primary, ref_cat,
+                       lambda offset=offset: primary.match_at(unit.catalog, ref_cat, offset))
+    for matcher in matchers[1:]:
+        near = reference.near(unit.footprint, search_margin(settings, matcher, unit.footprint))
+        ladder.attempt("fallback", matcher, near,
+                       lambda m=matcher, c=near: registry.run_stage(m, unit.catalog, c))
+    blocks = reference.blocks_near(unit.footprint,
+                                   search_margin(settings, primary, unit.footprint))
+    for block in blocks[:_MAX_SINGLE_REFERENCES] if len(blocks) > 1 else []:
+        ladder.attempt("single_reference", primary, block,
+                       lambda c=block: registry.run_stage(primary, unit.catalog, c))
+    if ladder.refused is not None:
+        fit, matcher, near, limit = ladder.refused
+        corrected = unit.catalog.copy(copy_data=False)
+        xy = fit.apply(_columns(unit.catalog, np.arange(len(unit.catalog))))
+        corrected[COL_TP_X], corrected[COL_TP_Y] = xy[:, 0], xy[:, 1]
+        ladder.attempt("tight", matcher, near,
+                       lambda: matcher.match_at(corrected, near, (0.0, 0.0), limit))
+    return ladder.outcome()
+
+
+_MAX_SINGLE_REFERENCES = 4
+"""Most aligned neighbours tried one by one as the reference (the largest first)."""
+
+
+class _Ladder:
+    """The attempts made to align one unit; the first accepted one ends the climb."""
+
+    def __init__(self, unit: Unit, fitter: Fitter, registry: Registry,
+                 settings: RelativeSettings) -> None:
+        self.unit, self.fitter, self.registry, self.settings = unit, fitter, registry, settings
+        self.meta = {k: v for k, v in unit.meta.items()
+                     if k not in ("traceback", "rejected_fit", "attempts")}
+        self.attempts: list[dict[str, Any]] = []
+        self.accepted: UnitOutcome | None = None
+        self.failure: UnitOutcome | None = None
+        # the refused fit with the smallest RMS: (fit, matcher, reference, guard limit)
+        self.refused: tuple[FitResult, Matcher, QTable, float] | None = None
+        self._refused_rms = math.inf
+
+    def attempt(self, rung: str, matcher: Matcher, ref_cat: QTable,
+                run: Any) -> MatchResult | None:
+        """Match with ``run()`` and fit, unless a fit was already accepted; the match
+        (None when the matcher raised or cannot do it) is returned."""
+        if self.accepted is not None:
+            return None
+        record: dict[str, Any] = {"rung": rung, "matcher": matcher.name}
+        try:
+            match = run()
+        except AlignError as exc:
+            self._record(record, _fail(self.unit, self._meta(), str(exc), exc))
+            return None
+        if match is None:
+            return None
+        record["n_matched"] = match.n_matched
+        record["offset_arcsec"] = list(match.offset)
+        outcome = _fit_match(self.unit, match, matcher, ref_cat, self.fitter, self.registry,
+                             self.settings, self._meta())
+        if outcome.status == Status.FAILED and "rejected_fit" in outcome.meta:
+            rejected = outcome.meta["rejected_fit_result"]
+            if rejected.rmse < self._refused_rms:
+                self._refused_rms = rejected.rmse
+                self.refused = (rejected, matcher, ref_cat, outcome.meta["guard_limit"])
+        self._record(record, outcome)
+        return match
+
+    def _meta(self) -> dict[str, Any]:
+        return dict(self.meta)
+
+    def _record(self, record: dict[str, Any], outcome: UnitOutcome) -> None:
+        fit = outcome.fit if outcome.status == Status.SUCCESS else \
+            outcome.meta.get("rejected_fit_result")
+        record["outcome"] = "accepted" if outcome.status == Status.SUCCESS else outcome.reason
+        record["rms_mas"] = fit.rmse * 1000.0 if fit is not None else None
+        self.attempts.append(record)
+        outcome.meta.pop("rejected_fit_result", None)
+        outcome.meta.pop("guard_limit", None)
+        if outcome.status == Status.SUCCESS:
+            self.accepted = outcome
+        elif self.failure is None:
+            self.failure = outcome
+
+    def outcome(self) -> UnitOutcome:
+        """The accepted outcome, else the first failure; both carry every attempt."""
+        outcome = self.accepted or self.failure
+        assert outcome is not None
+        outcome.meta["attempts"] = self.attempts
+        if self.accepted is None and len(self.attempts) > 1:
+            rungs = ", ".join(a["rung"] for a in self.attempts[1:])
+            return UnitOutcome(outcome.status, f"{outcome.reason} (retried: {rungs}; "
+                               "no fit accepted)", outcome.fit, outcome.n_matched, outcome.meta)
+        return outcome
+
+
+def _fit_match(unit: Unit, match: MatchResult, matcher: Matcher, ref_cat: QTable,
+               fitter: Fitter, registry: Registry, settings: RelativeSettings,
+               meta: dict[str, Any]) -> UnitOutcome:
+    """Fit one match and guard the fit: SUCCESS, or FAILED with the reason (a refused
+    fit is left in ``meta["rejected_fit_result"]`` with the guard's RMS limit)."""
     minobj = settings.minobj
-    meta = dict(unit.meta)
-    try:
-        match, matcher, ref_cat, tried = _match_with_fallback(unit, reference, matchers,
-                                                              registry, settings)
-    except AlignError as exc:
-        return _fail(unit, meta, str(exc), exc)
     n_matched = match.n_matched
     meta.update({"matcher": matcher.name, "match": dict(match.meta),
                  "offset_arcsec": list(match.offset)})
-    if len(matchers) > 1:
-        meta["matchers_tried"] = tried
     if match.n_matched < minobj:
         return _fail(unit, meta, f"only {match.n_matched} matched sources (minobj={minobj}); "
-                     f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the reference"
-                     + (f"; tried {'; '.join(tried)}" if len(tried) > 1 else ""),
-                     n_matched=n_matched)
+                     f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the "
+                     "reference", n_matched=n_matched)
     variance = _pair_variance(unit.catalog, ref_cat, match)
     weights = 1.0 / variance if variance is not None and settings.use_weights else None
     try:
@@ -293,11 +424,20 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
     reason = _guard(unit, fit, match, variance, settings, matcher)
     if reason:
         meta["rejected_fit"] = fit.summary()
+        meta["rejected_fit_result"] = fit
+        meta["guard_limit"] = _rms_limit(unit, variance, settings)
         return _fail(unit, meta, reason, n_matched=n_matched)
-    for key in ("traceback", "rejected_fit"):  # nothing left from an earlier attempt
-        meta.pop(key, None)
     meta["matched_image_idx"] = match.image_idx
     return UnitOutcome(Status.SUCCESS, "", fit, n_matched, meta)
+
+
+def _rms_limit(unit: Unit, variance: np.ndarray | None, settings: RelativeSettings) -> float:
+    """The guard's limit on a fit's residual RMS (arcsec): ``max_rms_factor`` times the
+    RMS the centroid errors predict, at least half a pixel (half a pixel when unknown)."""
+    floor = 0.5 * unit.pixel_scale
+    if variance is None:
+        return floor
+    return max(settings.max_rms_factor * math.sqrt(2.0 * float(np.median(variance))), floor)
 
 
 def _fail(unit: Unit, meta: dict[str, Any], reason: str, error: BaseException | None = None,
@@ -360,11 +500,28 @@ class _Reference:
 
     def near(self, footprint: np.ndarray, margin: float) -> QTable:
         """The reference sources within ``margin`` (arcsec) of the footprint's bounding box."""
+        hits, window = self._hits(footprint, margin)
+        return self._table(hits, window)
+
+    def blocks_near(self, footprint: np.ndarray, margin: float) -> list[QTable]:
+        """`near`, one table per block (an aligned unit's sources) that has sources there,
+        the fullest first (ties: the earlier block)."""
+        hits, window = self._hits(footprint, margin)
+        tables = [self._table(np.array([k]), window) for k in hits]
+        sizes = [-len(t) for t in tables]
+        return [tables[k] for k in np.argsort(sizes, kind="stable") if sizes[k] < 0]
+
+    def _hits(self, footprint: np.ndarray, margin: float
+              ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
         x0, y0 = np.min(footprint, axis=0) - margin
         x1, y1 = np.max(footprint, axis=0) + margin
         boxes = np.asarray(self.boxes)
         hits = np.flatnonzero((boxes[:, 0] <= x1) & (boxes[:, 1] >= x0)
                               & (boxes[:, 2] <= y1) & (boxes[:, 3] >= y0))
+        return hits, (float(x0), float(x1), float(y0), float(y1))
+
+    def _table(self, hits: np.ndarray, window: tuple[float, float, float, float]) -> QTable:
+        x0, x1, y0, y1 = window
         columns = {name: np.concatenate([self.blocks[k][name] for k in hits]
                                         or [np.zeros(0)]) for name in self.columns}
         x, y = columns[COL_TP_X], columns[COL_TP_Y]
@@ -408,10 +565,49 @@ def _align_sequential_and_refine(units: list[Unit], settings: RelativeSettings,
         if len(unit.catalog) == 0 and unit.status is None:
             _set(unit, UnitOutcome(Status.FAILED, "no sources detected", unit.fit,
                                    unit.n_matched, unit.meta))
-    order, overlaps = _order_units(units, settings)
     info: dict[str, Any] = {"solver": solver.name}
+    initial = outcomes_of(units)
+    order, overlaps = _order_units(units, settings)
     if not order:
         return info
+    attempts = _sequential_pass(units, order, overlaps, settings, matchers, fitter, registry,
+                                solver)
+    for rank in range(1, _MAX_REFERENCES):
+        if any(u.status == Status.SUCCESS for u in units):
+            break
+        # the reference gave nobody a fit: start again from the next one
+        following, _ = _order_units(units, settings, rank)
+        if len(following) < 2:
+            break
+        info.setdefault("references_refused", []).append(units[order[0]].key)
+        apply_outcomes(units, initial)
+        order = following
+        attempts = _sequential_pass(units, order, overlaps, settings, matchers, fitter,
+                                    registry, solver)
+    info["order"] = [units[i].key for i in attempts]
+    aligned = sum(u.status == Status.SUCCESS for u in units)
+    if aligned >= 1:
+        nclip, sigma = fitter.clipping()
+        refined = registry.run_stage(solver, units, SolverSettings(
+            fitter.geometry(), nclip, sigma, settings.use_weights))
+        for unit in units:
+            if unit.key in refined.outcomes:
+                _set(unit, refined.outcomes[unit.key])
+        if refined.diagnostics:
+            info[solver.name] = refined.diagnostics
+    info["overlaps"] = overlap_statistics(units)
+    return info
+
+
+_MAX_REFERENCES = 3
+"""Most reference units tried when the first gives no other unit a fit."""
+
+
+def _sequential_pass(units: list[Unit], order: list[int], overlaps: np.ndarray,
+                     settings: RelativeSettings, matchers: Sequence[Matcher], fitter: Fitter,
+                     registry: Registry, solver: Solver) -> list[int]:
+    """One sequential pass from the reference ``order[0]``; the units in the order
+    they were attempted (a unit retried is listed again)."""
     reference = units[order[0]]
     _set(reference, UnitOutcome(Status.REFERENCE, reference.reason,
                                 FitResult.identity(fitgeometry="shift"), reference.n_matched,
@@ -427,33 +623,21 @@ def _align_sequential_and_refine(units: list[Unit], settings: RelativeSettings,
             attempts.append(index)
             if units[index].status == Status.SUCCESS and expand:
                 ref_cat.add(_unmatched(units[index]))
-    else:
-        # greedy: always the unit overlapping most with what is aligned; a unit that failed
-        # is retried once the aligned area around it has grown
-        pending = np.zeros(len(units), dtype=bool)
-        pending[order[1:]] = True
-        totals = overlaps[:, order[0]].copy()
-        tried_with = np.full(len(units), -np.inf)
-        while (index := _next_unit(pending, totals, tried_with)) is not None:
-            _set(units[index], _fit_unit(units[index], ref_cat, matchers, fitter, registry,
-                                         settings))
-            attempts.append(index)
-            if units[index].status == Status.SUCCESS:
-                pending[index] = False
-                totals += overlaps[:, index]
-                ref_cat.add(_unmatched(units[index]))
-            else:
-                tried_with[index] = totals[index]
-    info["order"] = [units[i].key for i in attempts]
-    aligned = sum(u.status == Status.SUCCESS for u in units)
-    if aligned >= 1:
-        nclip, sigma = fitter.clipping()
-        refined = registry.run_stage(solver, units, SolverSettings(
-            fitter.geometry(), nclip, sigma, settings.use_weights))
-        for unit in units:
-            if unit.key in refined.outcomes:
-                _set(unit, refined.outcomes[unit.key])
-        if refined.diagnostics:
-            info[solver.name] = refined.diagnostics
-    info["overlaps"] = overlap_statistics(units)
-    return info
+        return attempts
+    # greedy: always the unit overlapping most with what is aligned; a unit that failed
+    # is retried once the aligned area around it has grown
+    pending = np.zeros(len(units), dtype=bool)
+    pending[order[1:]] = True
+    totals = overlaps[:, order[0]].copy()
+    tried_with = np.full(len(units), -np.inf)
+    while (index := _next_unit(pending, totals, tried_with)) is not None:
+        _set(units[index], _fit_unit(units[index], ref_cat, matchers, fitter, registry,
+                                     settings))
+        attempts.append(index)
+        if units[index].status == Status.SUCCESS:
+            pending[index] = False
+            totals += overlaps[:, index]
+            ref_cat.add(_unmatched(units[index]))
+        else:
+            tried_with[index] = totals[index]
+    return attempts

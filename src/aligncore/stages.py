@@ -134,8 +134,9 @@ class Matcher(Stage):
     and ``meta["tp_pixel_scale"]``. The result must be one-to-one.
 
     Besides `match`, core reads only `search_reach` and `match_slack` (to size
-    the reference it shows the matcher and the largest correction it accepts)
-    and the result's typed fields; it never reads ``params`` by name.
+    the reference it shows the matcher and the largest correction it accepts),
+    `match_at` (the retry ladder) and the result's typed fields; it never reads
+    ``params`` by name.
     """
 
     kind: ClassVar[str] = "matcher"
@@ -143,6 +144,29 @@ class Matcher(Stage):
     @abstractmethod
     def match(self, image_cat: QTable, ref_cat: QTable) -> MatchResult:
         """Match ``image_cat`` to ``ref_cat``."""
+
+    def match_at(self, image_cat: QTable, ref_cat: QTable, offset: tuple[float, float],
+                 tolerance: float | None = None) -> MatchResult | None:
+        """Match at a given offset, without searching for one (the retry ladder).
+
+        Parameters
+        ----------
+        image_cat, ref_cat : QTable
+            As for `match`.
+        offset : (float, float)
+            The offset to apply (arcsec, reference - image): one of a previous
+            result's ``alternatives``, or zero for catalogs already corrected.
+        tolerance : float, optional
+            The pair tolerance (arcsec) to use instead of the matcher's own (a
+            tighter one around a near solution).
+
+        Returns
+        -------
+        MatchResult or None
+            None (the default) when the matcher cannot match at a given offset;
+            the ladder then skips the rungs that need it.
+        """
+        return None
 
     def search_reach(self) -> float | None:
         """How far the matcher looks for the offset between the catalogs (arcsec).

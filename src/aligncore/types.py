@@ -268,6 +268,12 @@ class MatchResult:
         How clearly the offset stands out (Gaussian-equivalent sigma of a
         histogram peak, or a matcher's own measure); NaN when not measured.
         Reported in the reason of a fit rejected for a weak match.
+    alternatives : tuple of (float, float)
+        Other candidate offsets (arcsec, reference - image, like ``offset``),
+        most likely first: e.g. the next peaks of an offset histogram. When the
+        fit built on this match is refused, the pipeline's retry ladder matches
+        again at each of them with `Matcher.match_at`. Empty (the default)
+        when the matcher has none.
     """
 
     image_idx: np.ndarray
@@ -276,6 +282,7 @@ class MatchResult:
     meta: Mapping[str, Any] = field(default_factory=dict)
     weak: bool = False
     significance: float = math.nan
+    alternatives: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         img = np.asarray(self.image_idx, dtype=np.intp).reshape(-1)
@@ -290,6 +297,8 @@ class MatchResult:
         object.__setattr__(self, "meta", dict(self.meta))
         object.__setattr__(self, "weak", bool(self.weak))
         object.__setattr__(self, "significance", float(self.significance))
+        object.__setattr__(self, "alternatives", tuple(
+            (float(a[0]), float(a[1])) for a in self.alternatives))
 
     @property
     def n_matched(self) -> int:

@@ -246,6 +246,7 @@ def check_parameters(p: dict[str, Any]) -> dict[str, Any]:
     for name, low, high in (
         ("pixel_scale", 1e-6, 3600.0),
         ("fwhm", 0.3, 100.0),
+        ("mosaic_overlap", 0.0, 0.9),
         ("roll_error", 0.0, 180.0),
         ("scale_error", 0.0, 0.5),
         ("common_pointing_error", 0.0, math.inf),
@@ -283,6 +284,7 @@ def simulate(
     fwhm: float = 2.5,
     psf: str = "moffat",
     pointing_error: tuple[float, float] = (0.1, 3.0),
+    mosaic_overlap: float = 0.10,
     roll_error: float = 0.01,
     scale_error: float = 1e-5,
     common_pointing_error: float = 0.0,
@@ -330,6 +332,9 @@ def simulate(
         Pixel-integrated PSF (Moffat beta = 2.5).
     pointing_error : (min, max)
         Range (arcsec) of the magnitude of each image's random pointing shift.
+    mosaic_overlap : float
+        ``mosaic`` only: the fraction of an image's width shared with each
+        neighbour (default 0.10).
     roll_error : float
         Maximum absolute roll error, degrees (uniform in [-roll_error, roll_error]).
     scale_error : float
@@ -453,7 +458,8 @@ def _plan_images(
 ) -> tuple[list[dict], list[dict], list[dict], np.ndarray]:
     """True and nominal WCS headers (or GWCS specs), applied errors and position angles."""
     n, shape = p["n_images"], p["shape"]
-    offsets, pas, base_pa = sim_sky.layout(p["scenario"], n, shape, r_layout)
+    offsets, pas, base_pa = sim_sky.layout(p["scenario"], n, shape, r_layout,
+                                           p.get("mosaic_overlap", 0.10))
     base_cd = sim_sky.cd_matrix(p["pixel_scale"], base_pa)
     centres = offsets @ base_cd.T * 3600.0
     crval_ra, crval_dec = TangentPlane(p["ra"], p["dec"]).tp_to_world(centres[:, 0], centres[:, 1])

@@ -72,9 +72,13 @@ def default_n_stars(scenario: str, shape: tuple[int, int]) -> int:
 
 # --- layouts -----------------------------------------------------------------------
 def layout(
-    scenario: str, n_images: int, shape: tuple[int, int], rng: np.random.Generator
+    scenario: str, n_images: int, shape: tuple[int, int], rng: np.random.Generator,
+    mosaic_overlap: float = _MOSAIC_OVERLAP,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Image centres (pixel offsets along the image axes) and position angles.
+
+    ``mosaic_overlap`` is the fraction of an image shared with each grid neighbour
+    (``mosaic`` only).
 
     Returns
     -------
@@ -91,7 +95,7 @@ def layout(
     if scenario == "mosaic":
         ncol = math.ceil(math.sqrt(n_images))
         nrow = math.ceil(n_images / ncol)
-        step = (1.0 - _MOSAIC_OVERLAP) * np.array([nx, ny], dtype=float)
+        step = (1.0 - mosaic_overlap) * np.array([nx, ny], dtype=float)
         cells = [(c, r) for r, c in product(range(nrow), range(ncol))][:n_images]
         grid = np.array(cells, dtype=float) - [(ncol - 1) / 2.0, (nrow - 1) / 2.0]
         return grid * step, np.full(n_images, base_pa), base_pa
