@@ -30,6 +30,7 @@ from aligncore.units import Unit, outcomes_of, working_copies
 __all__ = [
     "AUTO_GEOMETRIES",
     "PairMatches",
+    "held_back_pairs",
     "match_pairs",
     "match_radius",
     "overlap_statistics",
@@ -221,12 +222,16 @@ def solve_global(units: Sequence[Unit], geometry: str, *, nclip: int = 3, sigma:
         Units after a sequential pass; exactly one has status REFERENCE (held fixed).
     geometry : str
         ``shift``, ``rshift``, ``rscale`` or ``general``; or ``auto``: solved in
-        ``rscale`` with clipping, then on the same matches in each simpler
-        geometry of :data:`AUTO_GEOMETRIES` in turn, which is kept unless its
-        chi-square is higher by more than 2 per parameter dropped (Akaike's
-        criterion, in units of the ``rscale`` residual variance). One geometry
-        for all units: a free scale per unit is worth it only if the scales
-        are, on the whole, measured better than they are large.
+        ``rscale`` with clipping; then every third overlap is held back (see
+        `held_back_pairs`), each geometry of :data:`AUTO_GEOMETRIES` is solved
+        without them, and a richer geometry is taken over a simpler one only if
+        it predicts most of the held-back overlaps better (sign test, two sigma);
+        the one chosen is solved again on all overlaps (matched anew on its
+        solution, with clipping). With too few overlaps to hold
+        back, each simpler geometry is kept unless its chi-square is higher by
+        more than 2 per parameter dropped (Akaike's criterion). One geometry for
+        all units: a free scale per unit is worth it only if it predicts the
+        overlaps it was not fitted to better.
     nclip, sigma : int, float
         Sigma clipping of matched pairs per solve.
     weighted : bool
@@ -258,7 +263,8 @@ def _solve(units: list[Unit], geometry: str, *, nclip: int, sigma: float, weight
     info: dict[str, object] = {"solver": "global"}
     # match once on the sequential solution; clipping only ever removes pairs, so the
     # solve -> clip loop converges (re-matching inside it would undo the clipping)
-    pairs = match_pairs(units)
+    radius = match_radius(units)
+    pairs = match_pairs(units, radius)
     connected = _connected_to_reference(len(units), pairs, reference)
     free_units = [i for i in _aligned(units) if i != reference and i in connected]
     free = {unit: k for k, unit in enumerate(free_units)}
@@ -279,19 +285,29 @@ def _solve(units: list[Unit], geometry: str, *, nclip: int, sigma: float, weight
         _set_fits(units, start)
         info["failed"] = "singular global system; the sequential solution is kept"
         return info
-    variance = best.chi2 / max(best.n_rows - len(free) * N_PARAMS[best.geometry], 1)
-    tests = {}
-    for simpler in candidates[1:]:
-        kept = {u: units[u].fit for u in free_units}
-        restart(simpler)
-        trial = _iterate(units, pairs, free, simpler, weighted, 0, sigma, max_iter, tol)
-        increase = (trial.chi2 - best.chi2) / variance if variance > 0 else math.inf
-        allowance = 2.0 * len(free) * (N_PARAMS[best.geometry] - N_PARAMS[simpler])
-        tests[simpler] = {"chi2_increase": increase, "allowance": allowance}
-        if trial.failed or not increase <= allowance:
-            _set_fits(units, kept)
-            break
-        best = trial
+    tests: dict[str, dict[str, float]] = {}
+    if geometry == "auto":
+        held = held_back_pairs(pairs, free)
+        if held:
+            chosen, tests = _choose_by_held_back(units, pairs, held, free, restart, weighted,
+                                                 max_iter, tol)
+            # the chosen geometry's solution (without the held-back overlaps) is close:
+            # match again on it and solve with clipping, as for a pinned geometry
+            rematched = match_pairs(units, radius)
+            best = _iterate(units, rematched, free, chosen, weighted, nclip, sigma,
+                            max_iter, tol)
+            if best.failed:  # e.g. a unit lost its matches: keep the first matches
+                restart(chosen)
+                best = _iterate(units, pairs, free, chosen, weighted, 0, sigma, max_iter, tol)
+            else:
+                pairs = rematched
+            if best.failed:
+                _set_fits(units, start)
+                info["failed"] = "singular global system; the sequential solution is kept"
+                return info
+        else:
+            best, tests = _choose_by_chi2(units, pairs, free, restart, best, weighted,
+                                          sigma, max_iter, tol)
     n_par = N_PARAMS[best.geometry]
     dof = max(best.n_rows - len(free) * n_par, 1)
     info.update({"iterations": best.iterations, "pairs": len(pairs),
@@ -303,6 +319,116 @@ def _solve(units: list[Unit], geometry: str, *, nclip: int, sigma: float, weight
         info["geometry_tests"] = tests
     _set_statistics(units, pairs, free, best.normal, best.chi2 / dof, best.geometry)
     return info
+
+
+_HOLD_EVERY = 3
+"""``auto`` holds back every third overlap (when both its units keep two others)."""
+_STRONG_OVERLAP = 8
+"""Matches an overlap needs to count in `held_back_pairs` (a corner overlap often has few)."""
+_MIN_HELD = 4
+"""Fewest held-back overlaps for the held-back check; fewer: Akaike's criterion."""
+
+
+def held_back_pairs(pairs: Sequence[PairMatches], free: dict[int, int]) -> list[int]:
+    """Indices of the overlaps the ``auto`` geometry check holds back.
+
+    Every `_HOLD_EVERY`-th overlap with at least `_STRONG_OVERLAP` matches, as long
+    as both of its units keep at least two other such overlaps (so every unit
+    stays tied to the others on two sides); none
+    when fewer than `_MIN_HELD` qualify (a small set of images).
+    """
+    strong = [int(np.count_nonzero(pair.keep)) >= _STRONG_OVERLAP for pair in pairs]
+    degree: dict[int, int] = {}
+    for pair, is_strong in zip(pairs, strong, strict=True):
+        if is_strong:
+            for unit in (pair.a, pair.b):
+                degree[unit] = degree.get(unit, 0) + 1
+    held = []
+    for k, pair in enumerate(pairs):
+        if k % _HOLD_EVERY or not strong[k]:
+            continue
+        if all(degree[u] > 2 for u in (pair.a, pair.b)) and (pair.a in free or pair.b in free):
+            held.append(k)
+            degree[pair.a] -= 1
+            degree[pair.b] -= 1
+    return held if len(held) >= _MIN_HELD else []
+
+
+def _choose_by_held_back(units: list[Unit], pairs: list[PairMatches], held: list[int],
+                         free: dict[int, int], restart: Any, weighted: bool, max_iter: int,
+                         tol: float) -> tuple[str, dict[str, dict[str, float]]]:
+    """``auto``: solve each geometry without the held-back overlaps and compare how well
+    they predict them.
+
+    A free scale (or rotation) that the overlaps cannot constrain predicts the
+    overlaps it did not see worse than a simpler geometry: what matters in a
+    mosaic is exactly the error between overlapping images. Starting from the
+    simplest geometry, the next richer one is taken only if it predicts most
+    held-back overlaps better (a sign test at two sigma: robust to the odd
+    overlap that one geometry gets badly wrong). The units are left with the
+    chosen geometry's solution.
+    """
+    held_set = set(held)
+    train = [pair for k, pair in enumerate(pairs) if k not in held_set]
+    held_pairs = [pairs[k] for k in held]
+    tests: dict[str, dict[str, float]] = {}
+    solutions: dict[str, dict[int, FitResult]] = {}
+    scores: dict[str, np.ndarray] = {}
+    for trial_geometry in AUTO_GEOMETRIES:
+        restart(trial_geometry)
+        trial = _iterate(units, train, free, trial_geometry, weighted, 0, 3.0, max_iter, tol)
+        scores[trial_geometry] = (np.full(len(held), np.inf) if trial.failed
+                                  else _held_scores(units, held_pairs, weighted))
+        solutions[trial_geometry] = {u: units[u].fit for u in free}
+        tests[trial_geometry] = {
+            "held_back_rms_mas": float(np.sqrt(np.median(scores[trial_geometry]))) * 1000.0,
+            "held_back_overlaps": len(held)}
+    chosen = AUTO_GEOMETRIES[-1]
+    for richer in reversed(AUTO_GEOMETRIES[:-1]):
+        better = int(np.count_nonzero(scores[richer] < scores[chosen]))
+        needed = 0.5 * len(held) + math.sqrt(len(held))  # two sigma above half
+        tests[richer]["better_than_simpler"] = better
+        tests[richer]["needed"] = needed
+        if better <= needed:
+            break
+        chosen = richer
+    _set_fits(units, solutions[chosen])
+    return chosen, tests
+
+
+def _held_scores(units: Sequence[Unit], held: Sequence[PairMatches],
+                 weighted: bool) -> np.ndarray:
+    """Per held-back overlap, the (weighted) mean squared separation of its kept matches
+    (arcsec^2)."""
+    positions = _positions(units, held)
+    out = np.empty(len(held))
+    for k, pair in enumerate(held):
+        d = positions[pair.a][pair.idx_a[pair.keep]] - positions[pair.b][pair.idx_b[pair.keep]]
+        w = _weights(units, pair)[pair.keep] if weighted else np.ones(d.shape[0])
+        out[k] = float(np.sum(w * np.sum(d**2, axis=1)) / np.sum(w))
+    return out
+
+
+def _choose_by_chi2(units: list[Unit], pairs: list[PairMatches], free: dict[int, int],
+                    restart: Any, best: _Solution, weighted: bool, sigma: float,
+                    max_iter: int, tol: float) -> tuple[_Solution, dict[str, dict[str, float]]]:
+    """``auto`` without overlaps to hold back: each simpler geometry in turn on the same
+    matches, kept unless its chi-square is higher by more than 2 per parameter dropped
+    (Akaike's criterion, in units of the richest geometry's residual variance)."""
+    variance = best.chi2 / max(best.n_rows - len(free) * N_PARAMS[best.geometry], 1)
+    tests = {}
+    for simpler in AUTO_GEOMETRIES[AUTO_GEOMETRIES.index(best.geometry) + 1:]:
+        kept = {u: units[u].fit for u in free}
+        restart(simpler)
+        trial = _iterate(units, pairs, free, simpler, weighted, 0, sigma, max_iter, tol)
+        increase = (trial.chi2 - best.chi2) / variance if variance > 0 else math.inf
+        allowance = 2.0 * len(free) * (N_PARAMS[best.geometry] - N_PARAMS[simpler])
+        tests[simpler] = {"chi2_increase": increase, "allowance": allowance}
+        if trial.failed or not increase <= allowance:
+            _set_fits(units, kept)
+            break
+        best = trial
+    return best, tests
 
 
 def _set_fits(units: list[Unit], fits: dict[int, FitResult]) -> None:
