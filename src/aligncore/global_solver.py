@@ -291,16 +291,21 @@ def _solve(units: list[Unit], geometry: str, *, nclip: int, sigma: float, weight
         if held:
             chosen, tests = _choose_by_held_back(units, pairs, held, free, restart, weighted,
                                                  max_iter, tol)
-            # the chosen geometry's solution (without the held-back overlaps) is close:
-            # match again on it and solve with clipping, as for a pinned geometry
-            rematched = match_pairs(units, radius)
-            best = _iterate(units, rematched, free, chosen, weighted, nclip, sigma,
-                            max_iter, tol)
-            if best.failed:  # e.g. a unit lost its matches: keep the first matches
-                restart(chosen)
-                best = _iterate(units, pairs, free, chosen, weighted, 0, sigma, max_iter, tol)
-            else:
-                pairs = rematched
+            # solve the chosen geometry on every overlap (clipped anew), then match again
+            # on that solution and solve once more, as for a pinned geometry
+            restart(chosen)
+            for pair in pairs:
+                pair.keep = np.ones(pair.idx_a.size, dtype=bool)
+            best = _iterate(units, pairs, free, chosen, weighted, nclip, sigma, max_iter, tol)
+            if not best.failed:
+                solved = {u: units[u].fit for u in free}
+                rematched = match_pairs(units, radius)
+                again = _iterate(units, rematched, free, chosen, weighted, nclip, sigma,
+                                 max_iter, tol)
+                if again.failed:  # e.g. a unit lost its matches: keep the first ones
+                    _set_fits(units, solved)
+                else:
+                    best, pairs = again, rematched
             if best.failed:
                 _set_fits(units, start)
                 info["failed"] = "singular global system; the sequential solution is kept"
