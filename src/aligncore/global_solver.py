@@ -49,6 +49,7 @@ class PairMatches:
     idx_a: np.ndarray
     idx_b: np.ndarray
     keep: np.ndarray
+    weights: np.ndarray | None = None  # per match, filled on first use (catalog errors)
 
 
 def _aligned(units: Sequence[Unit]) -> list[int]:
@@ -109,11 +110,16 @@ def _sigma2(unit: Unit, idx: np.ndarray) -> np.ndarray:
 
 
 def _weights(units: Sequence[Unit], pair: PairMatches) -> np.ndarray:
+    """Inverse pair variances (floored at 1 % of the median); computed once per pair."""
+    if pair.weights is not None:
+        return pair.weights
     variance = _sigma2(units[pair.a], pair.idx_a) + _sigma2(units[pair.b], pair.idx_b)
     if not np.any(variance > 0):
-        return np.ones(pair.idx_a.size)
-    floor = np.median(variance[variance > 0]) * 1e-2
-    return 1.0 / np.maximum(variance, floor)
+        pair.weights = np.ones(pair.idx_a.size)
+    else:
+        floor = np.median(variance[variance > 0]) * 1e-2
+        pair.weights = 1.0 / np.maximum(variance, floor)
+    return pair.weights
 
 
 def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[int, int],
@@ -330,6 +336,8 @@ _HOLD_EVERY = 3
 """``auto`` holds back every third overlap (when both its units keep two others)."""
 _STRONG_OVERLAP = 8
 """Matches an overlap needs to count in `held_back_pairs` (a corner overlap often has few)."""
+_TRIAL_ITERATIONS = 4
+_TRIAL_TOL = 1e-5  # arcsec: the trials only need to rank the geometries
 _MIN_HELD = 4
 """Fewest held-back overlaps for the held-back check; fewer: Akaike's criterion."""
 
@@ -381,7 +389,8 @@ def _choose_by_held_back(units: list[Unit], pairs: list[PairMatches], held: list
     scores: dict[str, np.ndarray] = {}
     for trial_geometry in AUTO_GEOMETRIES:
         restart(trial_geometry)
-        trial = _iterate(units, train, free, trial_geometry, weighted, 0, 3.0, max_iter, tol)
+        trial = _iterate(units, train, free, trial_geometry, weighted, 0, 3.0,
+                         min(max_iter, _TRIAL_ITERATIONS), max(tol, _TRIAL_TOL))
         scores[trial_geometry] = (np.full(len(held), np.inf) if trial.failed
                                   else _held_scores(units, held_pairs, weighted))
         solutions[trial_geometry] = {u: units[u].fit for u in free}

@@ -307,8 +307,8 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
         near = reference.near(unit.footprint, search_margin(settings, matcher, unit.footprint))
         ladder.attempt("fallback", matcher, near,
                        lambda m=matcher, c=near: registry.run_stage(m, unit.catalog, c))
-    blocks = reference.blocks_near(unit.footprint,
-                                   search_margin(settings, primary, unit.footprint))
+    blocks = [] if ladder.accepted is not None else reference.blocks_near(
+        unit.footprint, search_margin(settings, primary, unit.footprint))
     for block in blocks[:_MAX_SINGLE_REFERENCES] if len(blocks) > 1 else []:
         ladder.attempt("single_reference", primary, block,
                        lambda c=block: registry.run_stage(primary, unit.catalog, c))
