@@ -113,6 +113,40 @@ def test_chance_histogram_peak_is_refused_and_the_next_peak_aligns():
     np.testing.assert_allclose(result.fit.shift, TRUTH, atol=0.005)
 
 
+def test_tight_rung_does_not_rescue_the_chance_clump():
+    """Without the next peaks (a matcher that lists none), the ladder's last rung re-matches
+    around the refused fit with the guard's tolerance: only the 30 clumped pairs of the 60
+    stay, too few of them, and the unit keeps its WCS."""
+    import dataclasses
+
+    from aligncore_hist2d import Hist2dMatcher
+
+    class NoAlternatives(Hist2dMatcher):
+        def match(self, image_cat, ref_cat):
+            return dataclasses.replace(super().match(image_cat, ref_cat), alternatives=())
+
+    rng = np.random.default_rng(3)
+    image_xy, ref_xy, size = chance_peak_catalogs(rng)
+    units = [unit(0, ref_xy, box(0.0, 0.0, size), rng),
+             unit(1, image_xy, box(0.0, 0.0, size), rng)]
+    config = load_config(None, ["align.minobj=10", "align.solver=sequential"])
+    registry = aligncore.build_registry()
+    outcomes, info = relative_align(
+        units, RelativeSettings.from_section(config.align),
+        [NoAlternatives(**config.matcher.params)], config.build_stage("fitter", registry),
+        registry, config.build_stage("solver", registry))
+    # nobody aligned on the first reference, so the other unit was tried as the reference
+    # (the same chance clump, seen from the other side): neither gets a fit
+    assert info["references_refused"] == ["image:0"]
+    failed = outcomes["image:0"]
+    assert outcomes["image:1"].status == Status.REFERENCE
+    assert failed.status == Status.FAILED and failed.fit is None
+    assert [a["rung"] for a in failed.meta["attempts"]] == ["match", "tight"]
+    tight = failed.meta["attempts"][1]
+    assert 28 <= tight["n_matched"] <= 34 and "tight tolerance" in tight["outcome"]
+    assert failed.reason.startswith("residual RMS")
+
+
 def test_matcher_lists_the_next_histogram_peaks_and_matches_at_one():
     rng = np.random.default_rng(4)
     stars = rng.uniform(0.0, 40.0, (60, 2))
@@ -205,3 +239,28 @@ def test_every_attempt_is_reported_and_a_refused_unit_keeps_its_fit():
     assert failed.reason.startswith(failed.meta["attempts"][0]["outcome"])
     ok = outcomes["image:1"]
     assert ok.status == Status.SUCCESS and ok.meta["attempts"][-1]["outcome"] == "accepted"
+
+
+def test_report_table_and_html_show_the_same_attempts(small_scene):
+    """report.json (meta.attempts), the text table's notes and the HTML table's column
+    describe the same ladder."""
+    import dataclasses
+    import json
+
+    from aligncore.htmlreport.page import render_html_report
+    from aligncore.report import format_table, ladder_summary
+
+    result = aligncore.align(small_scene.paths)
+    plain = [image for image in result if image.status == Status.SUCCESS]
+    assert plain and all(ladder_summary(i.meta) == "match+" for i in plain)  # no retry needed
+    retried = dataclasses.replace(plain[0], meta={**plain[0].meta, "attempts": [
+        {"rung": "match", "outcome": "residual RMS 61.5 mas is inconsistent", "rms_mas": 61.5},
+        {"rung": "next_peak", "outcome": "accepted", "rms_mas": 5.1}]})
+    images = tuple(retried if i is plain[0] else i for i in result.images)
+    result = dataclasses.replace(result, images=images)
+    assert ladder_summary(retried.meta) == "match-, next_peak+"
+    assert f"{retried.name}: aligned on a retry: match-, next_peak+" in format_table(result)
+    assert ">match-, next_peak+<" in render_html_report(result, {})
+    summary = json.loads(json.dumps(result.summary(), default=str))
+    entry = next(i for i in summary["images"] if i["name"] == retried.name)
+    assert [a["rung"] for a in entry["meta"]["attempts"]] == ["match", "next_peak"]

@@ -317,9 +317,16 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
         corrected = unit.catalog.copy(copy_data=False)
         xy = fit.apply(_columns(unit.catalog, np.arange(len(unit.catalog))))
         corrected[COL_TP_X], corrected[COL_TP_Y] = xy[:, 0], xy[:, 1]
+        # most of the refused fit's pairs must stay: a chance clump inside a wrong match
+        # is consistent with itself and must not be rescued
         ladder.attempt("tight", matcher, near,
-                       lambda: matcher.match_at(corrected, near, (0.0, 0.0), limit))
+                       lambda: matcher.match_at(corrected, near, (0.0, 0.0), limit),
+                       min_matched=math.ceil(_TIGHT_KEEP * fit.n_matched))
     return ladder.outcome()
+
+
+_TIGHT_KEEP = 2.0 / 3.0
+"""The ``tight`` rung needs this fraction of the refused fit's pairs within the tolerance."""
 
 
 _MAX_SINGLE_REFERENCES = 4
@@ -341,10 +348,11 @@ class _Ladder:
         self.refused: tuple[FitResult, Matcher, QTable, float] | None = None
         self._refused_rms = math.inf
 
-    def attempt(self, rung: str, matcher: Matcher, ref_cat: QTable,
-                run: Any) -> MatchResult | None:
+    def attempt(self, rung: str, matcher: Matcher, ref_cat: QTable, run: Any,
+                min_matched: int = 0) -> MatchResult | None:
         """Match with ``run()`` and fit, unless a fit was already accepted; the match
-        (None when the matcher raised or cannot do it) is returned."""
+        (None when the matcher raised or cannot do it) is returned. A match with fewer
+        than ``min_matched`` pairs is refused before any fit."""
         if self.accepted is not None:
             return None
         record: dict[str, Any] = {"rung": rung, "matcher": matcher.name}
@@ -357,6 +365,11 @@ class _Ladder:
             return None
         record["n_matched"] = match.n_matched
         record["offset_arcsec"] = list(match.offset)
+        if match.n_matched < min_matched:
+            self._record(record, _fail(self.unit, self._meta(), (
+                f"only {match.n_matched} pairs within the tight tolerance, fewer than "
+                f"{min_matched}"), n_matched=match.n_matched))
+            return match
         outcome = _fit_match(self.unit, match, matcher, ref_cat, self.fitter, self.registry,
                              self.settings, self._meta())
         if outcome.status == Status.FAILED and "rejected_fit" in outcome.meta:

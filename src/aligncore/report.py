@@ -11,7 +11,7 @@ from aligncore.config import Config
 from aligncore.registry import Registry
 from aligncore.types import AlignResult
 
-__all__ = ["format_table", "run_report", "versions"]
+__all__ = ["format_table", "ladder_summary", "run_report", "versions"]
 
 _PACKAGES = ("aligncore", "numpy", "scipy", "astropy", "photutils", "gwcs", "pluggy", "pydantic")
 
@@ -43,6 +43,13 @@ def run_report(result: AlignResult, config: Config, registry: Registry | None = 
     if extra:
         report.update(extra)
     return report
+
+
+def ladder_summary(meta: Mapping[str, Any]) -> str:
+    """The retry ladder of one image (``meta["attempts"]``) in a few characters:
+    each rung tried, ``+`` for the accepted fit, ``-`` otherwise (``""`` if none)."""
+    return ", ".join(f"{a.get('rung', '?')}{'+' if a.get('outcome') == 'accepted' else '-'}"
+                     for a in meta.get("attempts", ()))
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -104,6 +111,8 @@ def format_table(result: AlignResult, errors: Sequence[Mapping[str, float]] | No
     for image in result.images:
         if image.reason:
             lines.append(f"{image.name}: {image.status.value}: {image.reason}")
+        elif len(image.meta.get("attempts", ())) > 1:
+            lines.append(f"{image.name}: aligned on a retry: {ladder_summary(image.meta)}")
     absolute = result.meta.get("absolute", {})
     if absolute.get("enabled") and result.absolute is None:
         lines.append(f"absolute alignment not applied: {absolute.get('reason')}")

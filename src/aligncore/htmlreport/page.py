@@ -38,6 +38,7 @@ from aligncore.formats.common import atomic_path
 from aligncore.htmlreport import svg as _svg
 from aligncore.htmlreport.figures import ImageFigures, image_figures, worst_first
 from aligncore.htmlreport.markup import Column, details, esc, key_value_table, page, sortable_table
+from aligncore.report import ladder_summary
 from aligncore.tangent import TangentPlane, footprint_world
 from aligncore.types import AlignImage, AlignResult, ImageResult, Status
 
@@ -62,6 +63,8 @@ TABLE_COLUMNS = (
            "allow; well above 1: a poor fit or underestimated centroid errors"),
     Column("precision [mas]", ".2f", "centroid-noise limit of the fitted shift"),
     Column("detect [s]", ".2f"),
+    Column("attempts", "", "the retry ladder: each rung tried, in order, with + for the fit "
+           "accepted and - for one refused or not made (report.json: meta.attempts)"),
 )
 """Columns of the per-image table, in order."""
 
@@ -215,6 +218,7 @@ def _row(index: int, image: ImageResult) -> list[Any]:
         float(fit.shift[0]) if fit else None, float(fit.shift[1]) if fit else None,
         fit.rotation if fit else None, (fit.scale - 1.0) * 1e6 if fit else None,
         rms, expected, ratio, bound, image.timings.get("detect"),
+        ladder_summary(image.meta),
     ]
 
 
