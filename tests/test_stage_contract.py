@@ -53,8 +53,16 @@ def test_match_result_has_typed_weak_and_significance():
     assert weak.weak is True and weak.significance == 2.0
 
 
+def test_match_result_alternatives_are_float_pairs():
+    assert aligncore.MatchResult([0], [1]).alternatives == ()
+    result = aligncore.MatchResult([0], [1], alternatives=[np.array([1, 2]), (0.5, -0.25)])
+    assert result.alternatives == ((1.0, 2.0), (0.5, -0.25))
+    assert all(type(v) is float for pair in result.alternatives for v in pair)
+
+
 def test_matcher_defaults_are_unbounded():
     matcher = Plain()
+    assert matcher.match_at(None, None, (0.0, 0.0)) is None  # the ladder skips those rungs
     assert matcher.search_reach() is None
     assert matcher.tolerance() is None
     assert matcher.match_slack() == 0.0
@@ -175,7 +183,8 @@ def test_one_table_of_stage_kinds():
 CORE_MODULES = ("relative", "absolute", "global_solver", "pipeline", "execution", "units",
                 "combined", "outputs", "preflight", "config", "registry", "stages", "tangent",
                 "overlap", "report", "catalogs", "refcat", "geometry")
-CORE_OWNED_META = {"matched_image_idx", "absolute", "format", "cache_key"}
+CORE_OWNED_META = {"matched_image_idx", "absolute", "format", "cache_key", "rejected_fit",
+                   "rejected_fit_result", "guard_limit"}
 """meta keys core writes and reads itself (unit, run and image meta; its cache files)."""
 PARAMS_METHODS = {"model_dump", "setdefault"}
 """``params`` is read only whole (a model's dump; a config section's dict)."""
@@ -249,9 +258,10 @@ def test_contract_methods_are_documented():
     contract = doc.split("## What core reads from a plugin")[1].split("\n## ")[0]
     for name in ("search_reach()", "match_slack()", "tolerance()", "geometry()", "clipping()",
                  "check(min_rows)", "accepts(wcs)", "`weak`", "`significance`",
-                 "identify(path)", "output_name(path)", "`ImageFormat`"):
+                 "identify(path)", "output_name(path)", "`ImageFormat`",
+                 "match_at(image_cat, ref_cat, offset, tolerance)", "`alternatives`"):
         assert name in contract, name
-    for method in ("search_reach", "tolerance", "match_slack"):
+    for method in ("search_reach", "tolerance", "match_slack", "match_at"):
         assert getattr(aligncore.Matcher, method).__doc__
     for method in ("geometry", "clipping"):
         assert getattr(aligncore.Fitter, method).__doc__
