@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 from astropy.table import QTable
+from scipy.spatial import cKDTree
 
 from aligncore.config import AlignSection
 from aligncore.errors import AlignError
@@ -46,6 +47,7 @@ from aligncore.units import (
 
 __all__ = [
     "RelativeSettings",
+    "confirmation",
     "correction_size",
     "expected_rms",
     "max_correction",
@@ -309,9 +311,11 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
                        lambda m=matcher, c=near: registry.run_stage(m, unit.catalog, c))
     blocks = [] if ladder.accepted is not None else reference.blocks_near(
         unit.footprint, search_margin(settings, primary, unit.footprint))
-    for block in blocks[:_MAX_SINGLE_REFERENCES] if len(blocks) > 1 else []:
+    for k, block in enumerate(blocks[:_MAX_SINGLE_REFERENCES] if len(blocks) > 1 else []):
+        others = _stack([b for j, b in enumerate(blocks) if j != k])
         ladder.attempt("single_reference", primary, block,
-                       lambda c=block: registry.run_stage(primary, unit.catalog, c))
+                       lambda c=block: registry.run_stage(primary, unit.catalog, c),
+                       check=others)
     if ladder.refused is not None:
         fit, matcher, near, limit = ladder.refused
         corrected = unit.catalog.copy(copy_data=False)
@@ -327,6 +331,45 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
 
 _TIGHT_KEEP = 2.0 / 3.0
 """The ``tight`` rung needs this fraction of the refused fit's pairs within the tolerance."""
+_CONFIRM_FRACTION = 0.25
+"""A ``single_reference`` fit must put this fraction of the others' sources on a source."""
+_CONFIRM_MIN = 5
+"""Fewest checking sources inside the corrected footprint for the check to be made."""
+_CONFIRM_PIXELS = 2.0
+"""The check's radius, pixels: chains that disagree by tens of mas still agree."""
+
+
+def _stack(tables: Sequence[QTable]) -> QTable | None:
+    """The rows of several reference tables (positions only); None for none."""
+    if not tables:
+        return None
+    return QTable({name: np.concatenate([np.asarray(t[name], float) for t in tables])
+                   for name in (COL_TP_X, COL_TP_Y)})
+
+
+def confirmation(unit: Unit, fit: FitResult, check: QTable | None) -> str:
+    """Why the sources of ``check`` do not confirm ``fit`` ('' when they do or cannot tell).
+
+    A fit found on one aligned neighbour alone (the ``single_reference`` rung)
+    must agree with the other neighbours' sources, which it was not fitted to: of
+    those inside the corrected footprint, at least `_CONFIRM_FRACTION` must
+    have a source of the unit within `_CONFIRM_PIXELS` pixels. A chance
+    solution puts almost none there; when fewer than `_CONFIRM_MIN` lie
+    inside, nothing can be told and the fit stands.
+    """
+    if check is None or len(check) == 0:
+        return ""
+    xy = _columns(check, np.arange(len(check)))
+    inside = xy[_inside_convex(xy, fit.apply(unit.footprint))]
+    if len(inside) < _CONFIRM_MIN:
+        return ""
+    radius = _CONFIRM_PIXELS * unit.pixel_scale
+    distance, _ = cKDTree(fit.apply(unit.xy)).query(inside, distance_upper_bound=radius)
+    found = int(np.count_nonzero(np.isfinite(distance)))
+    if found >= _CONFIRM_FRACTION * len(inside):
+        return ""
+    return (f"not confirmed by the other overlapping sources: {found} of the {len(inside)} "
+            f"inside the corrected footprint have a source within {radius:.2f}\"")
 
 
 _MAX_SINGLE_REFERENCES = 4
@@ -349,10 +392,11 @@ class _Ladder:
         self._refused_rms = math.inf
 
     def attempt(self, rung: str, matcher: Matcher, ref_cat: QTable, run: Any,
-                min_matched: int = 0) -> MatchResult | None:
+                min_matched: int = 0, check: QTable | None = None) -> MatchResult | None:
         """Match with ``run()`` and fit, unless a fit was already accepted; the match
         (None when the matcher raised or cannot do it) is returned. A match with fewer
-        than ``min_matched`` pairs is refused before any fit."""
+        than ``min_matched`` pairs is refused before any fit; a fit the guard accepts
+        must also be confirmed by the sources of ``check`` (`confirmation`)."""
         if self.accepted is not None:
             return None
         record: dict[str, Any] = {"rung": rung, "matcher": matcher.name}
@@ -372,6 +416,11 @@ class _Ladder:
             return match
         outcome = _fit_match(self.unit, match, matcher, ref_cat, self.fitter, self.registry,
                              self.settings, self._meta())
+        if outcome.status == Status.SUCCESS:
+            reason = confirmation(self.unit, outcome.fit, check)
+            if reason:
+                outcome.meta["rejected_fit_result"] = outcome.fit  # its RMS is recorded
+                outcome = _fail(self.unit, outcome.meta, reason, n_matched=outcome.n_matched)
         if outcome.status == Status.FAILED and "rejected_fit" in outcome.meta:
             rejected = outcome.meta["rejected_fit_result"]
             if rejected.rmse < self._refused_rms:
