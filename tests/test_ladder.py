@@ -264,3 +264,73 @@ def test_report_table_and_html_show_the_same_attempts(small_scene):
     summary = json.loads(json.dumps(result.summary(), default=str))
     entry = next(i for i in summary["images"] if i["name"] == retried.name)
     assert [a["rung"] for a in entry["meta"]["attempts"]] == ["match", "next_peak"]
+
+
+# --- the geometry the global solver chooses with fitgeometry: auto ---------------------------
+def grid_units(rng, n: int, scale_error: float):
+    """An n x n mosaic of 40" tiles with 15 % overlaps, ~150 stars per tile, each tile off by
+    a shift (0.05-0.5"), a roll (up to 0.03 deg) and a scale error (up to ``scale_error``)
+    about its centre; returns the units and each tile's true correction (a function)."""
+    size, step = 40.0, 34.0
+    span = step * (n - 1) + size
+    stars = rng.uniform(0.0, span, (int(150 * span**2 / size**2), 2))
+    units, truths = [], []
+    for k in range(n * n):
+        origin = np.array([step * (k % n), step * (k // n)])
+        footprint = box(*origin, size)
+        centre = origin + size / 2.0
+        lo, hi = footprint.min(axis=0), footprint.max(axis=0)
+        seen = stars[np.all((stars >= lo) & (stars <= hi), axis=1)]
+        shift = rng.uniform(0.05, 0.5) * np.array([np.cos(a := rng.uniform(0, 6.3)), np.sin(a)])
+        roll = np.radians(rng.uniform(-0.03, 0.03))
+        scale = 1.0 + rng.uniform(-scale_error, scale_error)
+        matrix = scale * np.array([[np.cos(roll), -np.sin(roll)], [np.sin(roll), np.cos(roll)]])
+        # observed = M^-1 (true - centre - shift) + centre: the correction maps it back
+        observed = (seen - centre - shift) @ np.linalg.inv(matrix).T + centre
+        observed += rng.normal(0.0, SIGMA, observed.shape)
+        units.append(unit(k, observed, footprint - shift, rng))
+        truths.append(lambda p, m=matrix, c=centre, t=shift: (p - c) @ m.T + c + t)
+    return units, truths
+
+
+def corner_errors(outcomes, units, truths):
+    """Each tile's corrected corners against the truth, mas, after removing the common
+    affine transform (the reference tile's own pointing error is shared by all)."""
+    got, want = [], []
+    for u, truth in zip(units, truths, strict=True):
+        corners = box(*(u.footprint.min(axis=0) + 2.0), 36.0)
+        got.append(outcomes[u.key].fit.apply(corners))
+        want.append(truth(corners))
+    got, want = np.concatenate(got), np.concatenate(want)
+    design = np.column_stack([got, np.ones(len(got))])
+    common, *_ = np.linalg.lstsq(design, want, rcond=None)
+    errors = design @ common - want
+    return np.hypot(errors[:, 0], errors[:, 1]) * 1000.0
+
+
+def test_auto_drops_a_scale_the_overlaps_cannot_measure():
+    """issue 16: no scale errors, narrow overlaps. auto holds back overlaps, finds that a free
+    scale predicts them no better than rshift, and solves in rshift; rshift predicts them
+    better than shift (the rolls are real)."""
+    rng = np.random.default_rng(11)
+    units, truths = grid_units(rng, 6, 0.0)
+    outcomes, info = run(units)
+    solved = info["global"]
+    assert solved["geometry"] == "rshift"
+    tests = solved["geometry_tests"]
+    held = tests["rshift"]["held_back_overlaps"]
+    assert held >= 12
+    assert tests["rshift"]["better_than_simpler"] > tests["rshift"]["needed"]
+    assert tests["rscale"]["better_than_simpler"] <= tests["rscale"]["needed"]
+    assert all(o.status in (Status.SUCCESS, Status.REFERENCE) for o in outcomes.values())
+    assert np.median(corner_errors(outcomes, units, truths)) < 5.0
+
+
+def test_auto_keeps_a_scale_the_overlaps_measure():
+    """Per-tile scale errors of up to 1e-3 (20 mas at a tile's edge): the held-back overlaps
+    are predicted better with rscale, which is kept."""
+    rng = np.random.default_rng(12)
+    units, truths = grid_units(rng, 6, 1e-3)
+    outcomes, info = run(units)
+    assert info["global"]["geometry"] == "rscale"
+    assert np.median(corner_errors(outcomes, units, truths)) < 10.0

@@ -338,7 +338,7 @@ _STRONG_OVERLAP = 8
 """Matches an overlap needs to count in `held_back_pairs` (a corner overlap often has few)."""
 _TRIAL_ITERATIONS = 4
 _TRIAL_TOL = 1e-5  # arcsec: the trials only need to rank the geometries
-_MIN_HELD = 4
+_MIN_HELD = 12
 """Fewest held-back overlaps for the held-back check; fewer: Akaike's criterion."""
 
 
@@ -376,10 +376,11 @@ def _choose_by_held_back(units: list[Unit], pairs: list[PairMatches], held: list
     A free scale (or rotation) that the overlaps cannot constrain predicts the
     overlaps it did not see worse than a simpler geometry: what matters in a
     mosaic is exactly the error between overlapping images. Starting from the
-    simplest geometry, the next richer one is taken only if it predicts most
-    held-back overlaps better (a sign test at two sigma: robust to the odd
-    overlap that one geometry gets badly wrong). The units are left with the
-    chosen geometry's solution.
+    simplest geometry, each richer one in turn replaces the one chosen so far
+    only if it predicts most held-back overlaps better (a sign test at two
+    sigma: robust to the odd overlap that one geometry gets badly wrong; a
+    scale can win over ``shift`` although a rotation alone did not). The units
+    are left with the chosen geometry's solution.
     """
     held_set = set(held)
     train = [pair for k, pair in enumerate(pairs) if k not in held_set]
@@ -401,11 +402,10 @@ def _choose_by_held_back(units: list[Unit], pairs: list[PairMatches], held: list
     for richer in reversed(AUTO_GEOMETRIES[:-1]):
         better = int(np.count_nonzero(scores[richer] < scores[chosen]))
         needed = 0.5 * len(held) + math.sqrt(len(held))  # two sigma above half
-        tests[richer]["better_than_simpler"] = better
+        tests[richer]["better_than_simpler"] = better  # than the one chosen so far
         tests[richer]["needed"] = needed
-        if better <= needed:
-            break
-        chosen = richer
+        if better > needed:
+            chosen = richer  # else the next richer one is compared with the same one
     _set_fits(units, solutions[chosen])
     return chosen, tests
 

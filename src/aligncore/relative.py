@@ -351,11 +351,14 @@ def confirmation(unit: Unit, fit: FitResult, check: QTable | None) -> str:
     """Why the sources of ``check`` do not confirm ``fit`` ('' when they do or cannot tell).
 
     A fit found on one aligned neighbour alone (the ``single_reference`` rung)
-    must agree with the other neighbours' sources, which it was not fitted to: of
+    should agree with the other neighbours' sources, which it was not fitted to: of
     those inside the corrected footprint, at least `_CONFIRM_FRACTION` must
     have a source of the unit within `_CONFIRM_PIXELS` pixels. A chance
     solution puts almost none there; when fewer than `_CONFIRM_MIN` lie
-    inside, nothing can be told and the fit stands.
+    inside, nothing can be told and the fit stands. During the sequential
+    pass the others may be the ones that are off (chains that the global
+    solver has yet to reconcile), so an unconfirmed fit is not thrown away:
+    the ladder takes it when no later rung gives a confirmed one.
     """
     if check is None or len(check) == 0:
         return ""
@@ -390,6 +393,8 @@ class _Ladder:
         # the refused fit with the smallest RMS: (fit, matcher, reference, guard limit)
         self.refused: tuple[FitResult, Matcher, QTable, float] | None = None
         self._refused_rms = math.inf
+        # the first fit the guard accepted but the other neighbours did not confirm
+        self.unconfirmed: tuple[UnitOutcome, dict[str, Any]] | None = None
 
     def attempt(self, rung: str, matcher: Matcher, ref_cat: QTable, run: Any,
                 min_matched: int = 0, check: QTable | None = None) -> MatchResult | None:
@@ -419,8 +424,14 @@ class _Ladder:
         if outcome.status == Status.SUCCESS:
             reason = confirmation(self.unit, outcome.fit, check)
             if reason:
-                outcome.meta["rejected_fit_result"] = outcome.fit  # its RMS is recorded
-                outcome = _fail(self.unit, outcome.meta, reason, n_matched=outcome.n_matched)
+                # the others may be the ones off (chains not yet refined): kept as a last
+                # resort, taken if no later rung gives a confirmed fit
+                record.update(outcome="unconfirmed: " + reason,
+                              rms_mas=outcome.fit.rmse * 1000.0)
+                self.attempts.append(record)
+                if self.unconfirmed is None:
+                    self.unconfirmed = (outcome, record)
+                return match
         if outcome.status == Status.FAILED and "rejected_fit" in outcome.meta:
             rejected = outcome.meta["rejected_fit_result"]
             if rejected.rmse < self._refused_rms:
@@ -446,7 +457,12 @@ class _Ladder:
             self.failure = outcome
 
     def outcome(self) -> UnitOutcome:
-        """The accepted outcome, else the first failure; both carry every attempt."""
+        """The accepted outcome, else the unconfirmed one, else the first failure; each
+        carries every attempt."""
+        if self.accepted is None and self.unconfirmed is not None:
+            self.accepted, record = self.unconfirmed
+            record["outcome"] = "accepted"
+            record["confirmed"] = False
         outcome = self.accepted or self.failure
         assert outcome is not None
         outcome.meta["attempts"] = self.attempts
