@@ -305,3 +305,16 @@ def test_one_stage_factory():
     assert isinstance(fitter, AffineFitter) and fitter.clipping() == (1, 3.0)
     built = Config().build_stage("matcher", registry, section="absolute.matcher")
     assert built.search_reach() == 6.0 and built.match_slack() == pytest.approx(1.7)
+
+
+def test_a_user_max_correction_is_the_guard_limit_and_sizes_the_reference():
+    """issue 16 item 4: ``align.max_correction`` set by the user is the guard's limit (not
+    the matcher's reach) and the reference shown to the matcher reaches that far."""
+    import dataclasses
+
+    settings = dataclasses.replace(DEFAULTS, max_correction=12.0)
+    matcher = Reaching()  # reach 4", tolerance 0.25"
+    assert max_correction(settings, matcher) == 12.0
+    assert search_margin(settings, matcher, FOOTPRINT) == pytest.approx(2 * 12.0 + 0.25)
+    small = dataclasses.replace(DEFAULTS, max_correction=1.0)
+    assert search_margin(small, matcher, FOOTPRINT) == pytest.approx(2 * 4.0 + 0.25)
