@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 _DENSE_COVARIANCE_LIMIT = 3000
+_RIDGE = 1e-12
+"""Ridge added to the normal matrix's diagonal, relative to its mean."""
 
 
 @dataclass
@@ -158,6 +160,12 @@ def _solve_once(units: Sequence[Unit], pairs: Sequence[PairMatches], free: dict[
     w = np.concatenate(wts)
     weighted = sp.diags(w) @ design
     normal = (design.T @ weighted).tocsc()
+    # a unit whose matches were all clipped has an empty block: a vanishing ridge term
+    # keeps it where it is instead of making the whole system singular
+    diagonal = normal.diagonal()
+    ridge = _RIDGE * (float(np.mean(diagonal)) if diagonal.size and np.any(diagonal > 0)
+                      else 1.0)
+    normal = (normal + sp.identity(n_unknowns, format="csc") * ridge).tocsc()
     solution = spsolve(normal, weighted.T @ b) if n_unknowns > 1 else (
         np.array([float((weighted.T @ b)[0] / normal[0, 0])]))
     solution = np.atleast_1d(solution)
