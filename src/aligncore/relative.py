@@ -395,6 +395,7 @@ class _Ladder:
         self._refused_rms = math.inf
         # the first fit the guard accepted but the other neighbours did not confirm
         self.unconfirmed: tuple[UnitOutcome, dict[str, Any]] | None = None
+        self.crashed = False  # a plugin raised an unexpected exception: the climb stops
 
     def attempt(self, rung: str, matcher: Matcher, ref_cat: QTable, run: Any,
                 min_matched: int = 0, check: QTable | None = None) -> MatchResult | None:
@@ -402,12 +403,14 @@ class _Ladder:
         (None when the matcher raised or cannot do it) is returned. A match with fewer
         than ``min_matched`` pairs is refused before any fit; a fit the guard accepts
         must also be confirmed by the sources of ``check`` (`confirmation`)."""
-        if self.accepted is not None:
+        if self.accepted is not None or self.crashed:
             return None
         record: dict[str, Any] = {"rung": rung, "matcher": matcher.name}
         try:
             match = run()
         except AlignError as exc:
+            # a plugin that crashed fails the image with its error: no rung hides it
+            self.crashed = isinstance(exc, PluginRunError)
             self._record(record, _fail(self.unit, self._meta(), str(exc), exc))
             return None
         if match is None:
