@@ -136,10 +136,11 @@ def test_tight_rung_does_not_rescue_the_chance_clump():
         [NoAlternatives(**config.matcher.params)], config.build_stage("fitter", registry),
         registry, config.build_stage("solver", registry))
     # nobody aligned on the first reference, so the other unit was tried as the reference
-    # (the same chance clump, seen from the other side): neither gets a fit
+    # (the same chance clump, seen from the other side): neither gets a fit, and the first
+    # reference's outcome stands
     assert info["references_refused"] == ["image:0"]
-    failed = outcomes["image:0"]
-    assert outcomes["image:1"].status == Status.REFERENCE
+    failed = outcomes["image:1"]
+    assert outcomes["image:0"].status == Status.REFERENCE
     assert failed.status == Status.FAILED and failed.fit is None
     assert [a["rung"] for a in failed.meta["attempts"]] == ["match", "tight"]
     tight = failed.meta["attempts"][1]

@@ -99,7 +99,9 @@ def test_each_match_sees_only_the_reference_near_its_image(serial):
     # shown the blocks within search_margin (32") of its 38" image: at most ~30 % of them
     assert len(seen) >= 31
     assert max(seen) < 0.35 * total
-    assert min(seen) > 50
+    # every image's first match sees its whole neighbourhood (a retry's single reference,
+    # one neighbour's sources, is smaller)
+    assert len([n for n in seen if n > 50]) >= 31
 
 
 def _catalog(xy, flux, pixel_scale=0.1):

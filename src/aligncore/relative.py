@@ -311,6 +311,7 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
                        lambda m=matcher, c=near: registry.run_stage(m, unit.catalog, c))
     blocks = [] if ladder.accepted is not None else reference.blocks_near(
         unit.footprint, search_margin(settings, primary, unit.footprint))
+    blocks = [b for b in blocks if len(b) >= settings.minobj]  # others cannot give minobj
     for k, block in enumerate(blocks[:_MAX_SINGLE_REFERENCES] if len(blocks) > 1 else []):
         others = _stack([b for j, b in enumerate(blocks) if j != k])
         ladder.attempt("single_reference", primary, block,
@@ -653,6 +654,7 @@ def _align_sequential_and_refine(units: list[Unit], settings: RelativeSettings,
         return info
     attempts = _sequential_pass(units, order, overlaps, settings, matchers, fitter, registry,
                                 solver)
+    first = (outcomes_of(units), attempts)
     for rank in range(1, _MAX_REFERENCES):
         if any(u.status == Status.SUCCESS for u in units):
             break
@@ -665,6 +667,10 @@ def _align_sequential_and_refine(units: list[Unit], settings: RelativeSettings,
         order = following
         attempts = _sequential_pass(units, order, overlaps, settings, matchers, fitter,
                                     registry, solver)
+    if not any(u.status == Status.SUCCESS for u in units) and "references_refused" in info:
+        # no reference gave anybody a fit: the first one's outcome stands
+        apply_outcomes(units, first[0])
+        attempts = first[1]
     info["order"] = [units[i].key for i in attempts]
     aligned = sum(u.status == Status.SUCCESS for u in units)
     if aligned >= 1:
