@@ -102,15 +102,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.execution.resume_dir = config.output.dir
         config.output.save_catalogs = True
     from aligncore.filelock import output_dir_lock
-    from aligncore.formats import open_image
+    from aligncore.formats import open_images
 
     opened: dict[Path, Any] = {}
     if not _inputs_ok(args.images, config, registry, outdir=config.output.dir, opened=opened):
         return EXIT_FAILED
     args.cleanups.enter_context(output_dir_lock(config.output.dir))
-    # the images the checks just opened (headers and WCS read once, not twice)
-    images = [opened.get(Path(path)) or open_image(path, registry=registry)
-              for path in args.images]
+    # the images the checks just opened (headers and WCS read once, not twice); every
+    # chip of a multi-chip file
+    images = [image for path in args.images
+              for image in opened.get(Path(path)) or open_images(path, registry=registry)]
     result = align(images, config, registry=registry,
                    progress=_progress(not args.quiet, images))
     write_outputs(result, images, config, registry=registry)
@@ -149,13 +150,13 @@ def _exit_code(result: Any, config: Any) -> int:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from aligncore.execution import detect_images
-    from aligncore.formats import open_image
+    from aligncore.formats import open_images
     from aligncore.outputs import write_catalogs
 
     config, registry = _load(args)
     if not _inputs_ok(args.images, None, registry):
         return EXIT_FAILED
-    images = [open_image(path, registry=registry) for path in args.images]
+    images = [image for path in args.images for image in open_images(path, registry=registry)]
     detector = config.build_stage("detector", registry)
     outcomes = detect_images(images, detector, config, registry,
                              _progress(not args.quiet, images))

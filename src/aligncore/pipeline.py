@@ -21,7 +21,7 @@ from aligncore.combined import merge_catalogs
 from aligncore.config import Config, load_config_and_registry
 from aligncore.errors import AlignError, InputError
 from aligncore.execution import detect_images, empty_catalog
-from aligncore.formats import open_image
+from aligncore.formats import open_images
 from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
 from aligncore.relative import RelativeSettings, relative_align
@@ -67,11 +67,14 @@ def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config,
                     registry: Registry) -> list[AlignImage]:
     opened = []
     for item in images:
-        image = item if isinstance(item, AlignImage) else open_image(item, registry=registry)
-        group = config.align.groups.get(image.name)
-        if group is not None:
-            image.group_id = group
-        opened.append(image)
+        for image in [item] if isinstance(item, AlignImage) else open_images(
+                item, registry=registry):
+            # a chip's group: its own name, else its file's (all chips of the file)
+            group = config.align.groups.get(image.name) or (
+                config.align.groups.get(image.path.name) if image.path is not None else None)
+            if group is not None:
+                image.group_id = group
+            opened.append(image)
     names = [image.name for image in opened]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -108,7 +111,8 @@ def align(
     Parameters
     ----------
     images : sequence of AlignImage or path
-        The images; paths are opened with `aligncore.open_image`.
+        The images; paths are opened with `aligncore.open_images` (every chip of a
+        multi-chip file).
     config : Config, path or None
         A validated config, a YAML file, or None for the default config.
     registry : Registry, optional
