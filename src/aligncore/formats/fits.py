@@ -587,9 +587,17 @@ def _to_cd_form(cards: fits.Header, wcs: WCS) -> None:
     previous = "CRPIX2"
     for i in (1, 2):
         for j in (1, 2):
-            cards.set(f"CD{i}_{j}", float(matrix[i - 1, j - 1]),
-                      "Coordinate transformation matrix element", after=previous)
-            previous = f"CD{i}_{j}"
+            card = _exact_card(f"CD{i}_{j}", float(matrix[i - 1, j - 1]),
+                               "Coordinate transformation matrix element")
+            cards.insert(previous, card, after=True)
+            previous = card.keyword
+
+
+def _exact_card(keyword: str, value: float, comment: str) -> fits.Card:
+    """A card holding ``value`` with every digit it needs to read back as the same double
+    (astropy would write 16 significant digits)."""
+    text = f"{keyword:<8}= {repr(value).upper():>20} / {comment}"
+    return fits.Card.fromstring(text[:fits.Card.length])
 
 
 def _orientat(wcs: WCS) -> float:
