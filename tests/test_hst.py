@@ -262,3 +262,10 @@ def test_chip_headers_binning_keeps_the_sky_geometry():
         sky_b = np.column_stack(wb.all_pix2world((x + 0.5) / 4 + 0.5, (y + 0.5) / 4 + 0.5, 1))
         np.testing.assert_allclose(sky_a, sky_b, rtol=0, atol=1e-11)
         assert (b["NAXIS1"], b["NAXIS2"]) == (1024, 512)
+
+
+def test_chip_catalogs_are_named_after_file_and_chip(tmp_path):
+    from aligncore.formats.catalog_files import catalog_path
+
+    assert catalog_path(tmp_path, "j8_flc.fits[SCI,2]", "ecsv") == tmp_path / "j8_flc_sci2_cat.ecsv"
+    assert catalog_path(tmp_path, "j8_flc.fits", "ecsv") == tmp_path / "j8_flc_cat.ecsv"

@@ -6,6 +6,7 @@ pixel columns; written atomically beside the images' outputs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +39,21 @@ _CATALOG_ALIASES = {COL_X: ("x", "xcentroid", "x_centroid"),
                     COL_Y: ("y", "ycentroid", "y_centroid")}
 
 
+_CHIP = re.compile(r"^(?P<file>.+)\[(?P<ext>[A-Za-z]+),(?P<ver>\d+)\]$")
+"""A chip's image name, ``FILE[SCI,2]`` (`aligncore.open_images`)."""
+
+
 def catalog_path(outdir: Path, image_name: str, fmt: str) -> Path:
-    """``<outdir>/<stem>_cat.<ext>`` for an image file name."""
-    stem = Path(image_name).name
+    """``<outdir>/<stem>_cat.<ext>`` for an image file name; ``<stem>_sci<k>_cat.<ext>`` for
+    chip ``k`` of a multi-chip file (image name ``FILE[SCI,k]``)."""
+    chip = _CHIP.match(Path(image_name).name)
+    stem = chip["file"] if chip else Path(image_name).name
     for suffix in (".fits.gz", ".fits", ".fit", ".asdf"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
+    if chip:
+        stem = f"{stem}_{chip['ext'].lower()}{chip['ver']}"
     return outdir / f"{stem}_cat{CATALOG_FORMATS[fmt][1]}"
 
 
