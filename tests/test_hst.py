@@ -269,3 +269,23 @@ def test_chip_catalogs_are_named_after_file_and_chip(tmp_path):
 
     assert catalog_path(tmp_path, "j8_flc.fits[SCI,2]", "ecsv") == tmp_path / "j8_flc_sci2_cat.ecsv"
     assert catalog_path(tmp_path, "j8_flc.fits", "ecsv") == tmp_path / "j8_flc_cat.ecsv"
+
+
+def test_chips_pickle_for_worker_processes_and_group_by_file_name(run):
+    import pickle
+
+    from aligncore.config import load_config
+    from aligncore.pipeline import _resolve_images
+    from aligncore.registry import default_registry
+
+    scene = run[0]
+    chip = aligncore.open_images(scene.paths[0])[1]
+    copy = pickle.loads(pickle.dumps(chip))
+    assert copy.wcs.cpdis2 is not None
+    # astropy pickles a WCS through its header text: equal to a micro-micro-arcsecond
+    np.testing.assert_allclose(_sky(copy.wcs), _sky(chip.wcs), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(copy.load_pixels()[1], chip.load_pixels()[1])
+    config = load_config(None, ['align.groups={"hst_000_flt.fits": "visit", '
+                                '"hst_001_flt.fits[SCI,2]": "odd"}'])
+    images = _resolve_images(scene.paths[:2], config, default_registry())
+    assert [i.group_id for i in images] == ["visit", "visit", "hst_001_flt.fits", "odd"]
