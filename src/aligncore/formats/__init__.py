@@ -129,7 +129,8 @@ def open_image(path: str | Path, *, group_id: str | None = None,
     ------
     InputError
         The file is missing, unreadable in its format, has no 2D image or no celestial
-        WCS, or no installed format claims it.
+        WCS, or no installed format claims it; a multi-chip file (HST ACS/WFC, WFC3/UVIS)
+        is refused rather than read in part: open it with `open_images`.
     """
     path = Path(path)
     if path.suffix.lower() != ".asdf" and path.is_dir():
