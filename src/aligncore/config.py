@@ -27,7 +27,6 @@ from pydantic import (
 )
 
 from aligncore.config_layers import (
-    BUILTIN_CONFIGS,
     Locator,
     builtin_label,
     merge_layers,

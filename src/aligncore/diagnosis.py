@@ -58,7 +58,7 @@ def offset_peak(image_xy: np.ndarray, ref_xy: np.ndarray, radius: float,
     if len(i) == 0:
         return None
     offsets = ref_xy[j] - image_xy[i]
-    nbins = max(int(math.ceil(2 * radius / bin_size)), 1)
+    nbins = max(math.ceil(2 * radius / bin_size), 1)
     edges = np.linspace(-radius, radius, nbins + 1)
     counts, _, _ = np.histogram2d(offsets[:, 0], offsets[:, 1], bins=[edges, edges])
     # sum 2x2 neighbourhoods so that a peak split over a bin edge is not halved
