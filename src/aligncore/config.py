@@ -920,6 +920,9 @@ def load_config_and_registry(
         _apply_override(data, keys, value)
         origins[tuple(keys)] = "--set"
 
+    if "source" in data:  # set by aligncore (the file read), not a section
+        data.pop("source")
+        problems.append(ConfigProblem("--set", None, "source", "unknown section 'source'"))
     problems += _merge_aliases(data, origins, locator)
     problems += _absolute_aliases(data, origins, locator)
     try:
