@@ -172,10 +172,12 @@ def _result(
     shift = sol.shift
     residuals = uv - (xy @ sol.matrix.T + shift)
     rmse, mae = _stats(residuals, w, mask)
+    kept = w[mask]
+    stat_weights = None if np.all(kept == kept[:1]) else kept  # equal weights: unweighted
     meta = {
         **meta,
-        "std": residual_statistic(residuals[mask], "std", w[mask]),
-        "mad": residual_statistic(residuals[mask], "mad", w[mask]),
+        "std": residual_statistic(residuals[mask], "std", stat_weights),
+        "mad": residual_statistic(residuals[mask], "mad", stat_weights),
         "sigma_residual": math.sqrt(sol.sigma2) if math.isfinite(sol.sigma2) else math.nan,
         "dof": sol.dof,
         "min_points": MIN_POINTS[geometry],
