@@ -20,8 +20,7 @@ from itertools import product
 import numpy as np
 import pytest
 
-from aligncore_affine import AffineFitter, combine_weights, fit_affine, iter_fit, \
-    residual_statistic
+from aligncore_affine import AffineFitter, combine_weights, fit_affine, iter_fit, residual_statistic
 
 LARGE = 1000  # tweakwcs' _LARGE_SAMPLE_SIZE
 BAD_FRACTION = 0.2  # tweakwcs' _BAD_DATA_FRACTION
