@@ -16,7 +16,8 @@ import numpy as np
 if TYPE_CHECKING:  # astropy.coordinates loads on first use (fast import)
     from astropy.coordinates import SkyCoord
 
-__all__ = ["ARCSEC_PER_RAD", "TangentPlane", "footprint_world", "pixel_scale", "pixel_to_world"]
+__all__ = ["ARCSEC_PER_RAD", "TangentPlane", "footprint_world", "pixel_scale", "pixel_to_world",
+           "world_to_pixel"]
 
 ARCSEC_PER_RAD = 180.0 / np.pi * 3600.0
 
@@ -81,6 +82,18 @@ def pixel_to_world(wcs: Any, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     else:
         ra, dec = wcs.pixel_to_world_values(x, y)
     return np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)
+
+
+def world_to_pixel(wcs: Any, ra: Any, dec: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(ra, dec) degrees -> 0-based pixels through the full WCS (the inverse of
+    `pixel_to_world`; `astropy.wcs.WCS` or any APE 14 WCS such as `gwcs.WCS`)."""
+    ra = np.asarray(ra, dtype=float)
+    dec = np.asarray(dec, dtype=float)
+    if hasattr(wcs, "all_world2pix"):
+        x, y = wcs.all_world2pix(ra, dec, 0)
+    else:
+        x, y = wcs.world_to_pixel_values(ra, dec)
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
 
 def footprint_world(wcs: Any, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
