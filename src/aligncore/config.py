@@ -157,6 +157,15 @@ class AlignSection(_Section):
         "unweighted fits.")
     tangent_point: tuple[float, float] | None = Field(
         None, description="RA, Dec (deg) of the shared tangent plane; default: footprint centre.")
+    fit_frame: Literal["sky", "reference_pixels"] = Field(
+        "sky", description="Where matches are fitted: sky = the shared tangent plane "
+        "(arcsec, North up); reference_pixels = the pixel frame of the first image (its "
+        "linear WCS, scaled to arcsec), as tweakwcs fits: with a skewed or anisotropic CD "
+        "matrix a rscale/rshift fit differs between the two.")
+    overlap: Literal["footprint", "catalog_hull"] = Field(
+        "footprint", description="How images are judged to overlap (alignment order and "
+        "which pairs the global solver uses): footprint = their WCS footprints; "
+        "catalog_hull = the convex hulls of their sources, as tweakwcs.")
 
     _positive_correction = field_validator("max_correction")(_positive_or_auto)
 
