@@ -757,12 +757,14 @@ _STAGE_SECTIONS = {tuple(section.split(".")) for kind in STAGE_TABLE.values()
 
 
 def _read_layers(path: Path, seen: tuple[Path, ...], problems: list[ConfigProblem],
+                 origins: Mapping[tuple[str, ...], str],
                  ) -> tuple[dict[str, Any], _Locator, list[str]]:
     """A config file merged over its base chain (see `aligncore.config_layers`).
 
     Returns the merged sections, their locator, and the chain of files read (base
-    first). Problems of the files are appended to ``problems``; a file that cannot
-    be read, a bad ``extends`` or a cycle raises ConfigError at once.
+    first). Problems of the files are appended to ``problems`` (a setting given
+    under two names is none when ``origins``, the ``--set`` keys, overrides it); a
+    file that cannot be read, a bad ``extends`` or a cycle raises ConfigError at once.
     """
     raw, node = _read_yaml(path)
     locator = _Locator(str(path), node)
@@ -779,8 +781,8 @@ def _read_layers(path: Path, seen: tuple[Path, ...], problems: list[ConfigProble
     except ValueError as exc:
         raise ConfigError([ConfigProblem(str(path), locator.line(("extends",)), "extends",
                                          str(exc))]) from None
-    problems += _merge_aliases(data, {}, locator)
-    problems += _absolute_aliases(data, {}, locator)
+    problems += _merge_aliases(data, origins, locator)
+    problems += _absolute_aliases(data, origins, locator)
     _canonical_names(data, locator)
     if seen:
         _paths_from(data, path.parent)
@@ -794,7 +796,7 @@ def _read_layers(path: Path, seen: tuple[Path, ...], problems: list[ConfigProble
         cycle = " -> ".join(builtin_label(str(p)) for p in (*visited, base.resolve()))
         raise ConfigError([ConfigProblem(str(path), locator.line(("extends",)), "extends",
                                          f"the configs extend each other in a cycle: {cycle}")])
-    base_data, base_locator, base_chain = _read_layers(base, visited, problems)
+    base_data, base_locator, base_chain = _read_layers(base, visited, problems, origins)
     merged = merge_layers(base_data, data, base_locator, _STAGE_SECTIONS)
     return merged, locator.layered_on(base_locator), [*base_chain, *chain]
 
@@ -920,14 +922,12 @@ def load_config_and_registry(
         With every problem found (file:line, key, message).
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    parsed = [parse_override(text) for text in overrides]
+    origins: dict[tuple[str, ...], str] = {tuple(keys): "--set" for keys, _ in parsed}
     problems: list[ConfigProblem] = []
-    data, locator, chain = _read_layers(path, (), problems)
-
-    origins: dict[tuple[str, ...], str] = {}
-    for text in overrides:
-        keys, value = parse_override(text)
+    data, locator, chain = _read_layers(path, (), problems, origins)
+    for keys, value in parsed:
         _apply_override(data, keys, value)
-        origins[tuple(keys)] = "--set"
 
     if "source" in data:  # set by aligncore (the file read), not a section
         data.pop("source")

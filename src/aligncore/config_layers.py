@@ -25,11 +25,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["BUILTIN_CONFIGS", "DATA_DIR", "NO_BASE", "Locator", "builtin_label", "merge_layers",
+__all__ = ["BUILTIN_CONFIGS", "NO_BASE", "Locator", "builtin_label", "merge_layers",
            "resolve_extends"]
-
-DATA_DIR = Path(__file__).parent / "data"
-"""Where the built-in configs are shipped (package data)."""
 
 BUILTIN_CONFIGS: dict[str, Path] = {
     "default": Path(__file__).parent / "data" / "default.yaml",
