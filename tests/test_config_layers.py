@@ -225,3 +225,17 @@ def test_issue16_seed_config_failure_names_the_search_radius(offset_scene, tmp_p
                                    "catalogs line up at an offset of (")
         assert "beyond the matcher's search reach of 1.00\"; raise the search radius to at " \
                "least" in r.reason
+
+
+def test_an_image_off_the_mosaic_fails_naming_no_overlap():
+    scene = aligncore.simulate("dither", n_images=3, seed=4)
+    images = scene.images
+    wcs = images[2].wcs
+    wcs.wcs.crval = wcs.wcs.crval + [0.3, 0.0]  # 0.3 deg away from the other two
+    wcs.wcs.set()
+    result = aligncore.align(images)
+    (failed,) = [r for r in result if r.status == Status.FAILED]
+    assert failed.reason.startswith(
+        "only 0 matched sources (minobj=5): no overlap: no reference source lies near the "
+        "image's footprint; check its WCS, or align it together with an image that overlaps "
+        "both; ")
