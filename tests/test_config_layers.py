@@ -105,6 +105,13 @@ def test_extends_cycle_and_bad_names_name_file_line_and_valid_values(tmp_path):
         "relative to this one")
 
 
+def test_extends_cannot_be_set_on_the_command_line():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["extends=jwst"])
+    assert str(err.value.problems[0]) == ("--set: extends: the base of a config cannot be set "
+                                          "with --set; write `extends:` in the config file")
+
+
 def test_problems_in_a_base_name_the_base_file_and_line(tmp_path):
     (tmp_path / "base.yaml").write_text("matcher:\n  params:\n    tolerance: -1\n")
     (tmp_path / "top.yaml").write_text("extends: base.yaml\nalign: {minobj: 0}\n")

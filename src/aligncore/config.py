@@ -929,6 +929,10 @@ def load_config_and_registry(
     for keys, value in parsed:
         _apply_override(data, keys, value)
 
+    if ("extends",) in origins:  # the base is chosen before any override applies
+        data.pop("extends", None)
+        problems.append(ConfigProblem("--set", None, "extends", "the base of a config cannot "
+                                      "be set with --set; write `extends:` in the config file"))
     if "source" in data:  # set by aligncore (the file read), not a section
         data.pop("source")
         problems.append(ConfigProblem("--set", None, "source", "unknown section 'source'"))
