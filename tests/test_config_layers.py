@@ -184,6 +184,15 @@ def test_explains_an_offset_beyond_the_search_radius():
             "matcher.params.xoffset/yoffset") in text
 
 
+def test_explains_the_search_radius_in_a_crowded_field():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.0, 60.0, (8000, 2))
+    ref = np.vstack([image + [12.0, 5.0], rng.uniform(-30.0, 90.0, (8000, 2))])
+    text = explain_few_matches(image, ref, SQUARE, 0, 5, 10.0, 0.3)
+    assert text.startswith("search radius: the catalogs line up at an offset of (12.")
+    assert "beyond the matcher's search reach of 10.00\"" in text
+
+
 def test_explains_too_few_sources():
     image = _grid(9)
     text = explain_few_matches(image, image + 0.1, SQUARE, 3, 15, 1.0, 0.3)

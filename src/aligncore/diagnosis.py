@@ -26,6 +26,8 @@ __all__ = ["diagnosis_margin", "explain_few_matches", "offset_peak"]
 
 _MIN_PEAK = 5
 """Fewest pairs at one offset for it to count as the catalogs lining up."""
+_MAX_PAIRS = 2_000_000
+"""About the most pairs the offset histogram forms (crowded fields are subsampled)."""
 _MIN_SIGNIFICANCE = 5.0
 """Poisson significance (sigma) a peak needs above the mean of the offset histogram."""
 
@@ -52,6 +54,11 @@ def offset_peak(image_xy: np.ndarray, ref_xy: np.ndarray, radius: float,
     """
     if len(image_xy) == 0 or len(ref_xy) == 0:
         return None
+    # a crowded field: every k-th image source, so that ~_MAX_PAIRS pairs are formed
+    area = max(float(np.prod(np.ptp(ref_xy, axis=0))), math.pi * radius ** 2)
+    expected = len(image_xy) * len(ref_xy) * math.pi * radius ** 2 / area
+    step = max(math.ceil(expected / _MAX_PAIRS), 1)
+    image_xy = image_xy[::step]
     pairs = cKDTree(image_xy).query_ball_tree(cKDTree(ref_xy), r=radius)
     i = np.repeat(np.arange(len(pairs)), [len(p) for p in pairs])
     j = np.fromiter((k for p in pairs for k in p), dtype=int, count=len(i))
@@ -73,7 +80,11 @@ def offset_peak(image_xy: np.ndarray, ref_xy: np.ndarray, radius: float,
     lo_y, hi_y = edges[m], edges[m + span]
     inside = ((offsets[:, 0] >= lo_x) & (offsets[:, 0] <= hi_x)
               & (offsets[:, 1] >= lo_y) & (offsets[:, 1] <= hi_y))
-    return np.mean(offsets[inside], axis=0), peak, significance
+    centre = np.mean(offsets[inside], axis=0)
+    for _ in range(2):  # re-centre on the pairs within one bin of the estimate
+        near = np.hypot(*(offsets - centre).T) <= bin_size
+        centre = np.mean(offsets[near], axis=0)
+    return centre, peak, significance
 
 
 def diagnosis_margin(reach: float | None) -> float:
