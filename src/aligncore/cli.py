@@ -213,6 +213,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     config, registry = _load(args)
     print(f"{args.config}: OK")
+    if args.show:
+        from aligncore.config import describe_config
+
+        print("\n".join(describe_config(config, registry)))
+        return EXIT_OK
     for kind in STAGE_TABLE.values():
         for section in kind.sections:
             if section.startswith("absolute.") and not config.absolute.enabled:
@@ -412,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a config file")
     _add_config_args(validate)
+    validate.add_argument("--show", action="store_true",
+                          help="print the resolved config (the file over its base, "
+                          "see `extends`), each value with where it came from")
     validate.set_defaults(func=_cmd_validate)
 
     plugins = sub.add_parser("plugins", help="list installed stage plugins")

@@ -26,7 +26,7 @@ from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
 from aligncore.relative import RelativeSettings, relative_align
 from aligncore.stages import Corrector, Stage
-from aligncore.tangent import TangentPlane
+from aligncore.tangent import TangentPlane, reference_pixel_frame
 from aligncore.types import (
     COL_X,
     COL_Y,
@@ -167,7 +167,9 @@ def align(
         plane = TangentPlane(*config.align.tangent_point)
     else:
         plane = union_tangent_plane(images)
-    units = build_units(images, catalogs, plane)
+    if config.align.fit_frame == "reference_pixels" and images:
+        plane = reference_pixel_frame(images[0].wcs, images[0].shape, plane)
+    units = build_units(images, catalogs, plane, config.align.overlap)
     detection = {}
     for unit in units:
         errors = [f"{images[i].name}: {outcomes[i].error}" if len(unit.members) > 1
