@@ -249,11 +249,15 @@ class SourceDetector(Detector):
         ny, nx = data.shape
         padded = np.zeros((ny + 2 * pad, nx + 2 * pad), dtype=data.dtype)
         step = max(8, (1 << 16) // max(nx, 1))
+        # a block of rows at a time into a contiguous scratch, then copied into place:
+        # numpy's loops are ~3x slower on 2D slices
+        scratch = np.empty((min(step, ny), nx), dtype=data.dtype)
         with np.errstate(invalid="ignore"):
             for y0 in range(0, ny, step):
                 y1 = min(ny, y0 + step)
-                out = padded[pad + y0 : pad + y1, pad : pad + nx]
+                out = scratch[: y1 - y0]
                 np.subtract(data[y0:y1], background.rows(y0, y1), out=out, casting="unsafe")
+                padded[pad + y0 : pad + y1, pad : pad + nx] = out
                 if p.peakmax is not None:
                     above = (out > p.peakmax) & ~bad[y0:y1]
                     if above.any():
