@@ -6,6 +6,7 @@ Start-up (best of ``--repeat`` fresh processes each)::
     aligncore --version             target <= 3x the anchor
     aligncore --help                target <= 3x the anchor
     python -c "import aligncore"    for reference
+    aligncore run (2 x 256^2)       a run with little work: its start-up overhead
 
 Whole process, on simulated FITS images written once (``aligncore.simulate``, untimed):
 ``aligncore run configs/default.yaml IMAGES -o OUT`` against
@@ -114,6 +115,7 @@ def startup(repeat: int) -> dict[str, float]:
         'python -c "import aligncore"': [sys.executable, "-c", "import aligncore"],
     }
     times = {name: best_time(cmd, repeat) for name, cmd in commands.items()}
+    times["aligncore run, 2 x 256^2"] = small_run(repeat)
     anchor = times['python -c "import numpy"']
     print(f"\nstart-up, best of {repeat} fresh processes")
     print(f"{'command':32s} {'seconds':>8s} {'x numpy':>8s}")
@@ -124,6 +126,24 @@ def startup(repeat: int) -> dict[str, float]:
         print(f"{name}: {ratio:.2f}x import numpy (target <= {STARTUP_TARGET:g}x): "
               f"{'PASS' if ratio <= STARTUP_TARGET else 'FAIL'}")
     return times
+
+
+def small_run(repeat: int) -> float:
+    """Best time of ``aligncore run`` on two simulated 256^2 images: little work, so
+    mostly the start-up of a run (imports, registry, config, preflight, outputs)."""
+    import aligncore
+
+    with tempfile.TemporaryDirectory(prefix="bench-cli-small-") as tmp:
+        scene = aligncore.simulate("dither", n_images=2, seed=1, shape=(256, 256),
+                                   n_stars=60, outdir=Path(tmp) / "in")
+        out = Path(tmp) / "out"
+        command = [*_aligncore_command(), "run", str(CONFIG), *map(str, scene.paths),
+                   "-o", str(out)]
+        best = float("inf")
+        for _ in range(repeat):
+            shutil.rmtree(out, ignore_errors=True)
+            best = min(best, timed_run(command)[0])
+    return best
 
 
 def _aligncore_work(outdir: Path) -> dict[str, float]:
