@@ -275,7 +275,7 @@ class _SortedView:
 
     def __init__(self, samples: np.ndarray) -> None:
         self.values = np.sort(samples, axis=1)  # NaNs go last
-        self.nvalid = np.count_nonzero(~np.isnan(self.values), axis=1).astype(np.intp)
+        self.nvalid = self.values.shape[1] - _count_true(np.isnan(self.values))
         self.sums = _RangeSums(self.values, self.nvalid)
         self.search = _SortedRows(self.values)
 
@@ -422,9 +422,9 @@ def _tail(values: np.ndarray, first: np.ndarray, count: np.ndarray,
         index = np.minimum(first[:, None] + cols, ncols - 1) + (np.arange(nrows) * ncols)[:, None]
         tail = values.reshape(-1).take(index)
     outside = cols >= count[:, None]
-    tail[outside] = pad
+    np.putmask(tail, outside, pad)
     part = tail.astype(np.float64)
-    part[outside] = 0.0
+    np.putmask(part, outside, 0.0)
     sums = np.zeros((nrows, width + 1, 2))
     np.cumsum(part, axis=1, out=sums[:, 1:, 0])
     np.cumsum(np.square(part, out=part), axis=1, out=sums[:, 1:, 1])
