@@ -304,7 +304,11 @@ def find_fast(
     if pad < need:  # a peak footprint wider than the kernel: more margin
         padded, pad = np.pad(padded, need - pad), need
     cpad = pad  # the convolved image has the same margin
-    conv = np.zeros(padded.shape, dtype=padded.dtype)
+    conv = np.empty(padded.shape, dtype=padded.dtype)  # the inside is written next
+    conv[:pad] = 0.0
+    conv[conv.shape[0] - pad :] = 0.0
+    conv[:, :pad] = 0.0
+    conv[:, conv.shape[1] - pad :] = 0.0
     threshold_eff = threshold * kernel.rel_err
     flat = _convolve_and_candidates(padded, pad, (ny, nx), kernel, conv, threshold_eff)
     if mask is not None and flat.size:
