@@ -359,10 +359,13 @@ class _BandView:
         width = -(-int(n_sel.max(initial=0)) // 8) * 8  # a multiple of 8: `_count_true`
         values = np.full((nrows, width), np.nan, dtype=dtype)
         if width:
-            kept = np.concatenate(chosen)[np.repeat(ok, counts)]
-            starts = np.cumsum(n_sel) - n_sel
-            dest = np.arange(kept.size) + np.repeat(np.arange(nrows) * width - starts, n_sel)
-            values.reshape(-1)[dest] = kept
+            flat = values.reshape(-1)
+            for i, part in zip(range(0, nrows, step), chosen, strict=True):
+                # this block's copied values, row after row: each kept row's to its row
+                n = n_sel[i : i + step]
+                kept = part[np.repeat(ok[i : i + step], counts[i : i + step])]
+                start = np.arange(i, i + len(n)) * width - (np.cumsum(n) - n)
+                flat[np.arange(kept.size) + np.repeat(start, n)] = kept
             values.sort(axis=1)  # NaN padding goes last
         with np.errstate(invalid="ignore"):
             n_low = _count_true(values < core_lo[:, None])
