@@ -12,17 +12,10 @@ and (re-exported from `aligncore.geometry`) the tables :data:`MIN_POINTS` and
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 import aligncore
-from aligncore.geometry import AUTO_GEOMETRIES, GEOMETRIES, MIN_POINTS, N_PARAMS
-from aligncore_affine.fitter import AffineFitter
-from aligncore_affine.fitting import (
-    CLIP_STATISTICS,
-    combine_weights,
-    fit_affine,
-    iter_fit,
-    residual_statistic,
-    select_fit,
-)
 
 __version__ = aligncore.__version__
 
@@ -41,8 +34,31 @@ __all__ = [
     "select_fit",
 ]
 
+_EXPORTS = {
+    "AUTO_GEOMETRIES": "aligncore.geometry",
+    "GEOMETRIES": "aligncore.geometry",
+    "MIN_POINTS": "aligncore.geometry",
+    "N_PARAMS": "aligncore.geometry",
+    "AffineFitter": "aligncore_affine.fitter",
+    "CLIP_STATISTICS": "aligncore_affine.fitting",
+    "residual_statistic": "aligncore_affine.fitting",
+    "combine_weights": "aligncore_affine.fitting",
+    "fit_affine": "aligncore_affine.fitting",
+    "iter_fit": "aligncore_affine.fitting",
+    "select_fit": "aligncore_affine.fitting",
+}
+
 
 @aligncore.hookimpl
-def aligncore_add_fitters() -> list[type[aligncore.Fitter]]:
-    """Register the ``affine`` fitter."""
-    return [AffineFitter]
+def aligncore_add_fitters() -> list[str]:
+    """Register the ``affine`` fitter (imported when one is built)."""
+    return ["affine = aligncore_affine.fitter:AffineFitter"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first use: building a registry imports none of
+    this package's modules (its hook returns where the classes are)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)

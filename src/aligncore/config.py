@@ -995,6 +995,8 @@ def _refcat_shortcuts(config: Config, registry: Registry) -> None:
     section = config.absolute
     shortcuts = {"catalog": section.gaia_catalog, "cache": section.refcat_cache,
                  "cache_dir": section.refcat_cache_dir}
+    if all(value is None for value in shortcuts.values()):
+        return  # nothing to apply: the plugin's module is not imported for nothing
     try:
         fields = registry.get("refcatalog", section.refcat.plugin).Params.model_fields
     except LookupError:  # absolute alignment off and its plugin not installed: nothing to do

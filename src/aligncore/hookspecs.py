@@ -48,7 +48,13 @@ def aligncore_add_detectors() -> list[type[Detector]]:
     Called once when the plugin registry is built. A name registered twice
     (by any two plugins) is an error that names both distributions; so is
     anything but a list of stage classes with a ``name`` (the same holds for
-    every ``aligncore_add_*`` hook).
+    every ``aligncore_add_*`` stage hook).
+
+    An entry may also be a string ``"NAME = package.module:Class"``: the module is
+    imported only when a stage of that name is built, or its class, parameters or
+    summary are asked for (``aligncore plugins``, ``aligncore params``), so that
+    building a registry does not import every plugin's dependencies. The class is
+    then checked (subclass of the stage kind, ``name`` equal to ``NAME``).
     """
 
 
