@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aligncore.catalogs import CatalogServiceError
     from aligncore.config import Config, ConfigError, load_config
+    from aligncore.distortion import DistortionCorrection
     from aligncore.errors import (
         AlignError,
         FitError,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from aligncore.stages import (
         Corrector,
         Detector,
+        DistortionRefiner,
         Fitter,
         ImageFormat,
         Matcher,
@@ -88,6 +90,8 @@ if TYPE_CHECKING:
         META_WARNINGS,
         AlignImage,
         AlignResult,
+        DistortionResult,
+        DistortionSettings,
         FitResult,
         ImageResult,
         MatchResult,
@@ -139,6 +143,10 @@ _LAZY = {
     "ConfigError": "aligncore.config",
     "Corrector": "aligncore.stages",
     "Detector": "aligncore.stages",
+    "DistortionCorrection": "aligncore.distortion",
+    "DistortionRefiner": "aligncore.stages",
+    "DistortionResult": "aligncore.types",
+    "DistortionSettings": "aligncore.types",
     "DuplicatePluginError": "aligncore.registry",
     "FitError": "aligncore.errors",
     "FitResult": "aligncore.types",
@@ -243,6 +251,10 @@ __all__ = [
     "ConfigError",
     "Corrector",
     "Detector",
+    "DistortionCorrection",
+    "DistortionRefiner",
+    "DistortionResult",
+    "DistortionSettings",
     "DuplicatePluginError",
     "FitError",
     "FitResult",

@@ -35,7 +35,28 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DistortionCorrection", "polynomial_terms"]
+__all__ = ["DistortionCorrection", "detector_key", "polynomial_terms"]
+
+
+def detector_key(image: Any) -> str:
+    """The detector an image was taken with: ``INSTRUME/DETECTOR`` (or a chip key).
+
+    Read from ``image.meta``: ``detector_key`` if set, else ``instrument`` and
+    ``detector``; an image that says neither is keyed by its shape
+    (``unknown/NYxNX``), so that images of one size share one correction.
+
+    Parameters
+    ----------
+    image : AlignImage
+        An opened image.
+    """
+    meta = image.meta
+    if meta.get("detector_key"):
+        return str(meta["detector_key"])
+    instrument, detector = meta.get("instrument"), meta.get("detector")
+    if instrument or detector:
+        return f"{str(instrument or 'unknown').upper()}/{str(detector or 'unknown').upper()}"
+    return f"unknown/{image.shape[0]}x{image.shape[1]}"
 
 
 def polynomial_terms(degree: int) -> tuple[tuple[int, int], ...]:

@@ -149,6 +149,7 @@ def align(
     matchers += [config.build_stage("matcher", registry, name) for name in config.align.fallback]
     fitter = config.build_stage("fitter", registry)
     solver = config.build_stage("solver", registry)
+    refiner = config.build_stage("distortion", registry)
     timings["setup"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
@@ -207,8 +208,18 @@ def align(
                           stacklevel=2)
         timings["absolute"] = time.perf_counter() - t0
 
+    corrections: dict[str, Any] = {}
+    distortion_report: dict[str, Any] = {}
+    if refiner.name != "none":
+        t0 = time.perf_counter()
+        corrections, distortion_report = _refine_distortion(
+            refiner, units, images, plane, config, registry, fitter,
+            reference_catalog if absolute_fit is not None else None)
+        timings["distortion"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
-    results = _correct_all(images, units, catalogs, detect_seconds, plane, config, registry)
+    results = _correct_all(images, units, catalogs, detect_seconds, plane, config, registry,
+                           corrections)
     timings["correct"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
 
@@ -221,10 +232,40 @@ def align(
         combined_catalog=combined,
         reference_catalog=reference_catalog,
         meta={"relative": relative_info, "absolute": absolute_info,
-              "tangent_plane": plane.summary()},
+              "tangent_plane": plane.summary(),
+              **({"distortion": distortion_report} if distortion_report else {})},
     )
     registry.hook.aligncore_run_finished(result=result, config=config)
     return result
+
+
+def _refine_distortion(refiner: Stage, units: list[Unit], images: Sequence[AlignImage],
+                       plane: TangentPlane, config: Config, registry: Registry, fitter: Stage,
+                       reference_catalog: QTable | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the distortion refiner; apply its outcomes and corrected positions to the units.
+
+    Returns the corrections to write (by detector key) and the report entries. A refiner
+    that fails leaves the alignment as it was (with a warning and the reason reported).
+    """
+    from aligncore.distortion_stage import distortion_settings, with_positions
+
+    settings = distortion_settings(fitter, config.align.use_weights, plane, reference_catalog)
+    try:
+        refined = registry.run_stage(refiner, units, images, settings)
+    except AlignError as exc:
+        warnings.warn(f"distortion refinement failed: {exc}", stacklevel=3)
+        return {}, {"all": {"correction": None, "applied": False, "degree": 0,
+                            "reason": f"failed: {exc}"}}
+    if refined.corrections:
+        apply_outcomes(units, refined.outcomes)
+        for unit in units:
+            if unit.key in refined.positions:
+                unit.catalog = with_positions(unit.catalog, refined.positions[unit.key])
+    else:
+        reasons = "; ".join(f"{key}: {entry.get('reason')}"
+                            for key, entry in refined.report.items())
+        warnings.warn(f"distortion refinement not applied: {reasons}", stacklevel=3)
+    return dict(refined.corrections), dict(refined.report)
 
 
 def _combined_catalog(units: Sequence[Unit], plane: TangentPlane) -> QTable | None:
@@ -246,9 +287,22 @@ def _failed_catalog(error: str) -> QTable:
     return catalog
 
 
+def _with_distortion(image: AlignImage, corrections: dict[str, Any]) -> Any:
+    """The image's nominal WCS with its detector's distortion correction, if any."""
+    if not corrections:
+        return image.wcs
+    from aligncore.distortion import detector_key
+    from aligncore.distortion_stage import apply_correction
+
+    correction = corrections.get(detector_key(image))
+    return image.wcs if correction is None else apply_correction(image.wcs, correction,
+                                                                 image.shape)
+
+
 def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
                  catalogs: Sequence[QTable], detect_seconds: Sequence[float],
-                 plane: TangentPlane, config: Config, registry: Registry) -> list[ImageResult]:
+                 plane: TangentPlane, config: Config, registry: Registry,
+                 corrections: dict[str, Any] | None = None) -> list[ImageResult]:
     by_image: dict[int, Unit] = {i: unit for unit in units for i in unit.members}
     results = []
     for index, image in enumerate(images):
@@ -262,8 +316,9 @@ def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
         if fit is not None:
             t0 = time.perf_counter()
             try:
+                nominal = _with_distortion(image, corrections or {})
                 corrector = _pick_corrector(image, config, registry)
-                wcs = registry.run_stage(corrector, image.wcs, fit, plane)
+                wcs = registry.run_stage(corrector, nominal, fit, plane)
             except AlignError as exc:
                 status, reason = Status.FAILED, f"WCS correction failed: {exc}"
                 fit, wcs = None, image.wcs

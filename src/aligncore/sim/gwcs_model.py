@@ -58,7 +58,7 @@ _SKEW = 0.08  # deg
 _X_TERMS = {(2, 0): 0.6, (1, 1): -3.5, (0, 2): -0.6, (3, 0): 0.3, (1, 2): 0.4}
 _Y_TERMS = {(2, 0): 1.6, (1, 1): 1.2, (0, 2): -2.2, (2, 1): 0.35, (0, 3): -0.25}
 _JITTER = 0.2  # relative random jitter of the distortion terms
-_INVERSE_MARGIN = 1.1  # the inverse is fitted over the image plus 10 %
+INVERSE_MARGIN = 1.1  # the inverse is fitted over the image plus 10 %
 
 
 def is_spec(spec: Mapping[str, Any]) -> bool:
@@ -107,11 +107,11 @@ def make_distortion(
         v2[f"c{i}_{j}"] = -c * ix - s * iy
         v3[f"c{i}_{j}"] = -s * ix + c * iy
     spec: dict[str, Any] = {"xref": (nx - 1) / 2.0, "yref": (ny - 1) / 2.0, "v2": v2, "v3": v3}
-    spec.update(_fit_inverse(v2, v3, half * _INVERSE_MARGIN, pixel_scale * half))
+    spec.update(fit_inverse(v2, v3, half * INVERSE_MARGIN, pixel_scale * half))
     return spec
 
 
-def _fit_inverse(
+def fit_inverse(
     v2: Mapping[str, float], v3: Mapping[str, float], extent: float, norm: float
 ) -> dict[str, dict[str, float]]:
     """Least-squares inverse polynomial, V2/V3 offsets -> pixel offsets."""
