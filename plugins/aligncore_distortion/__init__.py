@@ -50,6 +50,11 @@ class PolyDistortion(aligncore.DistortionRefiner):
     name: ClassVar[str] = "poly"
 
     class Params(aligncore.Params):
+        geometry: Literal["shift", "rshift", "rscale", "general", "auto"] = Field(
+            "rshift", description="Each image's affine correction fitted with the "
+            "distortion. rshift (default): shift and rotation, the scale of every image "
+            "that of the reference (a free scale per image is, for dithers, partly the "
+            "same as a quadratic distortion); auto: the geometry of the alignment's fits.")
         degree: int | Literal["auto"] = Field(
             "auto", description="Highest order of the correction (>= 2), or auto: chosen "
             "by the information criterion (BIC) among 2..max_degree and no correction.")
@@ -84,7 +89,8 @@ class PolyDistortion(aligncore.DistortionRefiner):
         p = self.params
         options = PolyOptions(degree=p.degree, max_degree=p.max_degree, holdout=p.holdout,
                               seed=p.seed, min_matches=p.min_matches, min_cells=p.min_cells,
-                              max_error=p.max_error, guard_tolerance=p.guard_tolerance)
+                              max_error=p.max_error, guard_tolerance=p.guard_tolerance,
+                              geometry=p.geometry)
         return refine_poly(units, images, settings, options)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import aligncore
 from aligncore.distortion import DistortionCorrection, detector_key, polynomial_terms
 from aligncore.geometry import GEOMETRIES
-from aligncore.global_solver import match_pairs
+from aligncore.global_solver import match_pairs, match_radius
 from aligncore_distortion.joint import (
     JointProblem,
     JointState,
@@ -42,6 +42,7 @@ class PolyOptions:
     min_cells: int
     max_error: float
     guard_tolerance: float
+    geometry: str
 
 
 class Declined(Exception):
@@ -53,6 +54,7 @@ def _status(unit: Any) -> str:
 
 
 def _geometry(units: Sequence[Any], free: Sequence[int], asked: str) -> str:
+    """``asked``, or for ``auto`` the most common geometry of the units' fits."""
     if asked in GEOMETRIES:
         return asked
     found = Counter(units[u].fit.fitgeometry for u in free if units[u].fit is not None)
@@ -60,6 +62,46 @@ def _geometry(units: Sequence[Any], free: Sequence[int], asked: str) -> str:
         if geometry in GEOMETRIES:
             return geometry
     return "rscale"
+
+
+def _restricted(fit: aligncore.FitResult, geometry: str, center: np.ndarray,
+                scale: float) -> aligncore.FitResult:
+    """A unit's fit reduced to ``geometry`` with the reference unit's ``scale`` (rshift,
+    shift), with the same effect at ``center``; richer geometries are kept as they are."""
+    if geometry not in ("rshift", "shift") or fit.fitgeometry == geometry:
+        return fit
+    m = fit.matrix
+    if geometry == "shift" or np.linalg.det(m) <= 0:
+        matrix = np.eye(2) * scale
+    else:
+        a, b = 0.5 * (m[0, 0] + m[1, 1]), 0.5 * (m[1, 0] - m[0, 1])
+        matrix = np.array([[a, -b], [b, a]]) * (scale / math.hypot(a, b))
+    shift = fit.apply(center[None, :])[0] - matrix @ center
+    return aligncore.FitResult(matrix=matrix, shift=shift, fitgeometry=geometry,
+                               meta=dict(fit.meta))
+
+
+@dataclass
+class _Placed:
+    """A unit as `match_pairs` reads it, at the positions of a joint solution."""
+
+    status: Any
+    footprint: np.ndarray
+    positions: np.ndarray
+
+    def corrected_xy(self) -> np.ndarray:
+        return self.positions
+
+
+def _rematch(units: Sequence[Any], problem: JointProblem, state: JointState,
+             radius: float) -> list[Link]:
+    """Image-image matches made again on the corrected positions of ``state``."""
+    positions = problem.positions(state)
+    placed = [_Placed(u.status if i in positions else None, u.footprint,
+                      positions.get(i, np.zeros((0, 2)))) for i, u in enumerate(units)]
+    return [Link(p.a, p.b, p.idx_a, p.idx_b, np.ones(p.idx_a.size, bool),
+                 np.zeros(p.idx_a.size, bool)) for p in match_pairs(placed, radius)
+            if p.a in positions and p.b in positions]
 
 
 def _connected(n: int, links: Sequence[Link], root: int) -> set[int]:
@@ -183,7 +225,8 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     if len(aligned) < 2 and settings.reference is None:
         raise Declined("fewer than two aligned images: nothing to compare")
     reference = next((i for i in aligned if _status(units[i]) == "reference"), aligned[0])
-    pairs = match_pairs(units)
+    radius = match_radius(units, aligned)
+    pairs = match_pairs(units, radius)
     links = [Link(p.a, p.b, p.idx_a, p.idx_b, np.ones(p.idx_a.size, bool),
                   np.zeros(p.idx_a.size, bool)) for p in pairs]
     connected = _connected(len(units), links, reference)
@@ -200,16 +243,16 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     problem = JointProblem(
         stars=stars, detectors=detectors, active=np.ones(len(detectors), bool),
         free={u: k for k, u in enumerate(free_units)},
-        geometry=_geometry(units, free_units, settings.geometry),
+        geometry=_geometry(units, free_units, options.geometry),
         links=[lk for lk in links if lk.a in stars and lk.b in stars],
         reference=settings.reference, weighted=settings.weighted,
         max_error=options.max_error)
-    fits0 = {u: units[u].fit for u in aligned}
+    ref_scale = math.sqrt(abs(float(np.linalg.det(units[reference].fit.matrix))))
+    fits0 = {u: units[u].fit if u not in problem.free else _restricted(
+        units[u].fit, problem.geometry, units[u].xy.mean(axis=0), ref_scale) for u in aligned}
     if settings.reference is not None:
-        from aligncore.global_solver import match_radius
-
         problem.links += reference_links(problem, start_state(fits0, len(detectors), ()),
-                                         match_radius(units, aligned))
+                                         radius)
     _hold_back(problem.links, options.holdout, options.seed)
 
     for d, info in enumerate(detectors):
@@ -230,8 +273,17 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     n_matches = sum(int(np.count_nonzero(lk.keep & ~lk.held)) for lk in problem.links)
     degrees = _degrees(options, n_matches)
 
-    # clip once, with the richest model; every candidate is then fitted to the same matches
-    richest = problem.iterate(start_state(fits0, len(detectors), polynomial_terms(degrees[-1])),
+    # fit the richest model, match again on its positions (stars the wrong distortion had
+    # pushed apart), then clip once; every candidate is then fitted to the same matches
+    richest_terms = polynomial_terms(degrees[-1])
+    first = problem.iterate(start_state(fits0, len(detectors), richest_terms), nclip=0,
+                            sigma=settings.sigma)
+    if first.failed:
+        raise Declined("the joint system is singular")
+    problem.links = _rematch(units, problem, first, radius) + [
+        lk for lk in problem.links if lk.b < 0]
+    _hold_back(problem.links, options.holdout, options.seed)
+    richest = problem.iterate(start_state(fits0, len(detectors), richest_terms),
                               nclip=settings.nclip, sigma=settings.sigma)
     if richest.failed:
         raise Declined("the joint system is singular")
@@ -268,6 +320,12 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     if not n_held or not held_after < held_before:
         raise Declined(f"the held-back matches do not improve ({n_held} matches: "
                        f"{held_before:.3f} mas before, {held_after:.3f} mas after)")
+    # checked: the final fit uses every match, the held-back ones too
+    for link in problem.links:
+        link.held = np.zeros(link.idx_a.size, bool)
+    best = problem.iterate(best, nclip=0, sigma=settings.sigma)
+    if best.failed:
+        raise Declined("the joint system with every match is singular")
     worse = _worse_units(problem, before, best, options.guard_tolerance)
     if worse:
         raise Declined("the refinement makes an image worse: " + ", ".join(
