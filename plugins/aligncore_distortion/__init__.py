@@ -40,8 +40,9 @@ class PolyDistortion(aligncore.DistortionRefiner):
     its exposures. It is fitted by least squares with the affine corrections of all
     units, from the matched stars of every pair of overlapping units (the global
     solver's matches) and, after absolute alignment, the reference catalog.
-    Directions of coefficient space that the stars do not constrain better than
-    ``max_error`` pixels are held at zero. With ``degree: auto`` the degree (or none)
+    Directions of coefficient space that the stars do not constrain to ``max_error``
+    pixels, or whose value is not significant (``significance`` standard errors), are
+    held at zero. With ``degree: auto`` the degree (or none)
     is chosen by the Bayesian information criterion on the global chi-square. A
     ``holdout`` fraction of the matches is left out of the fit; the correction is
     applied only if their residuals improve and no image gets worse.
@@ -66,8 +67,11 @@ class PolyDistortion(aligncore.DistortionRefiner):
                                  "detector needs (else its distortion is not fitted).")
         min_cells: int = Field(8, ge=1, le=16, description="Cells of a 4 x 4 grid over the "
                                "detector that matched stars must cover.")
-        max_error: float = Field(0.02, gt=0.0, description="Directions of coefficient "
-                                 "space measured worse than this (pixels) are held at zero.")
+        max_error: float = Field(0.1, gt=0.0, description="A direction of coefficient "
+                                 "space is fitted when measured to this (pixels at the "
+                                 "corners) or better ...")
+        significance: float = Field(3.0, ge=0.0, description="... and its value is at "
+                                    "least this many standard errors; else held at zero.")
         guard_tolerance: float = Field(0.02, ge=0.0, description="An image whose residual "
                                        "RMS grows by more than this fraction (plus 2/sqrt(n) "
                                        "for n matches) refuses the refinement.")
@@ -89,7 +93,8 @@ class PolyDistortion(aligncore.DistortionRefiner):
         p = self.params
         options = PolyOptions(degree=p.degree, max_degree=p.max_degree, holdout=p.holdout,
                               seed=p.seed, min_matches=p.min_matches, min_cells=p.min_cells,
-                              max_error=p.max_error, guard_tolerance=p.guard_tolerance,
+                              max_error=p.max_error, significance=p.significance,
+                              guard_tolerance=p.guard_tolerance,
                               geometry=p.geometry)
         return refine_poly(units, images, settings, options)
 

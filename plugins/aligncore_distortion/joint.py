@@ -82,9 +82,12 @@ class JointProblem:
     reference : ndarray or None
         ``(n, 3)`` reference catalog ``tp_x, tp_y, err`` (arcsec).
     weighted : bool
-    max_error : float
-        Largest standard error (pixels, at the detector corners) of a direction of
-        coefficient space that is fitted; worse-measured directions are held at zero.
+    max_error, significance : float
+        A direction of coefficient space (an eigenvector of the distortion block's Schur
+        complement) is fitted when its standard error (pixels, at the detector corners)
+        is at most ``max_error`` and its value at least ``significance`` standard errors;
+        the others are held at zero (nearly degenerate directions would otherwise take up
+        tiny model errors, amplified).
     """
 
     stars: dict[int, UnitStars]
@@ -95,7 +98,8 @@ class JointProblem:
     links: list[Link]
     reference: np.ndarray | None = None
     weighted: bool = True
-    max_error: float = 0.02
+    max_error: float = 0.1
+    significance: float = 3.0
     _basis: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     # --- positions -------------------------------------------------------------------
@@ -217,8 +221,8 @@ class JointProblem:
 
     def solve_step(self, state: JointState, variance: float
                    ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray], int, int]:
-        """One Gauss-Newton step: affine updates, distortion updates (held directions at
-        zero), the update centres, the number of rows and of fitted directions."""
+        """One Gauss-Newton step: affine updates, distortion updates (directions not fitted
+        back to zero), the update centres, the number of rows and of fitted directions."""
         design, rhs, w, centers = self.system(state)
         n_aff, n_dist = self._columns(state.terms)
         if design.shape[0] == 0:
@@ -231,7 +235,8 @@ class JointProblem:
         a_inv = np.linalg.pinv(a_block, hermitian=True) if n_aff else np.zeros((0, 0))
         schur = c_block - cross.T @ a_inv @ cross
         reduced = grad[n_aff:] - cross.T @ a_inv @ grad[:n_aff]
-        delta_c = np.zeros(n_dist)
+        current = state.coeffs.reshape(-1)
+        delta_c = -current.copy()  # directions not fitted go (back) to zero
         kept = 0
         diag = np.diag(schur).copy()
         on = diag > 0
@@ -239,17 +244,19 @@ class JointProblem:
             scale = np.sqrt(diag[on])
             scaled = schur[np.ix_(on, on)] / np.outer(scale, scale)
             values, vectors = np.linalg.eigh(scaled)
-            # a direction's standard error (pixels) = sqrt(variance / eigenvalue) along the
-            # unit vector of scaled coefficients; 1/scale converts back to pixels
+            # along each eigenvector (scaled coefficients): the solution's component and
+            # its standard error, in pixels (the 1/scale converts back to coefficients)
             good = values > max(values.max(), 0.0) * 1e-12
-            errors = np.full(values.size, np.inf)
+            safe = np.where(good, values, 1.0)
+            component = vectors.T @ (current[on] * scale) + (vectors.T @ (
+                reduced[on] / scale)) / safe
             norm = np.linalg.norm(vectors / scale[:, None], axis=0)
-            errors[good] = np.sqrt(variance / values[good]) * norm[good]
-            good &= errors <= self.max_error
-            kept = int(np.count_nonzero(good))
-            if kept:
-                vg = vectors[:, good]
-                delta_c[on] = (vg @ ((vg.T @ (reduced[on] / scale)) / values[good])) / scale
+            errors = np.where(good, np.sqrt(variance / safe), np.inf)
+            fitted = good & (errors * norm <= self.max_error) & (
+                np.abs(component) >= self.significance * errors)
+            kept = int(np.count_nonzero(fitted))
+            new = (vectors[:, fitted] @ component[fitted]) / scale
+            delta_c[on] = new - current[on]
         delta_a = a_inv @ (grad[:n_aff] - cross @ delta_c) if n_aff else np.zeros(0)
         return delta_a, delta_c, centers, design.shape[0], kept
 

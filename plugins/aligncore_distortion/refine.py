@@ -12,7 +12,7 @@ import numpy as np
 
 import aligncore
 from aligncore.distortion import DistortionCorrection, detector_key, polynomial_terms
-from aligncore.geometry import GEOMETRIES
+from aligncore.geometry import GEOMETRIES, N_PARAMS
 from aligncore.global_solver import match_pairs, match_radius
 from aligncore_distortion.joint import (
     JointProblem,
@@ -41,6 +41,7 @@ class PolyOptions:
     min_matches: int
     min_cells: int
     max_error: float
+    significance: float
     guard_tolerance: float
     geometry: str
 
@@ -246,7 +247,7 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
         geometry=_geometry(units, free_units, options.geometry),
         links=[lk for lk in links if lk.a in stars and lk.b in stars],
         reference=settings.reference, weighted=settings.weighted,
-        max_error=options.max_error)
+        max_error=options.max_error, significance=options.significance)
     ref_scale = math.sqrt(abs(float(np.linalg.det(units[reference].fit.matrix))))
     fits0 = {u: units[u].fit if u not in problem.free else _restricted(
         units[u].fit, problem.geometry, units[u].xy.mean(axis=0), ref_scale) for u in aligned}
@@ -287,6 +288,11 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
                               nclip=settings.nclip, sigma=settings.sigma)
     if richest.failed:
         raise Declined("the joint system is singular")
+    if richest.n_params <= len(problem.free) * N_PARAMS[problem.geometry]:
+        raise Declined(
+            "too little overlap: the matched stars constrain none of the distortion terms "
+            f"to {options.max_error:g} px and significantly (dithers too small or overlaps "
+            "too narrow; distortion.params.max_error, significance)")
     before = start_state(fits0, len(detectors), ())
     affine = problem.iterate(before.copy(), nclip=0, sigma=settings.sigma)
     variance = richest.chi2 / max(richest.n_rows - richest.n_params, 1)

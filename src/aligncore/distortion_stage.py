@@ -127,8 +127,8 @@ def refit_sip(wcs: Any, correction: DistortionCorrection, shape: Sequence[int]) 
     """A FITS WCS with new SIP polynomials: ``A'(u, v) = dx + A(u + dx, v + dy)`` (and B),
     fitted by least squares on a grid over the image, with their inverse (AP, BP).
 
-    The forward order is the larger of the old SIP order and the correction's degree;
-    the inverse order one more. Lookup-table distortions are refused.
+    The forward order is the correction's degree without SIP, else two more than the
+    larger of the SIP order and the degree; the inverse order is one more. Lookup-table distortions are refused.
     """
     from astropy.wcs import Sip
 
@@ -151,7 +151,9 @@ def refit_sip(wcs: Any, correction: DistortionCorrection, shape: Sequence[int]) 
     else:
         focal = moved
         old_order = 0
-    order = max(old_order, int(correction.degree))
+    # the composition of two polynomials is of a higher order: two more orders keep it
+    # within ~1e-4 px over the image for corrections of a pixel and SIP of a few pixels
+    order = max(old_order, int(correction.degree)) + (2 if old_order else 0)
     norm = 0.5 * float(max(nx, ny))
     a = _fit_poly(u, v, focal[:, 0] - u, order, norm, 0)
     b = _fit_poly(u, v, focal[:, 1] - v, order, norm, 0)

@@ -3,7 +3,7 @@
 The nominal WCS of every image of the scene maps pixel ``p`` where the true WCS maps
 ``p + e(p)``, with ``e`` a polynomial of orders 2 to ``order`` (pixels), the same for all
 images (one detector). The correction that undoes it, ``d ~ -e`` (an
-`aligncore.DistortionCorrection`), is recorded in the scene's parameters
+`aligncore.DistortionCorrection`, `negated`), is recorded in the scene's parameters
 (``distortion_truth``), so a refinement can be scored against it.
 """
 
@@ -41,11 +41,23 @@ def make_error(shape: tuple[int, int], amplitude: float, order: int,
                                 tuple(float(c * factor) for c in cy))
 
 
-def negated(error: DistortionCorrection) -> DistortionCorrection:
-    """The correction ``-e`` that undoes ``error`` (to first order)."""
+def negated(error: DistortionCorrection, shape: tuple[int, int]) -> DistortionCorrection:
+    """The correction ``d`` that undoes ``error``: ``d(p) = -e(p + d(p))`` (the nominal WCS at
+    ``p + d`` is the truth at ``p``), solved by iteration on a grid over the image and
+    fitted with the error's terms (exact to second order in the error)."""
+    ny, nx = shape
+    x, y = (a.ravel() for a in np.meshgrid(np.linspace(0, nx - 1, 33),
+                                           np.linspace(0, ny - 1, 33)))
+    dx, dy = np.zeros_like(x), np.zeros_like(y)
+    for _ in range(4):
+        ex, ey = error.offsets(x + dx, y + dy)
+        dx, dy = -ex, -ey
+    design = error.basis(x, y)
+    cx = np.linalg.lstsq(design, dx, rcond=None)[0]
+    cy = np.linalg.lstsq(design, dy, rcond=None)[0]
     return DistortionCorrection(error.detector, error.degree, error.center, error.scale,
-                                error.terms, tuple(-c for c in error.coeffs_x),
-                                tuple(-c for c in error.coeffs_y))
+                                error.terms, tuple(float(c) for c in cx),
+                                tuple(float(c) for c in cy))
 
 
 def add_to_sip_header(header: Mapping[str, Any], error: DistortionCorrection,
@@ -81,25 +93,31 @@ def add_to_sip_header(header: Mapping[str, Any], error: DistortionCorrection,
 
 
 def add_to_gwcs_spec(spec: Mapping[str, Any], error: DistortionCorrection) -> dict[str, Any]:
-    """A GWCS spec whose detector -> V2/V3 polynomial carries ``error`` (inverse refitted):
-    the polynomial's linear part maps the pixel error into V2/V3."""
-    if error.degree > sim_gwcs.DEGREE:
-        raise ValueError(f"the simulated GWCS distortion has degree {sim_gwcs.DEGREE}; a "
-                         f"distortion error of order {error.degree} does not fit in it")
+    """A GWCS spec whose detector -> V2/V3 polynomial is ``v(p + e(p))`` (inverse refitted).
+
+    The composition is fitted by least squares on a grid over the image (10 % beyond
+    it) with a polynomial of the distortion's degree plus the error's order, so that
+    the nominal WCS carries the error to ~1e-4 px.
+    """
     g = dict(spec["gwcs"])
     d = dict(g["distortion"])
     if abs(d["xref"] - error.center[0]) > 1e-9 or abs(d["yref"] - error.center[1]) > 1e-9:
         raise ValueError("a distortion error needs the reference pixel at the image centre")
-    v2, v3 = dict(d["v2"]), dict(d["v3"])
-    for (i, j), cx, cy in zip(error.terms, error.coeffs_x, error.coeffs_y, strict=True):
-        name = f"c{i}_{j}"
-        norm = error.scale ** (i + j)
-        for poly in (v2, v3):
-            poly[name] = poly.get(name, 0.0) + (poly["c1_0"] * cx + poly["c0_1"] * cy) / norm
-    d.update(v2=v2, v3=v3)
     ny, nx = g["shape"]
     half = 0.5 * max(nx, ny)
-    pixel_scale = float(np.hypot(v2["c1_0"], v3["c1_0"]))
-    d.update(sim_gwcs.fit_inverse(v2, v3, half * sim_gwcs.INVERSE_MARGIN, pixel_scale * half))
+    grid = np.linspace(-half * sim_gwcs.INVERSE_MARGIN, half * sim_gwcs.INVERSE_MARGIN, 41)
+    du, dv = (a.ravel() for a in np.meshgrid(grid, grid))
+    ex, ey = error.offsets(du + error.center[0], dv + error.center[1])
+    degree = sim_gwcs.degree_of(d["v2"], d["v3"]) + error.degree
+    terms = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
+    design = np.column_stack([(du / half) ** i * (dv / half) ** j for i, j in terms])
+    for key in ("v2", "v3"):
+        target = sim_gwcs.evaluate(d[key], du + ex, dv + ey)
+        solution = np.linalg.lstsq(design, target, rcond=None)[0]
+        d[key] = {f"c{i}_{j}": float(c / half ** (i + j))
+                  for (i, j), c in zip(terms, solution, strict=True)}
+    pixel_scale = float(np.hypot(d["v2"]["c1_0"], d["v3"]["c1_0"]))
+    d.update(sim_gwcs.fit_inverse(d["v2"], d["v3"], half * sim_gwcs.INVERSE_MARGIN,
+                                  pixel_scale * half))
     g["distortion"] = d
     return {"gwcs": g}

@@ -269,11 +269,10 @@ def check_parameters(p: dict[str, Any]) -> dict[str, Any]:
         low = _check_float("dither_range[0]", dr[0], 0.0, 1.0)
         out["dither_range"] = (low, _check_float("dither_range[1]", dr[1], low, 1.0))
     out["distortion_error"] = _check_float("distortion_error", p["distortion_error"], 0.0, 100.0)
-    top = sim_gwcs.DEGREE if p["wcs"] == "gwcs" else 5
     order = p["distortion_order"]
     if isinstance(order, bool) or not isinstance(order, int | np.integer) or not (
-            2 <= order <= top):
-        _fail("distortion_order", f"an integer from 2 to {top} (wcs={p['wcs']!r})", order)
+            2 <= order <= 5):
+        _fail("distortion_order", "an integer from 2 to 5", order)
     out["distortion_order"] = int(order)
     for name in ("sip", "noise"):
         if not isinstance(p[name], bool | np.bool_):
@@ -389,7 +388,7 @@ def simulate(
         detector -> V2/V3 polynomial (GWCS). The correction that undoes it is
         ``params["distortion_truth"]`` (an `aligncore.DistortionCorrection` dict).
     distortion_order : int
-        Highest order of the distortion error (2 to 5; to 3 with ``wcs="gwcs"``).
+        Highest order of the distortion error (2 to 5).
     dither_range : (min, max), optional
         Dither radius as a fraction of the image size (default 0.05-0.15); larger dithers
         constrain a distortion better (its difference between two positions is measured).
@@ -417,7 +416,7 @@ def simulate(
         nominal_hdrs = [sim_distortion.add_to_gwcs_spec(h, error) if p["wcs"] == "gwcs"
                         else sim_distortion.add_to_sip_header(h, error, p["shape"])
                         for h in nominal_hdrs]
-        p["distortion_truth"] = sim_distortion.negated(error).to_dict()
+        p["distortion_truth"] = sim_distortion.negated(error, p["shape"]).to_dict()
     shape = p["shape"]
     true_wcs = [sim_io.wcs_from_truth(h, shape) for h in true_hdrs]
     nominal_wcs = [sim_io.wcs_from_truth(h, shape) for h in nominal_hdrs]
