@@ -128,7 +128,8 @@ def refit_sip(wcs: Any, correction: DistortionCorrection, shape: Sequence[int]) 
     fitted by least squares on a grid over the image, with their inverse (AP, BP).
 
     The forward order is the correction's degree without SIP, else two more than the
-    larger of the SIP order and the degree; the inverse order is one more. Lookup-table distortions are refused.
+    larger of the SIP order and the degree; the inverse order is one more.
+    Lookup-table distortions are refused.
     """
     from astropy.wcs import Sip
 
