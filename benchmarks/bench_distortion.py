@@ -88,10 +88,11 @@ def case(n_images: int, amplitude: float, seed: int) -> dict | None:
     rms = {name: scene_.errors_summary(res)["rms_pix"] for name, scene_, res in (
         ("exact", right, exact), ("affine", scene, affine), ("poly", scene, poly))}
     entry = next(iter(poly.meta.get("distortion", {}).values()), {})
-    held = entry.get("held_back", {})
+    held = entry.get("held_back") or {}
     row = {"n": n_images, "amp": amplitude, "seed": seed, **rms,
            "degree": entry.get("degree"), "applied": entry.get("applied"),
-           "held_before": held.get("rms_before_mas"), "held_after": held.get("rms_after_mas"),
+           "held_before": held.get("rms_before_mas") or float("nan"),
+           "held_after": held.get("rms_after_mas") or float("nan"),
            "corner": corner_error(poly, scene.params.get("distortion_truth")),
            "seconds": seconds}
     print(f"  N={n_images:2d} amp={amplitude:.2f} seed={seed}: exact {rms['exact']:.4f} px, "
@@ -100,6 +101,8 @@ def case(n_images: int, amplitude: float, seed: int) -> dict | None:
           f"poly/affine {rms['poly'] / rms['affine']:.3f} | degree {row['degree']}, applied "
           f"{row['applied']}, held-back {row['held_before']:.2f} -> {row['held_after']:.2f} "
           f"mas, corners {row['corner']:.4f} px, {seconds:.1f} s")
+    if not row["applied"]:
+        print(f"    declined: {entry.get('reason')}")
     return row
 
 
@@ -126,7 +129,7 @@ def main() -> None:
             sel = [r for r in rows if r["n"] == n_images and r["amp"] == amplitude]
             if not sel:
                 continue
-            med = {k: float(np.nanmedian([r[k] for r in sel])) for k in
+            med = {k: float(np.median([r[k] for r in sel])) for k in
                    ("exact", "affine", "poly", "corner")}
             ratio = float(np.median([r["poly"] / r["exact"] for r in sel]))
             affine = float(np.median([r["affine"] / r["exact"] for r in sel]))

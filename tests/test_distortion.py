@@ -13,6 +13,7 @@ import aligncore
 from aligncore.config import ConfigError, load_config
 from aligncore.distortion import DistortionCorrection, detector_key, polynomial_terms
 from aligncore.distortion_stage import apply_correction, refit_sip
+from aligncore.report import run_report
 
 SHAPE = (512, 512)
 CORNERS = (np.array([0.0, 511.0, 511.0, 0.0]), np.array([0.0, 0.0, 511.0, 511.0]))
@@ -98,6 +99,22 @@ def test_gwcs_needs_the_writer_module():
     corr = DistortionCorrection("D", 2, (31.5, 31.5), 32.0, ((2, 0),), (0.1,), (0.0,))
     with pytest.raises(aligncore.AlignError, match=r"needs aligncore\.distortion_write"):
         apply_correction(scene.images[0].wcs, corr, (64, 64))
+
+
+def test_a_gwcs_run_keeps_the_affine_solution_without_the_writer():
+    if pytest.importorskip("importlib").util.find_spec("aligncore.distortion_write"):
+        pytest.skip("aligncore.distortion_write is installed")
+    scene = aligncore.simulate(distortion_error=0.5, wcs="gwcs", **dict(
+        SCENE, n_images=6, seed=2, noise=False))
+    plain, _ = _align(scene)
+    poly, messages = _align(scene, "distortion.plugin=poly")
+    assert poly.ok
+    (entry,) = poly.meta["distortion"].values()
+    assert entry["applied"] is False and "cannot be written" in entry["reason"], entry["reason"]
+    assert any("needs aligncore.distortion_write" in m for m in messages)
+    for a, b in zip(plain.images, poly.images, strict=True):
+        np.testing.assert_array_equal(a.fit.matrix, b.fit.matrix)
+        np.testing.assert_array_equal(a.fit.shift, b.fit.shift)
 
 
 # --- the simulator -----------------------------------------------------------------------
@@ -243,7 +260,10 @@ def test_poly_reaches_near_the_exact_solver_with_noise(wrong_and_right):
     before = np.hypot(residuals["dx_before"], residuals["dy_before"])[outer]
     after = np.hypot(residuals["dx_after"], residuals["dy_after"])[outer]
     assert np.sqrt(np.mean(after**2)) < 0.9 * np.sqrt(np.mean(before**2))
-    json.dumps(poly.summary())  # the report entries are JSON-ready
+    report = json.loads(json.dumps(run_report(poly, load_config(None, [
+        "distortion.plugin=poly"]))))  # JSON-ready, under the top-level key
+    assert report["distortion"]["unknown/512x512"]["held_back"] == held
+    assert "distortion" not in report["meta"]
 
 
 def test_poly_leaves_a_right_distortion_alone(wrong_and_right):

@@ -59,6 +59,7 @@ class JointState:
     iterations: int = 0
     failed: bool = False
     held_directions: int = 0
+    measured_directions: int = 0
 
     def copy(self) -> JointState:
         return JointState(dict(self.fits), self.coeffs.copy(), self.terms)
@@ -220,13 +221,13 @@ class JointProblem:
         return design, np.concatenate(rhs), np.concatenate(wts), centers
 
     def solve_step(self, state: JointState, variance: float
-                   ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray], int, int]:
+                   ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray], int, int, int]:
         """One Gauss-Newton step: affine updates, distortion updates (directions not fitted
         back to zero), the update centres, the number of rows and of fitted directions."""
         design, rhs, w, centers = self.system(state)
         n_aff, n_dist = self._columns(state.terms)
         if design.shape[0] == 0:
-            return np.zeros(n_aff), np.zeros(n_dist), centers, 0, 0
+            return np.zeros(n_aff), np.zeros(n_dist), centers, 0, 0, 0
         weighted = sp.diags(w) @ design
         normal = np.asarray((design.T @ weighted).todense())
         grad = np.asarray(weighted.T @ rhs).ravel()
@@ -237,7 +238,7 @@ class JointProblem:
         reduced = grad[n_aff:] - cross.T @ a_inv @ grad[:n_aff]
         current = state.coeffs.reshape(-1)
         delta_c = -current.copy()  # directions not fitted go (back) to zero
-        kept = 0
+        kept = measured = 0
         diag = np.diag(schur).copy()
         on = diag > 0
         if np.any(on):
@@ -252,13 +253,13 @@ class JointProblem:
                 reduced[on] / scale)) / safe
             norm = np.linalg.norm(vectors / scale[:, None], axis=0)
             errors = np.where(good, np.sqrt(variance / safe), np.inf)
-            fitted = good & (errors * norm <= self.max_error) & (
-                np.abs(component) >= self.significance * errors)
-            kept = int(np.count_nonzero(fitted))
+            precise = good & (errors * norm <= self.max_error)
+            fitted = precise & (np.abs(component) >= self.significance * errors)
+            kept, measured = int(np.count_nonzero(fitted)), int(np.count_nonzero(precise))
             new = (vectors[:, fitted] @ component[fitted]) / scale
             delta_c[on] = new - current[on]
         delta_a = a_inv @ (grad[:n_aff] - cross @ delta_c) if n_aff else np.zeros(0)
-        return delta_a, delta_c, centers, design.shape[0], kept
+        return delta_a, delta_c, centers, design.shape[0], kept, measured
 
     def chi2(self, state: JointState, fit_only: bool = True) -> tuple[float, int]:
         """Weighted sum of squared separations of the kept matches, and their row count."""
@@ -301,7 +302,8 @@ class JointProblem:
         chi2, rows = self.chi2(state)
         for iteration in range(1, max_iter + 1):
             variance = chi2 / max(rows - sum(self._columns(state.terms)), 1)
-            delta_a, delta_c, centers, state.n_rows, kept = self.solve_step(state, variance)
+            delta_a, delta_c, centers, state.n_rows, kept, state.measured_directions = (
+                self.solve_step(state, variance))
             if not (np.all(np.isfinite(delta_a)) and np.all(np.isfinite(delta_c))):
                 state.failed = True
                 return state

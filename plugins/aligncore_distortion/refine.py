@@ -21,7 +21,7 @@ from aligncore_distortion.joint import (
     reference_links,
     start_state,
 )
-from aligncore_distortion.stars import DetectorInfo, unit_stars
+from aligncore_distortion.stars import DetectorInfo, unit_stars, usable
 
 __all__ = ["PolyOptions", "refine_poly"]
 
@@ -103,6 +103,16 @@ def _rematch(units: Sequence[Any], problem: JointProblem, state: JointState,
     return [Link(p.a, p.b, p.idx_a, p.idx_b, np.ones(p.idx_a.size, bool),
                  np.zeros(p.idx_a.size, bool)) for p in match_pairs(placed, radius)
             if p.a in positions and p.b in positions]
+
+
+def _only_usable(links: list[Link], good: dict[int, np.ndarray]) -> list[Link]:
+    """The links without matches of stars whose Jacobian is unknown."""
+    out = []
+    for lk in links:
+        ok = good[lk.a][lk.idx_a] & good[lk.b][lk.idx_b]
+        if np.any(ok):
+            out.append(Link(lk.a, lk.b, lk.idx_a[ok], lk.idx_b[ok], lk.keep[ok], lk.held[ok]))
+    return out
 
 
 def _connected(n: int, links: Sequence[Link], root: int) -> set[int]:
@@ -251,6 +261,8 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     ref_scale = math.sqrt(abs(float(np.linalg.det(units[reference].fit.matrix))))
     fits0 = {u: units[u].fit if u not in problem.free else _restricted(
         units[u].fit, problem.geometry, units[u].xy.mean(axis=0), ref_scale) for u in aligned}
+    good = {u: usable(st) for u, st in stars.items()}
+    problem.links = _only_usable(problem.links, good)
     if settings.reference is not None:
         problem.links += reference_links(problem, start_state(fits0, len(detectors), ()),
                                          radius)
@@ -281,7 +293,7 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
                             sigma=settings.sigma)
     if first.failed:
         raise Declined("the joint system is singular")
-    problem.links = _rematch(units, problem, first, radius) + [
+    problem.links = _only_usable(_rematch(units, problem, first, radius), good) + [
         lk for lk in problem.links if lk.b < 0]
     _hold_back(problem.links, options.holdout, options.seed)
     richest = problem.iterate(start_state(fits0, len(detectors), richest_terms),
@@ -289,6 +301,10 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     if richest.failed:
         raise Declined("the joint system is singular")
     if richest.n_params <= len(problem.free) * N_PARAMS[problem.geometry]:
+        if richest.measured_directions:
+            raise Declined("the nominal distortion needs no correction: no combination of "
+                           f"terms differs from zero by {options.significance:g} standard "
+                           "errors (distortion.params.significance)")
         raise Declined(
             "too little overlap: the matched stars constrain none of the distortion terms "
             f"to {options.max_error:g} px and significantly (dithers too small or overlaps "

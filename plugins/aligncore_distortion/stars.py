@@ -11,7 +11,7 @@ import numpy as np
 import aligncore
 from aligncore.distortion import detector_key
 
-__all__ = ["DetectorInfo", "UnitStars", "unit_stars"]
+__all__ = ["DetectorInfo", "UnitStars", "unit_stars", "usable"]
 
 _STEP = 0.5  # pixels: half the step of the central differences of the Jacobian
 
@@ -49,19 +49,26 @@ class UnitStars:
     jac: np.ndarray  # (n, 2, 2) d(tp_x, tp_y) / d(x, y), arcsec per pixel
     tp: np.ndarray  # (n, 2) nominal tangent-plane positions (arcsec)
     err: np.ndarray  # (n,) centroid uncertainty per axis (arcsec; 0 when unknown)
+    valid: np.ndarray  # (n,) finite Jacobian (the others' Jacobian is set to zero)
 
 
-def _jacobians(wcs: Any, pix: np.ndarray, plane: aligncore.TangentPlane) -> np.ndarray:
-    """Central differences of pixel -> tangent plane through the full nominal WCS."""
+def _jacobians(wcs: Any, pix: np.ndarray, plane: aligncore.TangentPlane,
+               shape: tuple[int, int]) -> np.ndarray:
+    """Differences of pixel -> tangent plane through the full nominal WCS (central, or
+    one-sided within the image's bounds at its edges, where a GWCS gives NaN beyond)."""
     jac = np.empty((len(pix), 2, 2))
+    limits = (shape[1] - 0.5 - 1e-6, shape[0] - 0.5 - 1e-6)
     for axis in (0, 1):
-        step = np.zeros(2)
-        step[axis] = _STEP
+        hi_pix, lo_pix = pix.copy(), pix.copy()
+        hi_pix[:, axis] = np.minimum(pix[:, axis] + _STEP, limits[axis])
+        lo_pix[:, axis] = np.maximum(pix[:, axis] - _STEP, -0.5 + 1e-6)
         hi = np.column_stack(plane.world_to_tp(*aligncore.pixel_to_world(
-            wcs, pix[:, 0] + step[0], pix[:, 1] + step[1])))
+            wcs, hi_pix[:, 0], hi_pix[:, 1])))
         lo = np.column_stack(plane.world_to_tp(*aligncore.pixel_to_world(
-            wcs, pix[:, 0] - step[0], pix[:, 1] - step[1])))
-        jac[:, :, axis] = (hi - lo) / (2.0 * _STEP)
+            wcs, lo_pix[:, 0], lo_pix[:, 1])))
+        step = hi_pix[:, axis] - lo_pix[:, axis]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            jac[:, :, axis] = (hi - lo) / step[:, None]
     return jac
 
 
@@ -80,9 +87,19 @@ def unit_stars(unit: Any, images: Sequence[aligncore.AlignImage],
         rows = image_index == index
         key = detector_key(images[index])
         det[rows] = detectors.setdefault(key, len(detectors))
-        jac[rows] = _jacobians(images[index].wcs, pix[rows], plane)
+        jac[rows] = _jacobians(images[index].wcs, pix[rows], plane,
+                               tuple(images[index].shape))
     err = np.zeros(n)
     if "tp_err" in catalog.colnames:
         err = np.asarray(catalog["tp_err"], float)
         err = np.where(np.isfinite(err), err, 0.0)
-    return UnitStars(pix, det, jac, np.array(unit.xy, dtype=float), err)
+    tp = np.array(unit.xy, dtype=float)
+    valid = (np.all(np.isfinite(jac.reshape(n, 4)), axis=1) & np.all(np.isfinite(tp), axis=1)
+             & np.all(np.isfinite(pix), axis=1))
+    jac[~valid] = 0.0
+    return UnitStars(pix, det, jac, tp, err, valid)
+
+
+def usable(stars: UnitStars) -> np.ndarray:
+    """Rows whose Jacobian and position are finite (others take no part in the fit)."""
+    return stars.valid

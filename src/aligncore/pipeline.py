@@ -256,6 +256,14 @@ def _refine_distortion(refiner: Stage, units: list[Unit], images: Sequence[Align
         warnings.warn(f"distortion refinement failed: {exc}", stacklevel=3)
         return {}, {"all": {"correction": None, "applied": False, "degree": 0,
                             "reason": f"failed: {exc}"}}
+    report = dict(refined.report)
+    problem = _unwritable(refined.corrections, images)
+    if problem:
+        warnings.warn(f"distortion refinement not applied: {problem}", stacklevel=3)
+        for entry in report.values():
+            if isinstance(entry, dict) and entry.get("applied"):
+                entry.update(applied=False, reason=problem)
+        return {}, report
     if refined.corrections:
         apply_outcomes(units, refined.outcomes)
         for unit in units:
@@ -265,7 +273,24 @@ def _refine_distortion(refiner: Stage, units: list[Unit], images: Sequence[Align
         reasons = "; ".join(f"{key}: {entry.get('reason')}"
                             for key, entry in refined.report.items())
         warnings.warn(f"distortion refinement not applied: {reasons}", stacklevel=3)
-    return dict(refined.corrections), dict(refined.report)
+    return dict(refined.corrections), report
+
+
+def _unwritable(corrections: Any, images: Sequence[AlignImage]) -> str:
+    """Why the corrections cannot be written into the images' WCS ('' when they can):
+    tried on one image of each detector before anything is applied."""
+    from aligncore.distortion import detector_key
+    from aligncore.distortion_stage import apply_correction
+
+    for key, correction in corrections.items():
+        image = next((im for im in images if detector_key(im) == key), None)
+        if image is None:
+            continue
+        try:
+            apply_correction(image.wcs, correction, image.shape)
+        except AlignError as exc:
+            return f"{key}: the correction cannot be written into {image.name}'s WCS: {exc}"
+    return ""
 
 
 def _combined_catalog(units: Sequence[Unit], plane: TangentPlane) -> QTable | None:
