@@ -302,9 +302,11 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
         raise Declined("the joint system is singular")
     if richest.n_params <= len(problem.free) * N_PARAMS[problem.geometry]:
         if richest.measured_directions:
-            raise Declined("the nominal distortion needs no correction: no combination of "
-                           f"terms differs from zero by {options.significance:g} standard "
-                           "errors (distortion.params.significance)")
+            raise Declined(
+                "no correction found: no combination of terms differs from zero by "
+                f"{options.significance:g} standard errors ({richest.measured_directions} "
+                f"measured to {options.max_error:g} px; the nominal distortion is right, or "
+                "the dithers are too small to show its error)")
         raise Declined(
             "too little overlap: the matched stars constrain none of the distortion terms "
             f"to {options.max_error:g} px and significantly (dithers too small or overlaps "
@@ -318,10 +320,15 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
         candidates[degree] = problem.iterate(
             start_state(fits0, len(detectors), polynomial_terms(degree)), nclip=0,
             sigma=settings.sigma)
-    criterion = {deg: st.chi2 / variance + st.n_params * math.log(n_obs)
-                 for deg, st in candidates.items() if not st.failed}
+    # the penalty counts every combination of terms measured well enough to be fitted
+    # (significant or not): thresholding must not make a richer model look cheap
+    n_affine = len(problem.free) * N_PARAMS[problem.geometry]
+    criterion = {deg: st.chi2 / variance + (n_affine + st.measured_directions) * math.log(
+        n_obs) for deg, st in candidates.items() if not st.failed}
     chosen = min(criterion, key=lambda deg: (criterion[deg], deg))
-    diagnostics = {"geometry": problem.geometry, "criterion": {
+    n_reference = sum(int(np.count_nonzero(lk.keep)) for lk in problem.links if lk.b < 0)
+    diagnostics = {"geometry": problem.geometry, "reference_matches": n_reference,
+                   "criterion": {
         str(k): float(v) for k, v in sorted(criterion.items())}, "chosen_degree": chosen}
     best = candidates[chosen]
     for key in report:

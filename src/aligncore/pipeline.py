@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,7 @@ def align(
     timings["relative"] = time.perf_counter() - t0
 
     absolute_fit, absolute_info = None, {"enabled": False}
-    reference_catalog = None
+    reference_catalog = distortion_reference = None
     if config.absolute.enabled:
         from aligncore.absolute import AbsoluteSettings, absolute_align, compose_absolute
 
@@ -198,9 +199,16 @@ def align(
             return config.build_stage(kind, registry, section=section)
 
         t0 = time.perf_counter()
-        absolute_fit, absolute_info = absolute_align(
-            units, images, plane, AbsoluteSettings.from_section(config.absolute), build, registry)
+        settings = AbsoluteSettings.from_section(config.absolute)
+        if refiner.name != "none":  # the refiner fits the reference stars too
+            settings = replace(settings, save_gaia_catalog=True)
+        absolute_fit, absolute_info = absolute_align(units, images, plane, settings, build,
+                                                     registry)
         reference_catalog = absolute_info.pop("reference_catalog", None)
+        if absolute_fit is not None:
+            distortion_reference = reference_catalog
+        if not config.absolute.save_gaia_catalog:
+            reference_catalog = None
         if absolute_fit is not None:
             apply_outcomes(units, compose_absolute(units, absolute_fit))
         else:
@@ -213,8 +221,7 @@ def align(
     if refiner.name != "none":
         t0 = time.perf_counter()
         corrections, distortion_report = _refine_distortion(
-            refiner, units, images, plane, config, registry, fitter,
-            reference_catalog if absolute_fit is not None else None)
+            refiner, units, images, plane, config, registry, fitter, distortion_reference)
         timings["distortion"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
