@@ -196,6 +196,9 @@ def test_refiner_is_a_stage_chosen_by_name_and_applied_per_detector(small_scene)
         assert image.wcs.sip is None  # inputs untouched
     with pytest.raises(ConfigError, match=r"distortion.plugin: .*'polly'.*did you mean 'poly'"):
         load_config(None, ["distortion.plugin=polly"], registry=registry)
+    with pytest.raises(ConfigError, match=r"distortion.params.degree: must be an integer from "
+                                          r"2 to 9, or 'auto' \(got 1\)"):
+        load_config(None, ["distortion.plugin=poly", "distortion.params.degree=1"])
 
 
 def test_none_is_the_default_and_changes_nothing(small_scene):

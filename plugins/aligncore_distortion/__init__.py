@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 import aligncore
 
@@ -72,15 +72,16 @@ class PolyDistortion(aligncore.DistortionRefiner):
                                  "corners) or better ...")
         significance: float = Field(3.0, ge=0.0, description="... and its value is at "
                                     "least this many standard errors; else held at zero.")
+        @field_validator("degree")
+        @classmethod
+        def _degree_range(cls, value: int | str) -> int | str:
+            if value != "auto" and not 2 <= int(value) <= 9:
+                raise ValueError("must be an integer from 2 to 9, or 'auto'")
+            return value
+
         guard_tolerance: float = Field(0.02, ge=0.0, description="An image whose residual "
                                        "RMS grows by more than this fraction (plus 2/sqrt(n) "
                                        "for n matches) refuses the refinement.")
-
-    def __init__(self, params: Any = None, **kwargs: Any) -> None:
-        super().__init__(params, **kwargs)
-        degree = self.params.degree
-        if degree != "auto" and not 2 <= int(degree) <= 9:
-            raise ValueError(f"poly: degree must be 2 to 9 or 'auto', got {degree!r}")
 
     def refine(self, units: Sequence[Any], images: Sequence[aligncore.AlignImage],
                settings: aligncore.DistortionSettings) -> aligncore.DistortionResult:

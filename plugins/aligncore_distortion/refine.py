@@ -109,7 +109,9 @@ def _only_usable(links: list[Link], good: dict[int, np.ndarray]) -> list[Link]:
     """The links without matches of stars whose Jacobian is unknown."""
     out = []
     for lk in links:
-        ok = good[lk.a][lk.idx_a] & good[lk.b][lk.idx_b]
+        ok = good[lk.a][lk.idx_a]
+        if lk.b >= 0:
+            ok = ok & good[lk.b][lk.idx_b]
         if np.any(ok):
             out.append(Link(lk.a, lk.b, lk.idx_a[ok], lk.idx_b[ok], lk.keep[ok], lk.held[ok]))
     return out
@@ -264,8 +266,8 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     good = {u: usable(st) for u, st in stars.items()}
     problem.links = _only_usable(problem.links, good)
     if settings.reference is not None:
-        problem.links += reference_links(problem, start_state(fits0, len(detectors), ()),
-                                         radius)
+        problem.links += _only_usable(reference_links(
+            problem, start_state(fits0, len(detectors), ()), radius), good)
     _hold_back(problem.links, options.holdout, options.seed)
 
     for d, info in enumerate(detectors):
@@ -293,8 +295,10 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
                             sigma=settings.sigma)
     if first.failed:
         raise Declined("the joint system is singular")
-    problem.links = _only_usable(_rematch(units, problem, first, radius), good) + [
-        lk for lk in problem.links if lk.b < 0]
+    relinked = _rematch(units, problem, first, radius)
+    if settings.reference is not None:
+        relinked += reference_links(problem, first, radius)
+    problem.links = _only_usable(relinked, good)
     _hold_back(problem.links, options.holdout, options.seed)
     richest = problem.iterate(start_state(fits0, len(detectors), richest_terms),
                               nclip=settings.nclip, sigma=settings.sigma)
