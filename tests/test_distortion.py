@@ -65,6 +65,21 @@ def test_detector_key_from_meta_or_shape():
     assert detector_key(image) == "WFC3/UVIS/2"
 
 
+def test_fits_images_name_their_detector_and_chip(tmp_path):
+    from astropy.io import fits
+
+    from conftest import simple_wcs
+
+    header = simple_wcs().to_header()
+    header.update(DETECTOR="UVIS", CCDCHIP=2)
+    hdus = fits.HDUList([fits.PrimaryHDU(header=fits.Header({"INSTRUME": "WFC3"})),
+                         fits.ImageHDU(np.zeros((64, 64), np.float32), header, name="SCI")])
+    hdus.writeto(tmp_path / "a.fits")
+    image = aligncore.open_image(tmp_path / "a.fits")
+    assert (image.meta["instrument"], image.meta["detector"]) == ("WFC3", "UVIS")
+    assert detector_key(image) == "WFC3/UVIS/CHIP2"
+
+
 # --- write-back (FITS fallback) ----------------------------------------------------------
 def test_sip_refit_carries_the_correction_forward_and_inverse():
     scene = aligncore.simulate(n_images=1, seed=2, shape=SHAPE, n_stars=10, sip=True)

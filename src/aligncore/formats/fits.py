@@ -275,7 +275,8 @@ def open_fits(path: str | Path, *, group_id: str | None = None) -> AlignImage:
     Returns
     -------
     AlignImage
-        ``meta`` holds ``sci_hdu`` (the science HDU's index) and ``saturate``.
+        ``meta`` holds ``sci_hdu`` (the science HDU's index), ``saturate`` and, when the
+        headers say, ``instrument``, ``detector`` (and ``detector_key`` for a CCDCHIP).
 
     Raises
     ------
@@ -312,8 +313,25 @@ def open_fits(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         epoch=observation_epoch(primary, header),
         loader=FitsPixels(path, sci_index),
         meta={"format": "fits", "sci_hdu": sci_index,
-              "saturate": float(saturate) if saturate is not None else None},
+              "saturate": float(saturate) if saturate is not None else None,
+              **_detector_meta(header, primary)},
     )
+
+
+def _detector_meta(header: fits.Header, primary: fits.Header) -> dict[str, str]:
+    """``instrument``, ``detector`` (INSTRUME, DETECTOR) and, for a chip of a multi-chip
+    file (CCDCHIP), ``detector_key``: what names the detector of a distortion correction
+    (`aligncore.distortion.detector_key`)."""
+    out = {}
+    for key, word in (("instrument", "INSTRUME"), ("detector", "DETECTOR")):
+        value = header.get(word, primary.get(word))
+        if value not in (None, ""):
+            out[key] = str(value).strip()
+    chip = header.get("CCDCHIP")
+    if chip is not None and out:
+        out["detector_key"] = (f"{out.get('instrument', 'unknown')}/"
+                               f"{out.get('detector', 'unknown')}/CHIP{chip}").upper()
+    return out
 
 
 def _strip_wcs(header: fits.Header, wcs: WCS) -> None:
