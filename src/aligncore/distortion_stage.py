@@ -76,6 +76,10 @@ def _writer() -> Any:
 def apply_correction(wcs: Any, correction: DistortionCorrection, shape: Sequence[int]) -> Any:
     """A NEW WCS whose pixel -> sky mapping is ``wcs`` at ``(x + dx, y + dy)``.
 
+    With `aligncore.distortion_write` installed, its ``apply_correction`` (or
+    ``apply_to_astropy_wcs`` / ``apply_to_fits_header``, ``apply_to_gwcs``) writes it;
+    without, a FITS WCS gets `refit_sip` and a GWCS is refused.
+
     Parameters
     ----------
     wcs : astropy.wcs.WCS or gwcs.WCS
@@ -92,7 +96,11 @@ def apply_correction(wcs: Any, correction: DistortionCorrection, shape: Sequence
         a FITS WCS with lookup-table distortions).
     """
     writer = _writer()
+    if writer is not None and hasattr(writer, "apply_correction"):
+        return writer.apply_correction(wcs, correction, shape)  # its own dispatch
     if hasattr(wcs, "all_pix2world"):
+        if writer is not None and hasattr(writer, "apply_to_astropy_wcs"):
+            return writer.apply_to_astropy_wcs(wcs, correction, shape)
         if writer is not None:
             from astropy.wcs import WCS
 
