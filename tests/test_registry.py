@@ -203,7 +203,8 @@ def test_get_plugin_and_list_plugins_public_api():
     fit = fitter.fit(xy, xy @ rot.T + [1.0, 2.0])
     assert abs(fit.rotation - 0.3) < 1e-10
     kinds = {info.kind for info in aligncore.list_plugins()}
-    assert kinds == {"detector", "matcher", "fitter", "refcatalog", "corrector", "solver"}
+    assert kinds == {"detector", "matcher", "fitter", "refcatalog", "corrector", "solver",
+                     "distortion"}
 
 
 def test_unknown_stage_kind():

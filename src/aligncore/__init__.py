@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aligncore.catalogs import CatalogServiceError
     from aligncore.config import Config, ConfigError, load_config
+    from aligncore.distortion import DistortionCorrection
     from aligncore.errors import (
         AlignError,
         FitError,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from aligncore.stages import (
         Corrector,
         Detector,
+        DistortionRefiner,
         Fitter,
         ImageFormat,
         Matcher,
@@ -89,6 +91,8 @@ if TYPE_CHECKING:
         META_WARNINGS,
         AlignImage,
         AlignResult,
+        DistortionResult,
+        DistortionSettings,
         FitResult,
         ImageResult,
         MatchResult,
@@ -140,6 +144,10 @@ _LAZY = {
     "ConfigError": "aligncore.config",
     "Corrector": "aligncore.stages",
     "Detector": "aligncore.stages",
+    "DistortionCorrection": "aligncore.distortion",
+    "DistortionRefiner": "aligncore.stages",
+    "DistortionResult": "aligncore.types",
+    "DistortionSettings": "aligncore.types",
     "DuplicatePluginError": "aligncore.registry",
     "FitError": "aligncore.errors",
     "FitResult": "aligncore.types",
@@ -245,6 +253,10 @@ __all__ = [
     "ConfigError",
     "Corrector",
     "Detector",
+    "DistortionCorrection",
+    "DistortionRefiner",
+    "DistortionResult",
+    "DistortionSettings",
     "DuplicatePluginError",
     "FitError",
     "FitResult",

@@ -113,6 +113,14 @@ class CorrectorSection(StageChoice):
     plugin: str = Field("auto", description="A corrector name, or 'auto' to pick by WCS type.")
 
 
+class DistortionSection(StageChoice):
+    """Refinement of each detector's distortion model (after the alignment)."""
+
+    plugin: str = Field("none", description="Distortion refiner: none keeps the nominal "
+                        "distortion; poly fits a polynomial correction per detector jointly "
+                        "with every image's affine correction (docs/distortion.md).")
+
+
 class RefcatSection(StageChoice):
     """The absolute reference catalog."""
 
@@ -340,6 +348,7 @@ class Config(_Section):
     fitter: FitterSection = Field(default_factory=FitterSection)
     align: AlignSection = Field(default_factory=AlignSection)
     absolute: AbsoluteSection = Field(default_factory=AbsoluteSection)
+    distortion: DistortionSection = Field(default_factory=DistortionSection)
     corrector: CorrectorSection = Field(default_factory=CorrectorSection)
     output: OutputSection = Field(default_factory=OutputSection)
     execution: ExecutionSection = Field(default_factory=ExecutionSection)

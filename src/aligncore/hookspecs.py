@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from aligncore.stages import (
         Corrector,
         Detector,
+        DistortionRefiner,
         Fitter,
         ImageFormat,
         Matcher,
@@ -120,6 +121,19 @@ def aligncore_add_solvers() -> list[type[Solver]]:
 
 
 @hookspec
+def aligncore_add_distortion_refiners() -> list[type[DistortionRefiner]]:
+    """Register distortion refiners (a per-detector distortion correction after alignment).
+
+    Returns
+    -------
+    list of type
+        Subclasses of `aligncore.DistortionRefiner` with unique ``name`` values,
+        selected by ``distortion: {plugin: NAME}`` (aligncore's own: ``none``, the
+        default, and ``poly``).
+    """
+
+
+@hookspec
 def aligncore_add_formats() -> list[type[ImageFormat]]:
     """Register image formats (readers and writers of image files).
 
@@ -165,7 +179,8 @@ def aligncore_run_stage(kind: str, stage: Stage, args: tuple[Any, ...]) -> Any:
     ----------
     kind : str
         Stage kind: ``detector``, ``matcher``, ``fitter``, ``refcatalog``,
-        ``corrector`` or ``solver`` (the kinds of ``aligncore.stages.STAGE_TABLE``).
+        ``corrector``, ``solver`` or ``distortion`` (the kinds of
+        ``aligncore.stages.STAGE_TABLE``).
     stage : aligncore.Stage
         The configured stage instance.
     args : tuple

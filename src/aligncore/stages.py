@@ -27,7 +27,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from aligncore.errors import InputError
-from aligncore.types import AlignImage, FitResult, MatchResult, SolverResult, SolverSettings
+from aligncore.types import (
+    AlignImage,
+    DistortionResult,
+    DistortionSettings,
+    FitResult,
+    MatchResult,
+    SolverResult,
+    SolverSettings,
+)
 
 if TYPE_CHECKING:  # astropy.coordinates and astropy.table load on first use (fast import)
     from pathlib import Path
@@ -43,6 +51,7 @@ __all__ = [
     "STAGE_TABLE",
     "Corrector",
     "Detector",
+    "DistortionRefiner",
     "Fitter",
     "ImageFormat",
     "Matcher",
@@ -255,6 +264,48 @@ class Solver(Stage):
         SolverResult
             The new `~aligncore.UnitOutcome` of each unit it changed (by key), and
             JSON-ready diagnostics for the report (``meta.relative[NAME]``).
+        """
+
+
+class DistortionRefiner(Stage):
+    """Refines the distortion model of each detector, common to all its exposures.
+
+    Runs after the relative (and absolute) alignment: a refiner may fit, per
+    detector, a correction of the nominal distortion (an
+    `aligncore.DistortionCorrection`) jointly with every unit's affine correction.
+    It is chosen by name with ``distortion: {plugin: NAME}``; ``none`` (the default)
+    changes nothing.
+
+    A refiner reads the units and images and returns its results: it changes
+    neither; the pipeline applies the returned outcomes, replaces the refined
+    units' tangent-plane positions, and writes each correction into the WCS of
+    every image of its detector.
+    """
+
+    kind: ClassVar[str] = "distortion"
+
+    @abstractmethod
+    def refine(self, units: Sequence[Any], images: Sequence[AlignImage],
+               settings: DistortionSettings) -> DistortionResult:
+        """Refine the detectors' distortion jointly with the units' corrections.
+
+        Parameters
+        ----------
+        units : sequence of aligncore.units.Unit
+            Every unit, read-only, after the relative and absolute alignment
+            (``catalog`` rows carry ``x, y`` detector pixels, ``image``: the index
+            into ``images``, and ``tp_x, tp_y``).
+        images : sequence of AlignImage
+            The images (nominal WCS, shape, meta), read-only.
+        settings : DistortionSettings
+            The fitter's geometry and clipping, weighting, the tangent plane and the
+            absolute reference catalog's positions (when absolute alignment was applied).
+
+        Returns
+        -------
+        DistortionResult
+            The corrections to apply (by detector), the new outcomes and corrected
+            tangent-plane positions of the units it changed, and the report entries.
         """
 
 
@@ -487,6 +538,9 @@ STAGE_TABLE: dict[str, StageKind] = {
                   "a WCS object", lambda value: hasattr(value, "pixel_to_world")),
         StageKind("solver", Solver, "refine", "aligncore_add_solvers", ("align.solver",),
                   "SolverResult", lambda value: isinstance(value, SolverResult)),
+        StageKind("distortion", DistortionRefiner, "refine", "aligncore_add_distortion_refiners",
+                  ("distortion",), "DistortionResult",
+                  lambda value: isinstance(value, DistortionResult)),
     )
 }
 """The one table of stage kinds: kind -> base class, method, registration hook, config

@@ -407,6 +407,7 @@ def open_fits_images(path: str | Path, *, group_id: str | None = None) -> list[A
         saturate = header.get("SATURATE", primary.get("SATURATE"))
         meta: dict[str, Any] = {"format": "fits", "sci_hdu": science.index,
                                 "saturate": float(saturate) if saturate is not None else None}
+        meta.update(_detector_meta(header, primary, science.chip if chips else None))
         if chips:
             meta["chip"] = science.chip
         if _is_hst(primary):
@@ -439,7 +440,8 @@ def open_fits(path: str | Path, *, group_id: str | None = None) -> AlignImage:
     Returns
     -------
     AlignImage
-        ``meta`` holds ``sci_hdu`` (the science HDU's index) and ``saturate``.
+        ``meta`` holds ``sci_hdu`` (the science HDU's index), ``saturate`` and, when the
+        headers say, ``instrument``, ``detector`` (and ``detector_key`` for a CCDCHIP).
 
     Raises
     ------
@@ -452,6 +454,25 @@ def open_fits(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         raise InputError(f"{path}: holds {len(images)} SCI chips; open it with "
                          "aligncore.open_images (one image per chip)")
     return images[0]
+
+
+def _detector_meta(header: fits.Header, primary: fits.Header,
+                   chip_name: str | None = None) -> dict[str, str]:
+    """``instrument``, ``detector`` (INSTRUME, DETECTOR) and, for a chip of a multi-chip
+    file (its CCDCHIP, else ``chip_name`` such as ``SCI,2``), ``detector_key``: what names
+    the detector of a distortion correction (`aligncore.distortion.detector_key`)."""
+    out = {}
+    for key, word in (("instrument", "INSTRUME"), ("detector", "DETECTOR")):
+        value = header.get(word, primary.get(word))
+        if value not in (None, ""):
+            out[key] = str(value).strip()
+    chip = header.get("CCDCHIP")
+    if chip is None and chip_name is not None:
+        chip = chip_name.split(",")[-1]
+    if chip is not None and out:
+        out["detector_key"] = (f"{out.get('instrument', 'unknown')}/"
+                               f"{out.get('detector', 'unknown')}/CHIP{chip}").upper()
+    return out
 
 
 def _strip_wcs(header: fits.Header, wcs: WCS) -> None:

@@ -175,6 +175,7 @@ def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         epoch = observation_epoch(meta)
         group = group_id or exposure_group(meta, path.name)
         model_type = type(model).__name__
+        instrument = meta.get("instrument", {}) if isinstance(meta, dict) else {}
     if wcs is None:
         raise InputError(f"{path}: no GWCS (meta.wcs) in the ASDF extension; "
                          "run the JWST assign_wcs step first")
@@ -189,7 +190,10 @@ def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
         group_id=group,
         epoch=epoch,
         loader=FitsPixels(path, "SCI"),
-        meta={"format": "jwst", "saturate": None, "wcsinfo": wcsinfo, "model_type": model_type},
+        meta={"format": "jwst", "saturate": None, "wcsinfo": wcsinfo, "model_type": model_type,
+              **{key: str(instrument[word]) for key, word in (("instrument", "name"),
+                                                              ("detector", "detector"))
+                 if instrument.get(word)}},
     )
 
 

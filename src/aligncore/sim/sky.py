@@ -72,9 +72,13 @@ def default_n_stars(scenario: str, shape: tuple[int, int]) -> int:
 
 # --- layouts -----------------------------------------------------------------------
 def layout(
-    scenario: str, n_images: int, shape: tuple[int, int], rng: np.random.Generator
+    scenario: str, n_images: int, shape: tuple[int, int], rng: np.random.Generator,
+    dither_range: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Image centres (pixel offsets along the image axes) and position angles.
+
+    ``dither_range``: (min, max) dither radius as a fraction of the image size
+    (default 5-15 %), for the dither scenarios.
 
     Returns
     -------
@@ -96,7 +100,7 @@ def layout(
         grid = np.array(cells, dtype=float) - [(ncol - 1) / 2.0, (nrow - 1) / 2.0]
         return grid * step, np.full(n_images, base_pa), base_pa
     size = 0.5 * (nx + ny)
-    radius = rng.uniform(*_DITHER_RANGE, size=n_images) * size
+    radius = rng.uniform(*(dither_range or _DITHER_RANGE), size=n_images) * size
     angle = rng.uniform(0.0, 2.0 * np.pi, size=n_images)
     offsets = np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
     offsets[0] = 0.0
@@ -130,7 +134,7 @@ def make_sip(shape: tuple[int, int], rng: np.random.Generator) -> dict[str, Any]
     for k in "AB":
         for (p, q), c in zip(terms, coeff[k], strict=True):
             sip[f"{k}_{p}_{q}"] = float(c * scale / (half[0] ** p * half[1] ** q))
-    sip.update(_fit_sip_inverse(sip, terms, half))
+    sip.update(fit_sip_inverse(sip, terms, half))
     return sip
 
 
@@ -138,7 +142,7 @@ def _poly(coeff: np.ndarray, terms: list[tuple[int, int]], uv: np.ndarray) -> np
     return sum(c * uv[:, 0] ** p * uv[:, 1] ** q for c, (p, q) in zip(coeff, terms, strict=True))
 
 
-def _fit_sip_inverse(
+def fit_sip_inverse(
     sip: dict[str, Any], terms: list[tuple[int, int]], half: np.ndarray, order: int = 4
 ) -> dict[str, Any]:
     g = np.linspace(-1.1, 1.1, 41)
