@@ -239,7 +239,7 @@ def test_second_correction_composes_in_the_same_frame():
 
 
 def test_gwcs_refuses_other_objects():
-    with pytest.raises(aligncore.AlignError, match="expected a gwcs.WCS"):
+    with pytest.raises(aligncore.AlignError, match=r"expected a gwcs\.WCS"):
         apply_to_gwcs(WCS(fits_header(False)), correction(2), SHAPE)
 
 

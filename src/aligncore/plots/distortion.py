@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from aligncore.distortion import DistortionCorrection
+from aligncore.plots._common import _nice, _require_matplotlib
 
 __all__ = ["DistortionField", "ResidualVectors", "distortion_field", "distortion_filename",
            "plot_distortion", "residual_vectors", "write_distortion_plots"]
@@ -176,17 +177,6 @@ def distortion_filename(detector: str) -> str:
     return f"distortion_{re.sub(r'[^A-Za-z0-9.-]+', '_', detector).strip('_') or 'detector'}.png"
 
 
-def _nice(value: float) -> float:
-    """``value`` rounded down to 1, 2 or 5 times a power of ten."""
-    if not (value > 0 and math.isfinite(value)):
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(value))
-    for step in (5.0, 2.0, 1.0):
-        if value >= step * power:
-            return step * power
-    return power
-
-
 def _title(detector: str, entry: Mapping[str, Any]) -> str:
     applied = "applied" if entry.get("applied") else "not applied"
     line = f"{detector}: degree {entry.get('degree', '-')}, {applied}"
@@ -203,8 +193,6 @@ def _title(detector: str, entry: Mapping[str, Any]) -> str:
 
 def plot_distortion(detector: str, entry: Mapping[str, Any], path: str | Path) -> Path:
     """Write the figure of one detector (see the module docstring)."""
-    from aligncore.plots.figures import _require_matplotlib
-
     figure_cls = _require_matplotlib()
     path = Path(path)
     field = distortion_field(entry)

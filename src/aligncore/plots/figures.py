@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from aligncore.plots._common import _nice, _require_matplotlib
 from aligncore.tangent import TangentPlane, footprint_world, pixel_scale, pixel_to_world
 from aligncore.types import COL_X, COL_Y, AlignImage, AlignResult, ImageResult, Status
 
@@ -235,25 +236,6 @@ def offset_histogram(image_xy: np.ndarray, ref_xy: np.ndarray, searchrad: float,
 
 
 # --- figures ---------------------------------------------------------------------------
-def _require_matplotlib() -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ImportError("plots need matplotlib: pip install 'aligncore[plots]'") from exc
-    return Figure
-
-
-def _nice(value: float) -> float:
-    """``value`` rounded down to 1, 2 or 5 times a power of ten."""
-    if not (value > 0 and math.isfinite(value)):
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(value))
-    for step in (5.0, 2.0, 1.0):
-        if value >= step * power:
-            return step * power
-    return power
-
-
 def _status_line(image: ImageResult) -> str:
     """The figure title: status, the counts and the fit RMS under the names the table, the
     FITS keywords and report.json use (matched = pairs found, used = pairs kept by the fit)."""
