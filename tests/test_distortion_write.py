@@ -16,6 +16,7 @@ import aligncore
 from aligncore.distortion import DistortionCorrection
 from aligncore.distortion_write import (
     DISTORTION_FRAME,
+    apply_correction,
     apply_to_fits_header,
     apply_to_gwcs,
     fit_sip,
@@ -105,6 +106,30 @@ def test_sip_header_reproduces_the_corrected_mapping(with_sip, degree):
     assert np.max(np.hypot(pix[:, 0] - x, pix[:, 1] - y)) < 0.01
 
 
+def test_same_detector_same_coefficients_in_every_exposure():
+    """Two exposures of one detector (same SIP and CRPIX, other pointing and roll) get
+    the same SIP polynomials, CRPIX and CD change relative to their own CD."""
+    c = correction(3)
+    first = fits_header(True)
+    second = fits.Header(wcs_header((151.0, -30.0), cd_matrix(SCALE, 75.0), SHAPE,
+                                    make_sip(SHAPE, np.random.default_rng(3))))
+    new = [apply_to_fits_header(h, c, SHAPE) for h in (first, second)]
+    sip = [{k: h[k] for k in h if k.startswith(("A_", "B_", "AP_", "BP_", "CRPIX"))}
+           for h in new]
+    assert sip[0] == sip[1] and len(sip[0]) > 20
+
+    def cd(h):
+        return np.array([[h[f"CD{i}_{j}"] for j in (1, 2)] for i in (1, 2)])
+
+    np.testing.assert_allclose(np.linalg.solve(cd(first), cd(new[0])),
+                               np.linalg.solve(cd(second), cd(new[1])), rtol=0, atol=1e-12)
+    models = [apply_to_gwcs(sim_wcs(seed), c, SHAPE).get_transform("detector",
+                                                                    DISTORTION_FRAME)
+              for seed in (2, 5)]
+    np.testing.assert_array_equal(models[0].parameters, models[1].parameters)
+    np.testing.assert_array_equal(models[0].inverse.parameters, models[1].inverse.parameters)
+
+
 def test_sip_header_survives_a_fits_file_round_trip(tmp_path):
     c = correction(3)
     new = apply_to_fits_header(fits_header(True), c, SHAPE)
@@ -139,6 +164,26 @@ def test_pc_cdelt_headers_stay_pc_cdelt_and_lookup_keywords_are_kept():
         del new[key]
     want = np.column_stack(WCS(plain).all_pix2world(x + dx, y + dy, 0))
     assert sky_error_px(want, np.column_stack(WCS(new).all_pix2world(x, y, 0))) < 1e-7
+
+
+def test_apply_correction_picks_the_writer_by_type():
+    c = correction(3)
+    header = fits_header(True)
+    wcs = WCS(header)
+    wcs.pixel_shape = (SHAPE[1], SHAPE[0])
+    new = apply_correction(wcs, c, SHAPE)
+    assert isinstance(new, WCS) and new.pixel_shape == wcs.pixel_shape
+    assert new.sip is not None and new.wcs.ctype[0] == "RA---TAN-SIP"
+    x, y = grid(n=11)
+    dx, dy = c.offsets(x, y)
+    want = np.column_stack(wcs.all_pix2world(x + dx, y + dy, 0))
+    assert sky_error_px(want, np.column_stack(new.all_pix2world(x, y, 0))) < 1e-3
+    from_header = WCS(apply_correction(header, c, SHAPE))
+    np.testing.assert_allclose(from_header.all_pix2world(x, y, 0), new.all_pix2world(x, y, 0),
+                               rtol=0, atol=1e-10)
+    assert apply_correction(sim_wcs(), c, SHAPE).available_frames[1] == DISTORTION_FRAME
+    with pytest.raises(aligncore.AlignError, match="cannot write a distortion correction"):
+        apply_correction({"CTYPE1": "RA---TAN"}, c, SHAPE)
 
 
 def test_sip_refuses_non_tan_headers_and_bad_shapes():

@@ -4,7 +4,7 @@ A `~aligncore.distortion.DistortionCorrection` says that the true sky position o
 pixel ``(x, y)`` is what the nominal WCS gives for ``(x + dx, y + dy)``. This module
 builds the WCS that gives it for ``(x, y)`` directly:
 
-FITS (`apply_to_fits_header`, `fit_sip`)
+FITS (`apply_to_fits_header`, `apply_to_astropy_wcs`, `fit_sip`)
     A TAN-SIP header. The composed mapping ``(x, y) -> old SIP at (x + dx, y + dy)``
     is written as new ``A``/``B`` coefficients, with its constant and linear parts
     folded exactly into ``CRPIX`` (moved to the pixel that now lands on ``CRVAL``) and
@@ -32,6 +32,8 @@ GWCS (`apply_to_gwcs`, `gwcs_solution`)
     frame between them would make both refuse to re-align the file. The affine
     correction is thus still applied after the distortion correction, as meant.
     Applying a second correction composes it with the first in the same frame.
+
+`apply_correction` picks the writer by the type of the WCS.
 """
 
 from __future__ import annotations
@@ -57,8 +59,11 @@ __all__ = [
     "MAX_SIP_ORDER",
     "GwcsSolution",
     "SipSolution",
+    "apply_correction",
+    "apply_to_astropy_wcs",
     "apply_to_fits_header",
     "apply_to_gwcs",
+    "correction_model",
     "fit_sip",
     "gwcs_solution",
 ]
@@ -352,6 +357,44 @@ def apply_to_fits_header(header: Header, correction: DistortionCorrection,
     0.001 px over the image (exactly without a previous SIP), its inverse to 0.001 px.
     """
     return fit_sip(header, correction, shape).header
+
+
+def apply_to_astropy_wcs(wcs: Any, correction: DistortionCorrection,
+                         shape: Sequence[int]) -> Any:
+    """A new `astropy.wcs.WCS` carrying ``correction`` as SIP (see `fit_sip`).
+
+    ``wcs`` is not modified; its lookup-table distortions (``cpdis``, ``det2im``) and
+    pixel shape are carried over unchanged.
+    """
+    from astropy.wcs import WCS
+
+    if not isinstance(wcs, WCS):
+        raise AlignError(f"expected an astropy.wcs.WCS, got {type(wcs).__name__}")
+    new = WCS(fit_sip(wcs.to_header(relax=True), correction, shape).header, relax=True)
+    new.cpdis1, new.cpdis2 = wcs.cpdis1, wcs.cpdis2
+    new.det2im1, new.det2im2 = wcs.det2im1, wcs.det2im2
+    new.pixel_shape = wcs.pixel_shape
+    return new
+
+
+def apply_correction(wcs: Any, correction: DistortionCorrection,
+                     shape: Sequence[int]) -> Any:
+    """``wcs`` with ``correction`` written in: a `gwcs.WCS` (`apply_to_gwcs`), an
+    `astropy.wcs.WCS` (`apply_to_astropy_wcs`) or a FITS header
+    (`apply_to_fits_header`); the same type is returned, the input not modified."""
+    import sys
+
+    from astropy.io.fits import Header
+    from astropy.wcs import WCS
+
+    gwcs = sys.modules.get("gwcs")  # no gwcs imported: wcs cannot be a gwcs.WCS
+    if gwcs is not None and isinstance(wcs, gwcs.WCS):
+        return apply_to_gwcs(wcs, correction, shape)
+    if isinstance(wcs, WCS):
+        return apply_to_astropy_wcs(wcs, correction, shape)
+    if isinstance(wcs, Header):
+        return apply_to_fits_header(wcs, correction, shape)
+    raise AlignError(f"cannot write a distortion correction into a {type(wcs).__name__}")
 
 
 # --- GWCS ----------------------------------------------------------------------------
