@@ -115,6 +115,10 @@ def _check_inputs(correction: Any, shape: Any) -> tuple[int, int]:
         raise AlignError(f"shape must be (ny, nx), got {shape!r}") from None
     if ny < 2 or nx < 2:
         raise AlignError(f"shape must be at least 2 x 2 pixels, got {shape!r}")
+    if not len(correction.terms) == len(correction.coeffs_x) == len(correction.coeffs_y):
+        raise AlignError(f"{correction.detector}: {len(correction.terms)} terms but "
+                         f"{len(correction.coeffs_x)} x and {len(correction.coeffs_y)} y "
+                         "coefficients")
     values = (*correction.center, correction.scale, *correction.coeffs_x, *correction.coeffs_y)
     if not all(math.isfinite(v) for v in values) or correction.scale <= 0:
         raise AlignError(f"{correction.detector}: the correction has non-finite "
