@@ -115,6 +115,11 @@ def test_html_report_has_a_distortion_section_only_with_a_refinement():
     plain = parse(render_html_report(result, {"config": {}, "versions": {}}))
     assert not any(i.startswith("distortion") for i in plain.ids)
     assert distortion_section({}) == "" and distortion_section(None) == ""
+    # the refinement kept in the run's meta (report.json's "meta") is shown too
+    in_meta = dataclasses.replace(result, meta={**result.meta,
+                                                "distortion": distortion_report()})
+    assert "distortion-NIRCAM-NRCB1" in parse(
+        render_html_report(in_meta, {"config": {}, "versions": {}})).ids
 
 
 @pytest.mark.chromium

@@ -196,6 +196,12 @@ def test_sip_refuses_non_tan_headers_and_bad_shapes():
         apply_to_fits_header(fits_header(False), correction(2), (1, 5))
     with pytest.raises(aligncore.AlignError, match="expected a DistortionCorrection"):
         apply_to_fits_header(fits_header(False), {"degree": 2}, SHAPE)
+    with pytest.raises(aligncore.AlignError, match="the image shape is needed"):
+        apply_to_fits_header(fits_header(False), correction(2))
+    sized = fits_header(False)
+    sized["NAXIS"], sized["NAXIS1"], sized["NAXIS2"] = 2, SHAPE[1], SHAPE[0]
+    assert apply_to_fits_header(sized, correction(2)) == apply_to_fits_header(
+        sized, correction(2), SHAPE)
     short = dataclasses.replace(correction(2), coeffs_y=(0.1,))
     with pytest.raises(aligncore.AlignError, match="3 terms but 3 x and 1 y coefficients"):
         apply_to_gwcs(sim_wcs(), short, SHAPE)

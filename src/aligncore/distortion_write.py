@@ -188,8 +188,9 @@ def _reference_pixel(target: Any, start: np.ndarray) -> np.ndarray:
     return p
 
 
-def fit_sip(header: Header, correction: DistortionCorrection, shape: Sequence[int], *,
-            tolerance: float = 1e-3, inverse_tolerance: float = 1e-3) -> SipSolution:
+def fit_sip(header: Header, correction: DistortionCorrection,
+            shape: Sequence[int] | None = None, *, tolerance: float = 1e-3,
+            inverse_tolerance: float = 1e-3) -> SipSolution:
     """The TAN-SIP header giving at ``(x, y)`` what ``header`` gives at ``(x + dx, y + dy)``.
 
     Parameters
@@ -198,8 +199,9 @@ def fit_sip(header: Header, correction: DistortionCorrection, shape: Sequence[in
         A 2D celestial TAN or TAN-SIP header (not modified).
     correction : DistortionCorrection
         The detector's correction.
-    shape : (ny, nx)
-        Image shape: the grid the fits and the checks span.
+    shape : (ny, nx), optional
+        Image shape: the grid the fits and the checks span (default: the header's
+        ``NAXIS2``, ``NAXIS1``).
     tolerance, inverse_tolerance : float
         Largest error (pixels) wanted of the forward SIP and of its inverse; the order
         is raised (up to `MAX_SIP_ORDER`) until it is reached.
@@ -215,6 +217,11 @@ def fit_sip(header: Header, correction: DistortionCorrection, shape: Sequence[in
     """
     from astropy.wcs import WCS
 
+    if shape is None:
+        if not all(isinstance(header.get(f"NAXIS{k}"), int) for k in (1, 2)):
+            raise AlignError("the image shape is needed: pass shape=(ny, nx) (the header has "
+                             "no NAXIS1/NAXIS2)")
+        shape = (header["NAXIS2"], header["NAXIS1"])
     ny, nx = _check_inputs(correction, shape)
     stripped = _without_lookup_tables(header)
     try:
@@ -354,8 +361,9 @@ def _sip_header(header: Header, old: Any, ref: np.ndarray, linear: np.ndarray,
 
 
 def apply_to_fits_header(header: Header, correction: DistortionCorrection,
-                         shape: Sequence[int]) -> Header:
-    """A new TAN-SIP header that carries ``correction`` (see `fit_sip`).
+                         shape: Sequence[int] | None = None) -> Header:
+    """A new TAN-SIP header that carries ``correction`` (see `fit_sip`; ``shape``
+    defaults to the header's ``NAXIS2``, ``NAXIS1``).
 
     ``header`` is not modified. The forward SIP reproduces ``old(x + dx, y + dy)`` to
     0.001 px over the image (exactly without a previous SIP), its inverse to 0.001 px.

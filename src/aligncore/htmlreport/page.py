@@ -120,7 +120,7 @@ def render_html_report(result: AlignResult, report: Mapping[str, Any], *,
     if plane is not None:
         parts.append(_figures(result, plane, images, worst, collapsed))
     parts.append(_absolute(result))
-    parts.append(distortion_section(report.get("distortion")))
+    parts.append(distortion_section(_distortion_of(result, report)))
     parts.append(_provenance(result, report))
     return page(f"aligncore report ({len(result.images)} images)", "".join(parts))
 
@@ -284,6 +284,13 @@ def _absolute(result: AlignResult) -> str:
     svg = _svg.scatter_svg(kept, width=320, title="residuals against the reference catalog")
     return ("".join(parts) + f'<div class="figs"><div>{key_value_table(facts)}</div>'
             f'<div class="fig" id="absolute-residuals">{svg}</div></div>')
+
+
+def _distortion_of(result: AlignResult, report: Mapping[str, Any]) -> Any:
+    """The run's distortion refinement: the report's ``distortion``, else the run's meta."""
+    meta = report.get("meta")
+    return (report.get("distortion") or (meta.get("distortion") if isinstance(meta, Mapping)
+                                         else None) or result.meta.get("distortion"))
 
 
 def _provenance(result: AlignResult, report: Mapping[str, Any]) -> str:
