@@ -296,6 +296,23 @@ def test_second_correction_composes_in_the_same_frame():
     assert np.max(np.hypot(back[:, 0] - x, back[:, 1] - y)) < 0.01
 
 
+def test_tweakwcs_corrects_a_wcs_with_the_distortion_frame():
+    """jwst's tweakreg corrector (tweakwcs) accepts the layout and adds v2v3corr after v2v3."""
+    tweakwcs = pytest.importorskip("tweakwcs.correctors")
+    d = sim_gwcs.make_distortion(SHAPE, SCALE, np.random.default_rng(2))
+    spec = sim_gwcs.make_spec(d, *sim_gwcs.pointing_for(d, (150.0, 2.0), 20.0), SHAPE)
+    new = apply_to_gwcs(sim_gwcs.build_wcs(spec), correction(3), SHAPE)
+    corrector = tweakwcs.JWSTWCSCorrector(new, sim_gwcs.wcsinfo(spec))
+    corrector.set_correction(shift=[0.1, -0.2])
+    assert corrector.wcs.available_frames == ["detector", DISTORTION_FRAME, "v2v3", "v2v3corr",
+                                              "world"]
+    x, y = grid(n=9)
+    ra0, dec0 = new(x, y)
+    ra1, dec1 = corrector.wcs(x, y)
+    shift = [np.median((ra1 - ra0) * np.cos(np.radians(dec0))), np.median(dec1 - dec0)]
+    np.testing.assert_allclose(np.array(shift) * 3600.0, [0.1, -0.2], rtol=0, atol=1e-6)
+
+
 def test_gwcs_refuses_other_objects():
     with pytest.raises(aligncore.AlignError, match=r"expected a gwcs\.WCS"):
         apply_to_gwcs(WCS(fits_header(False)), correction(2), SHAPE)
