@@ -14,6 +14,7 @@ from aligncore.htmlreport.page import render_html_report, write_html_report
 from aligncore.plots.distortion import (
     distortion_field,
     distortion_filename,
+    residual_arrows,
     residual_vectors,
     write_distortion_plots,
 )
@@ -73,6 +74,26 @@ def test_residual_vectors_and_their_rms():
     declined = residual_vectors(distortion_report()["NIRCAM/NRCB2"])
     assert declined.before.shape == (2, 2) and declined.after.size == 0
     assert residual_vectors({}).x.size == 0  # no residuals reported
+
+
+def test_many_stars_are_drawn_as_cell_means():
+    entry = distortion_report()["NIRCAM/NRCB1"]
+    stars = residual_vectors(entry)
+    extent = distortion_field(entry).extent
+    arrows = residual_arrows(stars, extent, cells=4)
+    assert arrows.binned and arrows.x.size == 16 and arrows.n_stars == 300
+    # the cell at the lower left corner: the mean of its stars' residuals
+    inside = (stars.x < 511.5) & (stars.y < 511.5)
+    corner = np.argmin(arrows.x + arrows.y)
+    assert (arrows.x[corner], arrows.y[corner]) == (255.5, 255.5)
+    np.testing.assert_allclose(arrows.before[corner], stars.before[inside].mean(axis=0),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(arrows.after[corner], stars.after[inside].mean(axis=0),
+                               rtol=0, atol=1e-12)
+    # the distortion shows in the means before, the noise averages out after
+    assert np.max(np.hypot(*arrows.before.T)) > 0.1 > 5 * np.max(np.hypot(*arrows.after.T))
+    few = residual_arrows(residual_vectors(distortion_report()["NIRCAM/NRCB2"]), extent)
+    assert not few.binned and few.x.size == 2
 
 
 def test_one_png_per_detector(tmp_path):

@@ -20,8 +20,10 @@ from aligncore.htmlreport.markup import esc, key_value_table
 from aligncore.htmlreport.svg import _Frame, _nice, _scale_bar, _subsample, _svg
 from aligncore.plots.distortion import (
     DistortionField,
+    ResidualArrows,
     ResidualVectors,
     distortion_field,
+    residual_arrows,
     residual_vectors,
 )
 
@@ -87,22 +89,21 @@ def field_svg(field: DistortionField, *, width: float = 340.0) -> str:
     return _svg(width, width, body, "distortion correction field")
 
 
-def residuals_svg(stars: ResidualVectors, vectors: np.ndarray, gain: float,
+def residuals_svg(arrows: ResidualArrows, vectors: np.ndarray, every: np.ndarray, gain: float,
                   extent: tuple[float, float, float, float], *, title: str, key: float,
                   width: float = 300.0) -> str:
-    """Residual vectors (pixels) at the stars' pixel positions, magnified by ``gain``,
-    with a scale bar ``key`` pixels long."""
+    """Residual arrows (pixels; per star or per cell) magnified by ``gain``, with a scale
+    bar ``key`` pixels long; the RMS is that of every star's residual (``every``)."""
     frame = _frame(extent, width)
     body = ['<rect width="100%" height="100%" fill="#fff"/>', _outline(frame, extent)]
     if vectors.size == 0:
         body.append(f'<text x="{width / 2:.0f}" y="{width / 2:.0f}" text-anchor="middle" '
                     'class="muted">no residuals</text>')
     else:
-        body.append(_arrows(frame, stars.x, stars.y, vectors[:, 0], vectors[:, 1], gain,
+        body.append(_arrows(frame, arrows.x, arrows.y, vectors[:, 0], vectors[:, 1], gain,
                             "#c0392b"))
-        rms = ResidualVectors._rms(vectors)
         body.append(_scale_bar(frame, gain * key, f"{key:g} px"))
-        title = f"{title}: rms {rms:.3f} px"
+        title = f"{title}: rms {ResidualVectors._rms(every):.3f} px"
     body.append(f'<text x="6" y="14">{esc(title)}</text>')
     return _svg(width, width, body, esc(title))
 
@@ -136,14 +137,14 @@ def _block(detector: str, entry: Mapping[str, Any]) -> str:
     else:
         extent = (0.0, 1.0, 0.0, 1.0)
     if stars.before.size:
-        rms = stars.rms_before
-        gain = 2.0 * _ARROW_FRACTION * max(extent[1] - extent[0], extent[3] - extent[2]) / (
-            3.0 * rms) if rms > 0 else 1.0
-        key = _nice(2.0 * rms) if rms > 0 else 1.0
-        svgs.append(residuals_svg(stars, stars.before, gain, extent, key=key,
-                                  title=f"{len(stars.before)} stars before"))
-        svgs.append(residuals_svg(stars, stars.after, gain, extent, key=key,
-                                  title=f"{len(stars.after)} stars after"))
+        arrows = residual_arrows(stars, extent)
+        span = max(extent[1] - extent[0], extent[3] - extent[2])
+        gain, key = arrows.gain(span), _nice(arrows.typical)
+        what = f"{arrows.n_stars} stars" + (", mean per cell" if arrows.binned else "")
+        for vectors, every, label in ((arrows.before, stars.before, "before"),
+                                      (arrows.after, stars.after, "after")):
+            svgs.append(residuals_svg(arrows, vectors, every, gain, extent, key=key,
+                                      title=f"{label} ({what})"))
     return (f'<div class="fig" id="{esc(_anchor(detector))}"><h3>{esc(detector)}</h3>'
             f'<div class="figs"><div>{key_value_table(facts)}</div>{"".join(svgs)}</div>'
             "</div>")
@@ -158,5 +159,6 @@ def distortion_section(distortion: Mapping[str, Any] | None) -> str:
     return ('<h2 id="distortion">Distortion</h2>'
             '<p class="muted">Per detector: the fitted correction in pixels (arrows magnified, '
             "darker cells: larger corrections) and the residuals of the matched stars before "
-            "and after it, drawn at the same magnification. The correction is applied only "
-            "when the held-back pairs improve.</p>" + blocks)
+            "and after it, drawn at the same magnification (from 100 stars on, the mean "
+            "residual in each of 8 x 8 cells). The correction is applied only when the "
+            "held-back pairs improve.</p>" + blocks)

@@ -11,7 +11,9 @@ what the figures show without matplotlib (the HTML report draws the same as SVG)
 - top right, its length as a map (pixels; milliarcseconds too when the entry carries
   ``pixel_scale``, arcsec per pixel);
 - bottom, the residuals of the matched stars before and after the refinement, drawn
-  with the same magnification, with their RMS.
+  with the same magnification, with their RMS; from 100 stars on, the mean residual
+  in each of 8 x 8 cells (the pattern a distortion leaves, which the centroid noise
+  hides star by star).
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ import numpy as np
 from aligncore.distortion import DistortionCorrection
 from aligncore.plots._common import _nice, _require_matplotlib
 
-__all__ = ["DistortionField", "ResidualVectors", "distortion_field", "distortion_filename",
-           "plot_distortion", "residual_vectors", "write_distortion_plots"]
+__all__ = ["DistortionField", "ResidualArrows", "ResidualVectors", "distortion_field",
+           "distortion_filename", "plot_distortion", "residual_arrows", "residual_vectors",
+           "write_distortion_plots"]
 
 _FIELD_GRID = 15  # arrows per axis of the field
 _MAP_GRID = 64  # cells per axis of the magnitude map
 _ARROW_FRACTION = 0.12  # the largest arrow is drawn this fraction of the detector wide
+_BIN_CELLS = 8  # cells per axis of the binned residuals
+_BIN_STARS = 100  # residuals are binned from this many stars on
+_CELL_STARS = 3  # fewest stars of a cell drawn
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,71 @@ def residual_vectors(entry: Mapping[str, Any]) -> ResidualVectors:
     return ResidualVectors(x[:n][ok], y[:n][ok], before[ok], after)
 
 
+@dataclass(frozen=True)
+class ResidualArrows:
+    """The residual arrows a figure draws: per star, or per cell when the stars are many.
+
+    Attributes
+    ----------
+    x, y : ndarray
+        Arrow positions (stars, or the centres of cells holding stars), pixels.
+    before, after : ndarray, shape (n, 2)
+        The residual (mean residual of the cell's stars), pixels; ``after`` empty when
+        not reported.
+    binned : bool
+        True for cell means.
+    n_stars : int
+        Stars behind the arrows.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+    binned: bool
+    n_stars: int
+
+    @property
+    def typical(self) -> float:
+        """95th percentile of the ``before`` arrow lengths, pixels (0 without arrows)."""
+        if self.before.size == 0:
+            return 0.0
+        return float(np.percentile(np.hypot(self.before[:, 0], self.before[:, 1]), 95))
+
+    def gain(self, width: float) -> float:
+        """Magnification drawing the `typical` arrow ``_ARROW_FRACTION`` of ``width`` long
+        (1 without arrows)."""
+        return _ARROW_FRACTION * width / self.typical if self.typical > 0 else 1.0
+
+
+def residual_arrows(stars: ResidualVectors, extent: tuple[float, float, float, float],
+                    cells: int = _BIN_CELLS) -> ResidualArrows:
+    """Per-star arrows, or with at least `_BIN_STARS` stars the mean residual in each of
+    ``cells x cells`` cells over ``extent`` holding at least `_CELL_STARS` stars: the
+    systematic pattern a distortion leaves, which centroid noise hides star by star."""
+    n = stars.x.size
+    if n < _BIN_STARS:
+        return ResidualArrows(stars.x, stars.y, stars.before, stars.after, False, n)
+    x0, x1, y0, y1 = extent
+    ix = np.clip(((stars.x - x0) / max(x1 - x0, 1e-9) * cells).astype(int), 0, cells - 1)
+    iy = np.clip(((stars.y - y0) / max(y1 - y0, 1e-9) * cells).astype(int), 0, cells - 1)
+    cell = iy * cells + ix
+    counts = np.bincount(cell, minlength=cells * cells)
+    keep = np.flatnonzero(counts >= _CELL_STARS)
+
+    def means(vectors: np.ndarray) -> np.ndarray:
+        if vectors.shape[0] != n:
+            return np.zeros((0, 2))
+        return np.column_stack([np.bincount(cell, weights=vectors[:, k],
+                                            minlength=cells * cells)[keep] / counts[keep]
+                                for k in (0, 1)])
+
+    cx = x0 + (keep % cells + 0.5) * (x1 - x0) / cells
+    cy = y0 + (keep // cells + 0.5) * (y1 - y0) / cells
+    return ResidualArrows(cx, cy, means(stars.before), means(stars.after), True,
+                          int(counts[keep].sum()))
+
+
 def correction_of(entry: Mapping[str, Any]) -> DistortionCorrection | None:
     """The entry's correction, or None when none was fitted."""
     data = entry.get("correction")
@@ -198,7 +269,7 @@ def plot_distortion(detector: str, entry: Mapping[str, Any], path: str | Path) -
     field = distortion_field(entry)
     stars = residual_vectors(entry)
     fig = figure_cls(figsize=(11.0, 9.6))
-    fig.subplots_adjust(left=0.07, right=0.95, bottom=0.06, top=0.9, wspace=0.35, hspace=0.3)
+    fig.subplots_adjust(left=0.07, right=0.95, bottom=0.06, top=0.88, wspace=0.35, hspace=0.38)
     (ax_field, ax_map), (ax_before, ax_after) = fig.subplots(2, 2)
     extent = field.extent if field is not None else (
         (float(stars.x.min()), float(stars.x.max()), float(stars.y.min()), float(stars.y.max()))
@@ -213,7 +284,7 @@ def plot_distortion(detector: str, entry: Mapping[str, Any], path: str | Path) -
         key = _nice(largest)
         ax_field.quiverkey(arrows, 0.78, 1.03, key, f"{key:g} px", labelpos="E",
                            coordinates="axes")
-        ax_field.set_title(f"correction x {magnify:g}", loc="left", fontsize="medium")
+        ax_field.set_title(f"correction\narrows x {magnify:g}", loc="left", fontsize="medium")
         shown = ax_map.imshow(field.magnitude, origin="lower", extent=field.extent,
                               cmap="viridis", aspect="equal")
         bar = fig.colorbar(shown, ax=ax_map, shrink=0.85, label="|correction| [px]")
@@ -222,26 +293,29 @@ def plot_distortion(detector: str, entry: Mapping[str, Any], path: str | Path) -
             mas = bar.ax.secondary_yaxis("left", functions=(
                 lambda px: px * 1000.0 * pixel_scale, lambda m: m / (1000.0 * pixel_scale)))
             mas.set_ylabel("[mas]")
-        ax_map.set_title(f"largest {field.max_px:.3f} px", loc="left", fontsize="medium")
+        ax_map.set_title(f"|correction|\nlargest {field.max_px:.3f} px", loc="left",
+                         fontsize="medium")
     else:
         magnify = 1.0
         for ax in (ax_field, ax_map):
             ax.text(0.5, 0.5, "no correction fitted", transform=ax.transAxes, ha="center",
                     va="center")
-    rms = stars.rms_before if stars.before.size else math.nan
-    res_magnify = _nice(_ARROW_FRACTION * width / (3.0 * rms)) if rms > 0 else magnify
-    for ax, vectors, label in ((ax_before, stars.before, "before"),
-                               (ax_after, stars.after, "after")):
+    arrows_of = residual_arrows(stars, extent)
+    res_magnify = _nice(arrows_of.gain(width))
+    key = _nice(arrows_of.typical)
+    for ax, vectors, label, every in ((ax_before, arrows_of.before, "before", stars.before),
+                                      (ax_after, arrows_of.after, "after", stars.after)):
         if vectors.size:
-            arrows = ax.quiver(stars.x, stars.y, vectors[:, 0], vectors[:, 1], angles="xy",
-                               scale_units="xy", scale=1.0 / res_magnify, width=0.0025,
+            arrows = ax.quiver(arrows_of.x, arrows_of.y, vectors[:, 0], vectors[:, 1],
+                               angles="xy", scale_units="xy", scale=1.0 / res_magnify,
+                               width=0.004 if arrows_of.binned else 0.0025,
                                color="C3" if label == "before" else "C2")
-            key = _nice(2.0 * rms)
             ax.quiverkey(arrows, 0.88, 1.03, key, f"{key:g} px", labelpos="E",
                          coordinates="axes")
-            value = ResidualVectors._rms(vectors)
-            ax.set_title(f"{label}: {len(vectors)} stars, rms {value:.3f} px, x {res_magnify:g}",
-                         loc="left", fontsize="medium")
+            what = (f"{arrows_of.n_stars} stars, mean per cell" if arrows_of.binned
+                    else f"{len(vectors)} stars")
+            ax.set_title(f"{label}: {what}\nrms {ResidualVectors._rms(every):.3f} px, "
+                         f"arrows x {res_magnify:g}", loc="left", fontsize="medium")
         else:
             ax.text(0.5, 0.5, f"no residuals {label}", transform=ax.transAxes, ha="center",
                     va="center")
