@@ -11,13 +11,14 @@ import gwcs
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.wcs import WCS
+from astropy.wcs import WCS, DistortionLookupTable
 
 import aligncore
 from aligncore.distortion import DistortionCorrection
 from aligncore.distortion_write import (
     DISTORTION_FRAME,
     apply_correction,
+    apply_to_astropy_wcs,
     apply_to_fits_header,
     apply_to_gwcs,
     fit_sip,
@@ -185,6 +186,37 @@ def test_apply_correction_picks_the_writer_by_type():
     assert apply_correction(sim_wcs(), c, SHAPE).available_frames[1] == DISTORTION_FRAME
     with pytest.raises(aligncore.AlignError, match="cannot write a distortion correction"):
         apply_correction({"CTYPE1": "RA---TAN"}, c, SHAPE)
+
+
+def lookup_table(seed, amp):
+    """A smooth 17 x 33 table over the image, 64-pixel cells, ``amp`` px at most."""
+    gy, gx = np.mgrid[0:17, 0:33] / 16.0
+    ph = np.random.default_rng(seed).uniform(0, 6, 3)
+    values = amp * (np.sin(3 * gx + ph[0]) * np.cos(2 * gy + ph[1]) + 0.3 * np.sin(5 * gy + ph[2]))
+    return DistortionLookupTable(values.astype(np.float32) / 1.3, (1.0, 1.0), (0.0, 0.0),
+                                 (64.0, 64.0))
+
+
+def test_lookup_tables_are_kept_and_their_change_absorbed():
+    """An HST-like chip WCS: SIP, CPDIS tables of 3 px, a D2IM table of 0.5 px."""
+    wcs = WCS(fits_header(True))
+    wcs.pixel_shape = (SHAPE[1], SHAPE[0])
+    wcs.cpdis1, wcs.cpdis2 = lookup_table(1, 3.0), lookup_table(2, 3.0)
+    wcs.det2im1 = lookup_table(5, 0.5)
+    c = correction(3)
+    new = apply_to_astropy_wcs(wcs, c, SHAPE)
+    assert (new.cpdis1, new.cpdis2, new.det2im1) == (wcs.cpdis1, wcs.cpdis2, wcs.det2im1)
+    x, y = grid(n=101)
+    dx, dy = c.offsets(x, y)
+    want = np.column_stack(wcs.all_pix2world(x + dx, y + dy, 0))
+    error = sky_error_px(want, np.column_stack(new.all_pix2world(x, y, 0)))
+    # SIP fitted as if the tables moved with the pixels (first order): worse
+    naive = WCS(fit_sip(wcs.to_header(relax=True), c, SHAPE).header)
+    naive.cpdis1, naive.cpdis2, naive.det2im1 = wcs.cpdis1, wcs.cpdis2, wcs.det2im1
+    first_order = sky_error_px(want, np.column_stack(naive.all_pix2world(x, y, 0)))
+    assert error < 1e-3 and error < 0.8 * first_order
+    pix = np.column_stack(new.all_world2pix(*new.all_pix2world(x, y, 0), 0, tolerance=1e-8))
+    assert np.max(np.hypot(pix[:, 0] - x, pix[:, 1] - y)) < 0.01
 
 
 def test_sip_refuses_non_tan_headers_and_bad_shapes():

@@ -76,6 +76,7 @@ MAX_SIP_ORDER = 9
 _GRID = 61  # fit points per axis over the image
 _CHECK = 121  # check points per axis (the fit grid and the midpoints between)
 _LIMIT_PX = 0.01  # a forward or inverse error above this is refused
+_PLATEAU = 0.8  # with lookup tables, the SIP order stops rising below a 20 % gain
 _INVERSE_MARGIN = 0.05  # the GWCS inverse is fitted over the image plus 5 % per side
 _SIP_KEY = re.compile(r"(A|B|AP|BP)_(ORDER|DMAX|\d+_\d+)")
 _LOOKUP_PREFIXES = ("D2IM", "CPDIS", "CPERR", "DP1", "DP2", "CQDIS", "DQ1", "DQ2", "DVERR")
@@ -189,7 +190,7 @@ def _reference_pixel(target: Any, start: np.ndarray) -> np.ndarray:
 
 
 def fit_sip(header: Header, correction: DistortionCorrection,
-            shape: Sequence[int] | None = None, *, tolerance: float = 1e-3,
+            shape: Sequence[int] | None = None, *, fobj: Any = None, tolerance: float = 1e-3,
             inverse_tolerance: float = 1e-3) -> SipSolution:
     """The TAN-SIP header giving at ``(x, y)`` what ``header`` gives at ``(x + dx, y + dy)``.
 
@@ -202,6 +203,10 @@ def fit_sip(header: Header, correction: DistortionCorrection,
     shape : (ny, nx), optional
         Image shape: the grid the fits and the checks span (default: the header's
         ``NAXIS2``, ``NAXIS1``).
+    fobj : astropy.io.fits.HDUList, optional
+        The file holding the header's lookup tables (``D2IMARR``, ``WCSDVARR``): with
+        it, the new SIP also absorbs how the tables change between ``(x, y)`` and
+        ``(x + dx, y + dy)``; without, they are left out of the fit (first order).
     tolerance, inverse_tolerance : float
         Largest error (pixels) wanted of the forward SIP and of its inverse; the order
         is raised (up to `MAX_SIP_ORDER`) until it is reached.
@@ -217,15 +222,33 @@ def fit_sip(header: Header, correction: DistortionCorrection,
     """
     from astropy.wcs import WCS
 
+    full = None
+    if fobj is not None:
+        try:
+            full = WCS(header, fobj, relax=True)
+        except Exception as exc:  # astropy raises many types for a bad header
+            raise AlignError(f"cannot read the header's WCS: {exc}") from None
+    return _fit_sip(header, correction, shape, full, tolerance, inverse_tolerance)
+
+
+def _has_tables(wcs: Any) -> bool:
+    return wcs is not None and any(getattr(wcs, name, None) is not None
+                                   for name in ("cpdis1", "cpdis2", "det2im1", "det2im2"))
+
+
+def _fit_sip(header: Header, correction: DistortionCorrection, shape: Sequence[int] | None,
+             full: Any, tolerance: float, inverse_tolerance: float) -> SipSolution:
+    """`fit_sip`, with ``full`` the old WCS with its lookup tables (or None)."""
+    from astropy.wcs import WCS
+
     if shape is None:
         if not all(isinstance(header.get(f"NAXIS{k}"), int) for k in (1, 2)):
             raise AlignError("the image shape is needed: pass shape=(ny, nx) (the header has "
                              "no NAXIS1/NAXIS2)")
         shape = (header["NAXIS2"], header["NAXIS1"])
     ny, nx = _check_inputs(correction, shape)
-    stripped = _without_lookup_tables(header)
     try:
-        old = WCS(stripped, relax=True)
+        old = WCS(_without_lookup_tables(header), relax=True)
     except Exception as exc:  # astropy raises many types for a bad header
         raise AlignError(f"cannot read the header's WCS: {exc}") from None
     ctypes = [str(header.get(f"CTYPE{k}", "")) for k in (1, 2)]
@@ -233,36 +256,34 @@ def fit_sip(header: Header, correction: DistortionCorrection,
         raise AlignError(f"SIP needs a 2D TAN header, got CTYPE {ctypes}")
     a, b, old_order = _old_sip(old)
     crpix = np.asarray(old.wcs.crpix, dtype=float) - 1.0  # 0-based
-    exact = not (np.any(a) or np.any(b))
-
-    def target(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Old intermediate pixel coordinates (before CD) at (x + dx, y + dy)."""
-        dx, dy = correction.offsets(x, y)
-        u, v = x + dx - crpix[0], y + dy - crpix[1]
-        if exact:
-            return u, v
-        return (u + np.polynomial.polynomial.polyval2d(u, v, a),
-                v + np.polynomial.polynomial.polyval2d(u, v, b))
-
-    ref = _reference_pixel(target, crpix)
+    tables = full if _has_tables(full) else None
+    exact = tables is None and not (np.any(a) or np.any(b))
+    mapping = _OldMapping(correction, crpix, a, b, tables)
     norm = 0.5 * max(nx, ny)
-    x, y = _grid(nx, ny, _GRID)
-    xc, yc = _grid(nx, ny, _CHECK)
-    want = np.column_stack(target(xc, yc))
-    best: tuple[float, int, np.ndarray, np.ndarray] | None = None
-    for order in range(max(old_order, correction.degree), MAX_SIP_ORDER + 1):
-        linear, sip, error = _sip_for_order(target, ref, norm, order, (x, y), (xc, yc), want)
+    grid, check = _grid(nx, ny, _GRID), _grid(nx, ny, _CHECK)
+    at_grid, at_check = mapping.sample(*grid), mapping.sample(*check)
+    start = max(old_order, correction.degree)
+    # with lookup tables the SIP part depends on the linear part: estimate it first
+    linear = np.eye(2) if tables is None else _sip_for_order(
+        mapping, np.eye(2), crpix, norm, start, at_grid, at_check)[1]
+    best: tuple[float, int, np.ndarray, np.ndarray, np.ndarray] | None = None
+    for order in range(start, MAX_SIP_ORDER + 1):
+        ref, fitted, sip, error = _sip_for_order(mapping, linear, crpix, norm, order, at_grid,
+                                                 at_check)
+        plateau = tables is not None and best is not None and error > _PLATEAU * best[0]
         if best is None or error < best[0]:
-            best = (error, order, linear, sip)
-        if error <= tolerance or exact:
+            best = (error, order, ref, fitted, sip)
+        # a lookup table's fine structure is beyond any polynomial: stop when no gain
+        if error <= tolerance or exact or plateau:
             break
     assert best is not None
-    error, order, linear, sip = best
+    error, order, ref, linear, sip = best
     if error > _LIMIT_PX:
         raise AlignError(f"{correction.detector}: no SIP order up to {MAX_SIP_ORDER} "
                          f"reproduces the correction to {_LIMIT_PX} px (best {error:.3g} px)")
     inverse_order, inverse, inverse_error = _fit_sip_inverse(
-        sip, order, norm, (xc - ref[0], yc - ref[1]), inverse_tolerance)
+        sip, order, norm, (at_check.q[:, 0] - ref[0], at_check.q[:, 1] - ref[1]),
+        inverse_tolerance)
     new = _sip_header(header, old, ref, linear, sip, inverse, order, inverse_order)
     new["HISTORY"] = (f"aligncore: distortion of {correction.detector} (degree "
                       f"{correction.degree}) in SIP order {order}, max error {error:.2g} px; "
@@ -270,26 +291,84 @@ def fit_sip(header: Header, correction: DistortionCorrection,
     return SipSolution(new, order, inverse_order, error, inverse_error, exact)
 
 
-def _sip_for_order(target: Any, ref: np.ndarray, norm: float, order: int,
-                   grid: tuple[np.ndarray, np.ndarray], check: tuple[np.ndarray, np.ndarray],
-                   want: np.ndarray) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray],
-                                              float]:
-    """Fit ``target(x, y) = L (w + F(w))``, ``w = (x, y) - ref``; F has orders 2..order.
+@dataclass(frozen=True)
+class _Samples:
+    """The old mapping on a grid of pixels ``p``: ``q`` the pixels after ``D2IM``,
+    ``lookup`` the ``CPDIS`` offsets at ``q``, ``target`` the old intermediate pixel
+    coordinates (before CD) at ``p + d``; all shape ``(n, 2)``."""
 
-    Returns ``L`` (2x2), ``F``'s raw SIP coefficients ``{(p, q): [A_pq, B_pq]}`` and the
-    largest error on the check grid (pixels).
+    q: np.ndarray
+    lookup: np.ndarray
+    target: np.ndarray
+
+
+class _OldMapping:
+    """The old WCS at ``(x + dx, y + dy)`` and the lookup tables the new WCS keeps.
+
+    The new WCS maps pixel ``p`` to ``CD L [(q - ref) + F(q - ref) + lookup(q)]``,
+    ``q = p + D2IM(p)``; it must equal ``CD target(p)``.
     """
+
+    def __init__(self, correction: DistortionCorrection, crpix: np.ndarray, a: np.ndarray,
+                 b: np.ndarray, tables: Any) -> None:
+        self.correction, self.crpix, self.a, self.b, self.tables = (correction, crpix, a, b,
+                                                                    tables)
+
+    def target(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        dx, dy = self.correction.offsets(x, y)
+        if self.tables is not None:
+            return np.column_stack(self.tables.pix2foc(x + dx, y + dy, 0)) - self.crpix
+        u, v = x + dx - self.crpix[0], y + dy - self.crpix[1]
+        return np.column_stack([u + np.polynomial.polynomial.polyval2d(u, v, self.a),
+                                v + np.polynomial.polynomial.polyval2d(u, v, self.b)])
+
+    def q(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if self.tables is None:
+            return np.column_stack([x, y])
+        return np.column_stack(self.tables.det2im(x, y, 0))
+
+    def lookup(self, q: np.ndarray) -> np.ndarray:
+        if self.tables is None:
+            return np.zeros_like(q)
+        return np.column_stack(self.tables.p4_pix2foc(q[:, 0], q[:, 1], 0)) - q
+
+    def sample(self, x: np.ndarray, y: np.ndarray) -> _Samples:
+        q = self.q(x, y)
+        return _Samples(q, self.lookup(q), self.target(x, y))
+
+    def reference(self, linear: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """``q`` of the pixel where ``target - L lookup`` vanishes: the new CRPIX."""
+
+        def value(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            q = self.q(x, y)
+            rest = self.target(x, y) - self.lookup(q) @ linear.T
+            return rest[:, 0], rest[:, 1]
+
+        p = _reference_pixel(value, start)
+        return self.q(p[:1], p[1:])[0]
+
+
+def _sip_for_order(mapping: _OldMapping, linear: np.ndarray, crpix: np.ndarray, norm: float,
+                   order: int, grid: _Samples, check: _Samples
+                   ) -> tuple[np.ndarray, np.ndarray, dict[tuple[int, int], np.ndarray], float]:
+    """Fit ``target - L lookup = L (w + F(w))``, ``w = q - ref``; F of orders 2..order.
+
+    ``linear`` is the estimate of ``L`` multiplying the lookup offsets. Returns ``ref``,
+    the fitted ``L`` (2x2), ``F``'s raw SIP coefficients ``{(p, q): [A_pq, B_pq]}`` and
+    the largest error on the check grid (pixels).
+    """
+    ref = mapping.reference(linear, crpix)
     terms = _terms(1, order)
-    u, v = (grid[0] - ref[0]) / norm, (grid[1] - ref[1]) / norm
-    coeffs = _fit(u, v, np.column_stack(target(*grid)), terms)  # (n_terms, 2)
-    linear = np.column_stack([coeffs[terms.index((1, 0))], coeffs[terms.index((0, 1))]]) / norm
-    to_focal = np.linalg.inv(linear)
+    w = (grid.q - ref) / norm
+    coeffs = _fit(w[:, 0], w[:, 1], grid.target - grid.lookup @ linear.T, terms)
+    fitted = np.column_stack([coeffs[terms.index((1, 0))], coeffs[terms.index((0, 1))]]) / norm
+    to_focal = np.linalg.inv(fitted)
     sip = {(p, q): to_focal @ c / norm ** (p + q)
            for (p, q), c in zip(terms, coeffs, strict=True) if p + q >= 2}
-    wu, wv = check[0] - ref[0], check[1] - ref[1]
-    focal = np.column_stack([wu, wv]) + _evaluate(sip, wu, wv)
-    error = float(np.max(np.hypot(*(focal @ linear.T - want).T)))
-    return linear, sip, error
+    wc = check.q - ref
+    focal = wc + _evaluate(sip, wc[:, 0], wc[:, 1]) + check.lookup
+    error = float(np.max(np.hypot(*(focal @ fitted.T - check.target).T)))
+    return ref, fitted, sip, error
 
 
 def _evaluate(coeffs: dict[tuple[int, int], np.ndarray], u: np.ndarray,
@@ -376,13 +455,15 @@ def apply_to_astropy_wcs(wcs: Any, correction: DistortionCorrection,
     """A new `astropy.wcs.WCS` carrying ``correction`` as SIP (see `fit_sip`).
 
     ``wcs`` is not modified; its lookup-table distortions (``cpdis``, ``det2im``) and
-    pixel shape are carried over unchanged.
+    pixel shape are carried over unchanged, the new SIP absorbing how the tables change
+    between ``(x, y)`` and ``(x + dx, y + dy)``.
     """
     from astropy.wcs import WCS
 
     if not isinstance(wcs, WCS):
         raise AlignError(f"expected an astropy.wcs.WCS, got {type(wcs).__name__}")
-    new = WCS(fit_sip(wcs.to_header(relax=True), correction, shape).header, relax=True)
+    solution = _fit_sip(wcs.to_header(relax=True), correction, shape, wcs, 1e-3, 1e-3)
+    new = WCS(solution.header, relax=True)
     new.cpdis1, new.cpdis2 = wcs.cpdis1, wcs.cpdis2
     new.det2im1, new.det2im2 = wcs.det2im1, wcs.det2im2
     new.pixel_shape = wcs.pixel_shape
