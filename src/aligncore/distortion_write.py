@@ -15,9 +15,11 @@ FITS (`apply_to_fits_header`, `apply_to_astropy_wcs`, `fit_sip`)
     image of order ``max(old order, degree)``, raised until the largest error is below
     ``tolerance``. The inverse ``AP``/``BP`` is fitted on the same grid, its order the
     smallest reaching ``inverse_tolerance``. Lookup-table distortions
-    (``D2IM``/``CPDIS`` keywords and their extensions) are left untouched; they are
-    evaluated at the uncorrected pixel, so the correction is exact for them only to
-    first order (their own gradient times ``dx``).
+    (``D2IM``/``CPDIS`` keywords and their extensions) are left untouched and stay
+    evaluated at the uncorrected pixel; given the tables (an `astropy.wcs.WCS` holding
+    them, or ``fobj``), the new SIP also absorbs how they change between ``(x, y)`` and
+    ``(x + dx, y + dy)`` as far as a polynomial can, else that change (their gradient
+    times ``dx``) is left out.
 
 GWCS (`apply_to_gwcs`, `gwcs_solution`)
     A new frame ``v2v3dist`` right after the ``detector`` frame:
