@@ -25,7 +25,7 @@ import aligncore
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_MODULES = {"aligncore.stages", "aligncore.catalogs", "aligncore.refcat",
                   "aligncore.geometry", "aligncore.global_solver", "aligncore.formats",
-                  "aligncore.distortion"}
+                  "aligncore.distortion", "aligncore.distortion_write"}
 """Modules a plugin may import besides the ``aligncore`` package itself: the stage
 helpers, the reference-catalog helpers, the table of fit geometries and the global
 least-squares solve that solver plugins build on, and the image-format helpers (with the

@@ -396,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="reuse the catalogs a previous run saved in the output directory "
                      "(and save them)")
     run.add_argument("--plots", action="store_true",
-                     help="also write residual and 2D-histogram figures per image (PNG, in the "
+                     help="also write residual and 2D-histogram figures per image, and the "
+                     "distortion figures per detector of a distortion refinement (PNG, in the "
                      "output directory; needs matplotlib)")
     run.add_argument("-q", "--quiet", action="store_true")
     run.set_defaults(func=_cmd_run)
