@@ -1,10 +1,11 @@
-"""aligncore's default image formats: FITS (FITS WCS), ASDF (GWCS) and JWST data models.
+"""aligncore's default image formats: FITS (FITS WCS), ASDF (GWCS), JWST and Roman data models.
 
 Each format is an `aligncore.ImageFormat` registered through the ``aligncore``
 entry-point group, like a third-party format. Their readers and writers live in
-the public `aligncore.formats` package (``fits``, ``asdf``, ``jwst``) and are
-imported on first use, so claiming a ``.asdf`` or FITS file imports neither asdf
-nor gwcs nor stdatamodels.
+the public `aligncore.formats` package (``fits``, ``asdf``, ``jwst``) or in this
+plugin (``aligncore_formats.roman``) and are imported on first use, so claiming a
+``.asdf`` or FITS file imports neither asdf nor gwcs nor stdatamodels nor
+roman_datamodels.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import aligncore
 if TYPE_CHECKING:
     from aligncore import AlignImage, ImageResult
 
-__all__ = ["AsdfFormat", "FitsFormat", "JwstFormat", "aligncore_add_formats"]
+__all__ = ["AsdfFormat", "FitsFormat", "JwstFormat", "RomanFormat", "aligncore_add_formats"]
 __version__ = aligncore.__version__
 
 
@@ -113,7 +114,34 @@ class JwstFormat(_ModuleFormat):
         return output_name(Path(path).name)
 
 
+class RomanFormat(_ModuleFormat):
+    """Roman WFI level-2 images (an ASDF file whose tree has a top-level ``roman`` node,
+    e.g. ``*_cal.asdf``; needs the ``roman`` extra to open). Asked before plain ASDF."""
+
+    name: ClassVar[str] = "roman"
+    order: ClassVar[int] = 5
+    module: ClassVar[str] = "aligncore_formats.roman"
+    reader: ClassVar[str] = "open_roman"
+    writer: ClassVar[str] = "write_roman_image"
+
+    @classmethod
+    def identify(cls, path: Path) -> bool:
+        """True for a ``.asdf`` file with a ``roman`` node (read from the YAML header;
+        never raises)."""
+        if Path(path).suffix.lower() != ".asdf":
+            return False
+        from aligncore_formats.roman import roman_tag
+
+        return roman_tag(path) is not None
+
+    def output_name(self, path: Path) -> str:
+        """``*_cal.asdf`` -> ``*_tweakreg.asdf``, like romancal's tweakreg step."""
+        from aligncore_formats.roman import output_name
+
+        return output_name(Path(path).name)
+
+
 @aligncore.hookimpl
 def aligncore_add_formats() -> list[type[aligncore.ImageFormat]]:
-    """Register the FITS, ASDF and JWST formats."""
-    return [AsdfFormat, JwstFormat, FitsFormat]
+    """Register the FITS, ASDF, JWST and Roman formats."""
+    return [RomanFormat, AsdfFormat, JwstFormat, FitsFormat]

@@ -371,9 +371,9 @@ class ImageFormat(ABC):
     """Format name; `open` sets ``image.meta["format"]`` to it so that `write` is
     asked for the image's outputs."""
     order: ClassVar[int] = 100
-    """Position when asked to claim a file (ascending). aligncore's own: ``asdf`` 10,
-    ``jwst`` 20 (before plain FITS), ``fits`` 1000 (the fallback that claims every
-    file); a mission format keeps the default 100."""
+    """Position when asked to claim a file (ascending). aligncore's own: ``roman`` 5
+    (before plain ASDF), ``asdf`` 10, ``jwst`` 20 (before plain FITS), ``fits`` 1000
+    (the fallback that claims every file); a mission format keeps the default 100."""
 
     @classmethod
     @abstractmethod

@@ -30,7 +30,9 @@ __all__ = [
     "COL_MAG",
     "COL_PEAK",
     "COL_PMDEC",
+    "COL_PMDEC_ERR",
     "COL_PMRA",
+    "COL_PMRA_ERR",
     "COL_RA",
     "COL_RA_ERR",
     "COL_ROUNDNESS1",
@@ -95,6 +97,10 @@ COL_PMRA = "pmra"
 """Proper motion in RA (times cos dec), mas/yr."""
 COL_PMDEC = "pmdec"
 """Proper motion in Dec, mas/yr."""
+COL_PMRA_ERR = "pmra_err"
+"""Uncertainty of ``pmra`` in mas/yr (optional column of reference tables)."""
+COL_PMDEC_ERR = "pmdec_err"
+"""Uncertainty of ``pmdec`` in mas/yr (optional column of reference tables)."""
 COL_EPOCH = "epoch"
 """Epoch of the position as a decimal Julian year."""
 COL_TP_X = "tp_x"

@@ -253,6 +253,7 @@ def check_parameters(p: dict[str, Any]) -> dict[str, Any]:
         ("sky", 0.0, math.inf),
         ("read_noise", 0.0, math.inf),
         ("proper_motion", 0.0, math.inf),
+        ("refcat_pm_error", 0.0, math.inf),
         ("epoch", -10000.0, 10000.0),
         ("refcat_epoch", -10000.0, 10000.0),
         ("ra", -360.0, 720.0),
@@ -308,6 +309,7 @@ def simulate(
     epoch: float = 2025.0,
     refcat_epoch: float = 2016.0,
     proper_motion: float = 0.0,
+    refcat_pm_error: float = 0.0,
     ra: float = 150.0,
     dec: float = 2.0,
     noise: bool = True,
@@ -369,6 +371,11 @@ def simulate(
         Observation and reference-catalog epochs (Julian years).
     proper_motion : float
         Typical (mean) total proper motion, mas/yr.
+    refcat_pm_error : float
+        Proper-motion error (mas/yr per axis) of the brightest reference stars; it
+        grows with magnitude as the position errors do (10 times at most), the
+        catalog's ``pmra, pmdec`` carry it and ``pmra_err, pmdec_err`` state it.
+        0 (default): exact proper motions, no error columns.
     ra, dec : float
         Scene centre, degrees.
     noise : bool
@@ -426,7 +433,8 @@ def simulate(
     stars, n_total = _make_star_field(p, true_wcs, fluxes, r_stars)
     positions = [_star_pixels(w, stars, shape, margin=128.0) for w in true_wcs]
     _boost_saturated(stars, positions, shape, p["saturated_stars"], fluxes, r_stars)
-    refcat = sim_sky.make_refcat(stars, r_refcat, fluxes, p["refcat_epoch"])
+    refcat = sim_sky.make_refcat(stars, r_refcat, fluxes, p["refcat_epoch"],
+                                 pm_error=p["refcat_pm_error"])
     stars.meta.update(epoch=p["epoch"], refcat_epoch=p["refcat_epoch"])
     refcat.meta.update(epoch=p["refcat_epoch"], catalog="aligncore simulation (Gaia-like)")
     saturate = float(np.ceil(_SATURATION_MARGIN * (p["sky"] + peak * fluxes.brightest)))

@@ -25,7 +25,9 @@ from aligncore.types import (
     COL_ID,
     COL_MAG,
     COL_PMDEC,
+    COL_PMDEC_ERR,
     COL_PMRA,
+    COL_PMRA_ERR,
     COL_RA,
     COL_RA_ERR,
     COL_SNR,
@@ -321,12 +323,16 @@ def make_stars(
     return stars
 
 
-def make_refcat(stars: QTable, rng: np.random.Generator, fluxes: FluxScale, epoch: float) -> QTable:
+def make_refcat(stars: QTable, rng: np.random.Generator, fluxes: FluxScale, epoch: float,
+                *, pm_error: float = 0.0) -> QTable:
     """Gaia-like catalog of the stars brighter than ``fluxes.refcat_mag_limit``.
 
     Positions are those at the catalog epoch perturbed by their errors
-    (0.1 mas for the brightest stars, growing with magnitude up to 1 mas);
-    proper motions are exact.
+    (0.1 mas for the brightest stars, growing with magnitude up to 1 mas).
+    Proper motions are exact when ``pm_error`` is 0; otherwise they are perturbed
+    by errors of ``pm_error`` mas/yr for the brightest stars, growing like the
+    position errors, stated in ``pmra_err, pmdec_err`` (drawn after the position
+    errors, so that the positions do not depend on ``pm_error``).
     """
     sub = stars[np.asarray(stars[COL_MAG]) <= fluxes.refcat_mag_limit]
     mag = np.asarray(sub[COL_MAG], dtype=float)
@@ -343,6 +349,13 @@ def make_refcat(stars: QTable, rng: np.random.Generator, fluxes: FluxScale, epoc
     ref[COL_DEC_ERR] = err.copy()
     ref[COL_PMRA] = np.asarray(sub[COL_PMRA], dtype=float)
     ref[COL_PMDEC] = np.asarray(sub[COL_PMDEC], dtype=float)
+    if pm_error > 0:
+        pm_err = pm_error * err / lo
+        dpm = rng.normal(0.0, 1.0, (2, mag.size)) * pm_err
+        ref[COL_PMRA] = ref[COL_PMRA] + dpm[0]
+        ref[COL_PMDEC] = ref[COL_PMDEC] + dpm[1]
+        ref[COL_PMRA_ERR] = pm_err
+        ref[COL_PMDEC_ERR] = pm_err.copy()
     ref[COL_MAG] = mag
     ref[COL_EPOCH] = np.full(mag.size, float(epoch))
     return ref
