@@ -14,6 +14,7 @@ from aligncore.errors import InputError
 from aligncore.formats import format_of, image_format_of, write_image
 from aligncore.formats.catalog_files import CATALOG_FORMATS, catalog_path, write_catalog
 from aligncore.formats.common import write_json
+from aligncore.inputs import Inputs, output_association
 from aligncore.registry import Registry
 from aligncore.report import run_report
 from aligncore.types import AlignImage, AlignResult
@@ -137,13 +138,16 @@ def _wcsname(result: AlignResult, config: Config) -> str:
 
 def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Config,
                   outdir: str | Path | None = None,
-                  registry: Registry | None = None) -> list[Path]:
+                  registry: Registry | None = None, *,
+                  inputs: Inputs | None = None) -> list[Path]:
     """Write the corrected image copies, optional catalogs and the JSON report.
 
     Every image gets an output (failed ones with their WCS exactly as it was
     and ``ALNSTAT = 'FAILED'``), named like its input except JWST ``*_cal.fits``
     files, written as ``*_tweakreg.fits``. With ``output.in_place`` the inputs
-    themselves are updated instead (still atomically).
+    themselves are updated instead (still atomically). When JWST images were
+    written, an association listing them is written too, for the next jwst step
+    (`aligncore.inputs.output_association`; ``inputs``: what the run was given).
 
     Returns
     -------
@@ -168,6 +172,12 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
                 )
         written.append(write_image(image, image_result, target, wcsname=wcsname,
                                    version=__version__, registry=registry))
+    jwst = [(path, r.group_id) for path, image, r in zip(written, images, result.images,
+                                                         strict=True)
+            if image.meta.get("format") == "jwst"]
+    if jwst:
+        name, association = output_association(jwst, outdir, inputs)
+        written.append(write_json(association, outdir / name))
     if config.output.save_catalogs:
         detected = [(i.name, r.catalog) for i, r in zip(images, result.images, strict=True)
                     if "detection_error" not in r.catalog.meta]  # failed: detect again
