@@ -27,47 +27,11 @@ from aligncore.formats.jwst import (
     sip_approximation,
     write_jwst_image,
 )
+from jwst_files import SHAPE, cal_file, cal_name
 
 DEFAULT = str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
 FRAMES = ["detector", "v2v3", "v2v3corr", "world"]
 SCALE = 0.063  # arcsec per pixel
-SHAPE = (320, 320)
-
-
-def _cal_name(k: int) -> str:
-    return f"jw01234001001_02101_{k + 1:05d}_nrca1_cal.fits"
-
-
-def _cal_file(source: Path, target: Path, k: int) -> Path:
-    """The ASDF exposure ``source`` as a JWST ImageModel ``*_cal.fits`` (with a SIP header,
-    as the JWST pipeline's assign_wcs leaves it)."""
-    with asdf.open(source, lazy_load=False) as af:
-        tree = af.tree
-        model = datamodels.ImageModel(data=np.array(tree["data"], np.float32),
-                                      dq=np.array(tree["dq"], np.uint32))
-        wcs = tree["wcs"]
-        wcsinfo = dict(tree["meta"]["wcsinfo"])
-    with model:
-        model.meta.wcs = wcs
-        for key, value in wcsinfo.items():
-            setattr(model.meta.wcsinfo, key, value)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            header = sip_approximation(wcs, SHAPE)
-        model.meta.wcsinfo.instance.update(
-            {key.lower(): value for key, value in header.items() if not key.startswith("NAXIS")})
-        # a SIP card outside the JWST schema (kept as an extra FITS card), e.g. another
-        # tool's inverse SIP: stale once the WCS is corrected
-        model.instance["extra_fits"] = {"SCI": {"header": [["AP_0_1", 1e-6, "inverse SIP"]]}}
-        obs = model.meta.observation
-        obs.date, obs.time = "2024-05-01", "12:00:00.000"
-        obs.program_number, obs.observation_number, obs.visit_number = "01234", "001", "001"
-        obs.visit_group, obs.sequence_id, obs.activity_id = "02", "1", "01"
-        obs.exposure_number = f"{k + 1:05d}"
-        model.meta.instrument.name, model.meta.instrument.detector = "NIRCAM", "NRCA1"
-        model.meta.exposure.type = "NRC_IMAGE"
-        model.save(str(target))
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +45,7 @@ def scene(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cal_files(scene, tmp_path_factory):
     directory = tmp_path_factory.mktemp("jwst_cal")
-    return [_cal_file(path, directory / _cal_name(k), k) for k, path in enumerate(scene.paths)]
+    return [cal_file(path, directory / cal_name(k), k) for k, path in enumerate(scene.paths)]
 
 
 @pytest.fixture(scope="module")
