@@ -10,7 +10,7 @@ import asdf
 import numpy as np
 from stdatamodels.jwst import datamodels
 
-from aligncore.formats.jwst import sip_approximation
+from aligncore.formats.jwst import s_region, sip_approximation
 
 SHAPE = (320, 320)
 
@@ -20,8 +20,8 @@ def cal_name(k: int) -> str:
 
 
 def cal_file(source: Path, target: Path, k: int) -> Path:
-    """The ASDF exposure ``source`` as a JWST ImageModel ``*_cal.fits`` (with a SIP header,
-    as the JWST pipeline's assign_wcs leaves it)."""
+    """The ASDF exposure ``source`` as a JWST ImageModel ``*_cal.fits`` (with a SIP header
+    and ``S_REGION``, as the JWST pipeline's assign_wcs leaves it)."""
     with asdf.open(source, lazy_load=False) as af:
         tree = af.tree
         model = datamodels.ImageModel(data=np.array(tree["data"], np.float32),
@@ -37,6 +37,9 @@ def cal_file(source: Path, target: Path, k: int) -> Path:
             header = sip_approximation(wcs, SHAPE)
         model.meta.wcsinfo.instance.update(
             {key.lower(): value for key, value in header.items() if not key.startswith("NAXIS")})
+        model.meta.wcsinfo.s_region = s_region(wcs, SHAPE)
+        # the simulator's detector x runs along -V2 and y along +V3
+        model.meta.wcsinfo.v3yangle, model.meta.wcsinfo.vparity = 0.0, -1
         # a SIP card outside the JWST schema (kept as an extra FITS card), e.g. another
         # tool's inverse SIP: stale once the WCS is corrected
         model.instance["extra_fits"] = {"SCI": {"header": [["AP_0_1", 1e-6, "inverse SIP"]]}}
@@ -47,5 +50,10 @@ def cal_file(source: Path, target: Path, k: int) -> Path:
         obs.exposure_number = f"{k + 1:05d}"
         model.meta.instrument.name, model.meta.instrument.detector = "NIRCAM", "NRCA1"
         model.meta.exposure.type = "NRC_IMAGE"
+        exposure = model.meta.exposure  # what jwst's resample step reads
+        exposure.exposure_time = exposure.effective_exposure_time = 100.0
+        exposure.measurement_time = exposure.duration = 100.0
+        exposure.start_time, exposure.mid_time, exposure.end_time = (
+            60431.5, 60431.5 + 50 / 86400, 60431.5 + 100 / 86400)
         model.save(str(target))
     return target

@@ -77,7 +77,7 @@ def at_list_missing_entry(work: Path) -> list[str]:
 @case("inputs", exit_code=1, message=r"in: no file matches '\*_cal\.fits' in this directory",
       outcome=NOTHING)
 def directory_without_match(work: Path) -> list[str]:
-    """A directory input holding no file that matches the default pattern ``*_cal.fits``."""
+    """A directory input holding no file that matches the default pattern `*_cal.fits`."""
     images = copy_images(work, 2)
     return _run(work, str(images[0].parent))
 

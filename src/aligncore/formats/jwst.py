@@ -91,6 +91,8 @@ _CAL_SUFFIX = re.compile(r"_cal(\.fits(?:\.gz)?)$", re.IGNORECASE)
 _SIP_KEY = re.compile(r"^(a|b|ap|bp)_(order|\d+_\d+)$", re.IGNORECASE)
 _LINEAR_KEYS = ("cdelt1", "cdelt2", "pc1_1", "pc1_2", "pc2_1", "pc2_2",
                 "cd1_1", "cd1_2", "cd2_1", "cd2_2", "sipmxerr", "sipiverr")
+_SIP_DEFAULTS: Mapping[str, Any] = {}
+"""`sip_approximation`'s own defaults (jwst's parameters)."""
 _ALN_CARD = re.compile(r"^ALN[A-Z0-9]*$")
 _SIP_ERROR_CARDS = ("SIPMXERR", "SIPIVERR")
 
@@ -265,7 +267,10 @@ def _pixel_box(wcs: Any, shape: tuple[int, int]) -> tuple[tuple[float, float], .
 
 
 def sip_approximation(
-    wcs: Any, shape: tuple[int, int], crpix: tuple[float, float] | None = None
+    wcs: Any, shape: tuple[int, int], crpix: tuple[float, float] | None = None, *,
+    max_pix_error: float = SIP_MAX_PIX_ERROR, degree: int | None = None,
+    max_inv_pix_error: float = SIP_MAX_INV_PIX_ERROR, inv_degree: int | None = None,
+    npoints: int = SIP_NPOINTS,
 ) -> fits.Header:
     """FITS TAN-SIP header approximating a GWCS, with its inverse, as jwst writes it.
 
@@ -287,21 +292,30 @@ def sip_approximation(
         Image shape, for the pixel box when the WCS has no bounding box.
     crpix : (float, float), optional
         1-based reference pixel to keep (default: the centre of the box).
+    max_pix_error, max_inv_pix_error : float
+        Largest forward and inverse errors sought (pixels).
+    degree, inv_degree : int, optional
+        A fixed forward or inverse degree (then its error is not sought).
+    npoints : int
+        Sample points per axis.
     """
     box = _pixel_box(wcs, shape)
     degrees = range(1, SIP_MAX_DEGREE + 1)
+    fixed = {"SIPMXERR": degree is not None, "SIPIVERR": inv_degree is not None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         header = wcs.to_fits_sip(
-            bounding_box=box, max_pix_error=SIP_MAX_PIX_ERROR, degree=degrees,
-            max_inv_pix_error=SIP_MAX_INV_PIX_ERROR, inv_degree=degrees, npoints=SIP_NPOINTS,
+            bounding_box=box, max_pix_error=max_pix_error,
+            degree=degrees if degree is None else degree,
+            max_inv_pix_error=max_inv_pix_error,
+            inv_degree=degrees if inv_degree is None else inv_degree, npoints=npoints,
             crpix=None if crpix is None else [float(crpix[0]), float(crpix[1])],
         )
-    for card, limit, order, what in (("SIPMXERR", SIP_MAX_PIX_ERROR, "A_ORDER", "FITS SIP"),
-                                     ("SIPIVERR", SIP_MAX_INV_PIX_ERROR, "AP_ORDER",
+    for card, limit, order, what in (("SIPMXERR", max_pix_error, "A_ORDER", "FITS SIP"),
+                                     ("SIPIVERR", max_inv_pix_error, "AP_ORDER",
                                       "inverse FITS SIP")):
         error = float(header.get(card, np.nan))
-        if not error <= limit:
+        if not fixed[card] and not error <= limit:
             warnings.warn(
                 f"the {what} approximation of the GWCS reaches {error:.3g} px, not "
                 f"{limit} px (degree {header.get(order, 1)}, at most "
@@ -378,7 +392,7 @@ def moved(image: AlignImage, result: ImageResult) -> bool:
 
 
 def apply_alignment(model: Any, image: AlignImage, result: ImageResult, *, wcsname: str,
-                    version: str) -> None:
+                    version: str, sip: Mapping[str, Any] | None = _SIP_DEFAULTS) -> None:
     """Record the alignment of ``image`` in its open data model ``model`` (in place).
 
     An image that `moved` gets ``result.wcs`` as ``meta.wcs``, its FITS SIP
@@ -390,6 +404,9 @@ def apply_alignment(model: Any, image: AlignImage, result: ImageResult, *, wcsna
     ``image.meta["asn"]``, set for the members of an association), the outcome
     under ``meta.aligncore`` (`aligncore.formats.common.alignment_record`, plus
     the SIP errors) and the ``ALN*`` keywords in the ``SCI`` header.
+
+    ``sip`` holds `sip_approximation`'s options (default: jwst's); None leaves the
+    FITS WCS keywords as they were (jwst's ``sip_approx = False``).
     """
     record = alignment_record(result, wcsname=wcsname, version=version)
     cards = dict(fit_keywords(result))
@@ -399,23 +416,25 @@ def apply_alignment(model: Any, image: AlignImage, result: ImageResult, *, wcsna
         model.meta.group_id = str(result.group_id)
     for key, value in (image.meta.get("asn") or {}).items():
         setattr(model.meta.asn, key, value)
+    new_sip = new_wcs and sip is not None
     if new_wcs:
-        wcsinfo = model.meta.wcsinfo
-        crpix = (wcsinfo.crpix1, wcsinfo.crpix2)
-        header = sip_approximation(result.wcs, image.shape,
-                                   crpix if None not in crpix else None)
         model.meta.wcs = result.wcs
-        _update_wcsinfo(model, header)
         region = s_region(result.wcs, image.shape)
         if region is not None:
             model.meta.wcsinfo.s_region = region
+        cards["WCSNAME"] = (wcsname, "aligncore corrected WCS")
+    if new_sip:
+        wcsinfo = model.meta.wcsinfo
+        crpix = (wcsinfo.crpix1, wcsinfo.crpix2)
+        header = sip_approximation(result.wcs, image.shape,
+                                   crpix if None not in crpix else None, **(sip or {}))
+        _update_wcsinfo(model, header)
         record["sip_max_error_pix"] = float(header.get("SIPMXERR", np.nan))
         record["sip_max_inverse_error_pix"] = float(header.get("SIPIVERR", np.nan))
-        cards["WCSNAME"] = (wcsname, "aligncore corrected WCS")
         cards.update(_inverse_cards(header))
     cards["ALNVERS"] = (version, "aligncore version")
     model.meta.aligncore = _tree_safe(record)
-    _replace_sci_cards(model, cards, new_sip=new_wcs)
+    _replace_sci_cards(model, cards, new_sip=new_sip)
 
 
 def _inverse_cards(header: fits.Header) -> dict[str, tuple[Any, str]]:
