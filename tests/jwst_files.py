@@ -3,6 +3,7 @@ needs stdatamodels)."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -54,6 +55,20 @@ def cal_file(source: Path, target: Path, k: int) -> Path:
         exposure.exposure_time = exposure.effective_exposure_time = 100.0
         exposure.measurement_time = exposure.duration = 100.0
         exposure.start_time, exposure.mid_time, exposure.end_time = (
-            60431.5, 60431.5 + 50 / 86400, 60431.5 + 100 / 86400)
+            60431.5 - 50 / 86400, 60431.5, 60431.5 + 50 / 86400)  # 2024-05-01T12:00 mid
         model.save(str(target))
     return target
+
+
+POOL = "jw01234_20240501t000000_pool.csv"
+PRODUCT = "jw01234-o001_t001_nircam_clear-f200w"
+
+
+def write_association(files: list[Path], path: Path) -> Path:
+    """An image3 association of ``files`` (science members, relative names) at ``path``."""
+    content = {"asn_type": "image3", "asn_rule": "candidate_Asn_Lv3Image", "program": "01234",
+               "asn_pool": POOL, "products": [{
+                   "name": PRODUCT,
+                   "members": [{"expname": f.name, "exptype": "science"} for f in files]}]}
+    path.write_text(json.dumps(content))
+    return path

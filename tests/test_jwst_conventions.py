@@ -14,15 +14,14 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 pytest.importorskip("stdatamodels")
-from jwst_files import SHAPE, cal_file, cal_name
 from stdatamodels.jwst import datamodels
 
 import aligncore
 from aligncore.cli import main
 from aligncore.formats.jwst import exposure_group, output_name, sip_approximation
+from jwst_files import POOL, PRODUCT, SHAPE, cal_file, cal_name, write_association
 
 DEFAULT = str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
-POOL = "jw01234_20240501t000000_pool.csv"
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +37,7 @@ def asn(scene, tmp_path_factory):
     """The exposures as ``*_cal.fits`` in ``data/`` with an image3 association."""
     data = tmp_path_factory.mktemp("asn_data")
     files = [cal_file(path, data / cal_name(k), k) for k, path in enumerate(scene.paths)]
-    content = {"asn_type": "image3", "asn_rule": "candidate_Asn_Lv3Image", "program": "01234",
-               "asn_pool": POOL, "products": [{
-                   "name": "jw01234-o001_t001_nircam_clear-f200w",
-                   "members": [{"expname": f.name, "exptype": "science"} for f in files]}]}
-    path = data / "jw01234-o001_image3_00001_asn.json"
-    path.write_text(json.dumps(content))
-    return path
+    return write_association(files, data / "jw01234-o001_image3_00001_asn.json")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +54,7 @@ def _status(path: Path) -> str:
 
 
 def test_outputs_are_aligned_valid_and_marked_as_jwst_marks_them(scene, run):
-    out, inputs, outputs = run
+    *_, outputs = run
     wcss = []
     for k, path in enumerate(outputs):
         with datamodels.open(path) as model:
@@ -183,7 +176,7 @@ def test_output_association_lists_the_products(run, asn):
     out, _, outputs = run
     written = json.loads((out / asn.name).read_text())
     assert written["asn_pool"] == POOL and written["asn_type"] == "image3"
-    assert written["products"][0]["name"] == "jw01234-o001_t001_nircam_clear-f200w"
+    assert written["products"][0]["name"] == PRODUCT
     assert written["products"][0]["members"] == [
         {"expname": p.name, "exptype": "science", "group_id": f"jw01234001001_02101_{k:05d}"}
         for k, p in enumerate(outputs, start=1)]

@@ -45,7 +45,7 @@ import yaml
 from aligncore import __version__
 from aligncore.config import Config, load_config_and_registry
 from aligncore.formats.catalog_files import write_catalog
-from aligncore.formats.jwst import apply_alignment, image_from_model
+from aligncore.formats.jwst import apply_alignment, image_from_model, moved
 from aligncore.pipeline import align
 
 __all__ = ["GAIA_CATALOGS", "AlignStep", "Image3Pipeline", "sip_options", "step_config"]
@@ -232,8 +232,12 @@ class AlignStep(Step):
         for image in result.failed:
             log.warning(f"{image.name}: not aligned: {image.reason}")
         self._save_catalogs(library, result)
-        wcsname = (f"FIT-LVL3-{self.abs_refcat}" if result.absolute is not None
-                   else "FIT-REL")
+        wcsname = "FIT-REL"
+        if result.absolute is not None:  # jwst's name of the GWCS of an absolute fit
+            wcsname = f"FIT-LVL3-{self.abs_refcat}"
+            for image, aligned in zip(images, result.images, strict=True):
+                if moved(image, aligned):
+                    aligned.wcs.name = wcsname
         sip = sip_options(self.get_pars())
         with library:
             for index, model in enumerate(library):
@@ -241,9 +245,10 @@ class AlignStep(Step):
                                 version=__version__, sip=sip)
                 library.shelve(model, index)
         if config.absolute.save_gaia_catalog and result.reference_catalog is not None:
-            name = f"fit_{str(self.abs_refcat).lower()}_ref.ecsv"
-            write_catalog(result.reference_catalog, Path(self.output_dir or ".") / Path(name).name,
-                          "ecsv")
+            # jwst's name, fit_<catalog>_ref.ecsv (a file catalog: its name without suffix)
+            label = Path(str(self.abs_refcat)).stem.lower()
+            write_catalog(result.reference_catalog,
+                          Path(self.output_dir or ".") / f"fit_{label}_ref.ecsv", "ecsv")
         return library
 
     def _config(self, library: Any) -> tuple[Config, Any]:
