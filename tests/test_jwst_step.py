@@ -27,7 +27,7 @@ from stdatamodels.jwst import datamodels
 
 import aligncore
 from aligncore.config import load_config
-from aligncore.jwst import AlignStep, Image3Pipeline, step_config
+from aligncore.jwst import AlignStep, Image3Pipeline, changed_settings, step_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = ["detector", "v2v3", "v2v3corr", "world"]
@@ -76,6 +76,34 @@ def test_default_parameters_are_configs_jwst_3_0(tmp_path):
     assert absolute["matcher"]["params"].pop("use2dhist") is True
     assert absolute == reference.absolute.model_dump()
     assert mapped.output.save_catalogs is False and mapped.output.catalog_format == "ecsv"
+
+
+def test_which_config_the_parameters_apply_to(tmp_path):
+    jwst_mode, _ = AlignStep(aligncore_config="jwst")._config(None)
+    reference = load_config(ROOT / "configs" / "jwst-3.0.yaml")
+    assert jwst_mode.matcher == reference.matcher and jwst_mode.detector == reference.detector
+    default, _ = AlignStep()._config(None)  # aligncore's config, nothing changed
+    assert default.matcher == load_config().matcher
+    changed, _ = AlignStep(searchrad=5.0, starfinder="segmentation", npixels=7,
+                           abs_refcat="GAIADR3")._config(None)
+    assert changed.matcher.params["searchrad"] == 5.0
+    assert changed.matcher.params["tolerance"] == "auto"  # aligncore's own, not tweakreg's
+    assert changed.detector.plugin == "segmentation" and changed.detector.params["npixels"] == 7
+    assert changed.absolute.enabled and changed.absolute.refcat.params == {"catalog": "GAIADR3"}
+    config = tmp_path / "mine.yaml"
+    config.write_text("matcher:\n  plugin: hist2d\n  params: {tolerance: 0.3}\n")
+    mine, _ = AlignStep(aligncore_config=str(config), minobj=7)._config(None)
+    assert mine.matcher.params["tolerance"] == 0.3 and mine.align.minobj == 7
+
+
+def test_changed_settings():
+    defaults = AlignStep().get_pars()
+    assert changed_settings(defaults, defaults) == {}
+    changed = changed_settings({**defaults, "searchrad": 5.0, "starfinder": "dao",
+                                "abs_refcat": "GAIADR3"}, defaults)
+    assert changed == {"matcher.params.searchrad": 5.0, "detector.plugin": "daofind",
+                       "absolute.enabled": True, "absolute.refcat.plugin": "gaia",
+                       "absolute.refcat.params.catalog": "GAIADR3"}
 
 
 def test_parameter_mapping():

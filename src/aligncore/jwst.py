@@ -11,9 +11,15 @@ and its parameters onto ``detector``, ``searchrad`` ... ``yoffset`` onto the
 fitter, ``enforce_user_order``/``expand_refcat``/``minobj`` onto ``align``, the
 ``abs_*`` parameters onto ``absolute`` (``abs_refcat``: one of jwst's Gaia
 catalog names, or a catalog file), ``save_catalogs``/``catalog_format`` onto
-``output`` and the ``sip_*`` parameters onto the FITS SIP approximation. Its
-extra parameter ``aligncore_config`` names an aligncore YAML config to use
-instead (then the tweakreg-named alignment parameters are not used).
+``output`` and the ``sip_*`` parameters onto the FITS SIP approximation. Its one
+extra parameter, ``aligncore_config``, says which config they apply to:
+
+- ``default`` (the default): aligncore's recommended config, with the parameters
+  given other values than TweakRegStep's defaults applied on top
+  (`changed_settings`: ``searchrad = 5`` sets ``matcher.params.searchrad``);
+- ``jwst``: every parameter mapped, i.e. ``configs/jwst-3.0.yaml`` for the
+  defaults (tweakreg's detection, matching and unweighted fits);
+- a path: that aligncore YAML config, with the changed parameters on top.
 
 Each model is updated as TweakRegStep updates it (`aligncore.formats.jwst.apply_alignment`):
 corrected GWCS, SIP approximation with inverse, ``S_REGION``,
@@ -26,6 +32,7 @@ pipeline (`Image3Pipeline`: jwst's, with this step as its ``tweakreg``).
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -48,7 +55,8 @@ from aligncore.formats.catalog_files import write_catalog
 from aligncore.formats.jwst import apply_alignment, image_from_model, moved
 from aligncore.pipeline import align
 
-__all__ = ["GAIA_CATALOGS", "AlignStep", "Image3Pipeline", "sip_options", "step_config"]
+__all__ = ["GAIA_CATALOGS", "AlignStep", "Image3Pipeline", "changed_settings", "sip_options",
+           "step_config"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +126,26 @@ def step_config(pars: Mapping[str, Any], output_dir: str | Path | None = None) -
         "output": {"dir": str(output_dir or "."), "save_catalogs": bool(pars["save_catalogs"]),
                    "catalog_format": str(pars["catalog_format"])},
     }
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changed_settings(pars: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The config keys (dotted) that step parameters set to other values than TweakRegStep's
+    defaults: `step_config` of ``pars`` where it differs from `step_config` of ``defaults``
+    (``starfinder = 'segmentation'`` gives ``detector.plugin`` and the segmentation-only
+    parameters; ``abs_refcat`` gives ``absolute.enabled`` and ``absolute.refcat``)."""
+    ours, theirs = _flatten(step_config(pars)), _flatten(step_config(defaults))
+    return {key: value for key, value in ours.items()
+            if key not in theirs or theirs[key] != value}
 
 
 def sip_options(pars: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -201,7 +229,7 @@ class AlignStep(Step):
         sip_max_inv_pix_error = float(default=0.01) # max err for SIP fit, inverse.
         sip_inv_degree = integer(max=6, default=None) # degree for inverse SIP fit, None to use best fit.
         sip_npoints = integer(default=12) #  number of points for SIP
-        aligncore_config = string(default='') # aligncore YAML config used instead of the parameters above
+        aligncore_config = string(default='default') # 'default' (aligncore's config), 'jwst' (tweakreg's) or an aligncore YAML config
         output_use_model = boolean(default=True) # When saving use `DataModel.meta.filename`
         in_memory = boolean(default=True) # If False, preserve memory using temporary files
     """  # noqa: E501
@@ -252,23 +280,28 @@ class AlignStep(Step):
         return library
 
     def _config(self, library: Any) -> tuple[Config, Any]:
-        """The aligncore config: ``aligncore_config`` if given, else `step_config`."""
-        if self.aligncore_config:
-            return load_config_and_registry(self.aligncore_config)
+        """The aligncore config of ``aligncore_config`` (see `AlignStep`)."""
         pars = self.get_pars()
         for key, default in _UNMAPPED.items():
             if pars[key] != default and self.starfinder == "segmentation":
                 log.warning(f"{key} = {pars[key]!r} is not used by aligncore's segmentation "
                             "detector")
-        data = step_config(pars, self.output_dir)
-        if self.use_custom_catalogs:
-            catalogs = self._custom_catalogs(library)
+        catalogs = self._custom_catalogs(library) if self.use_custom_catalogs else {}
+        if self.aligncore_config == "jwst":
+            data = step_config(pars, self.output_dir)
             if catalogs:
                 data["detector"]["catalogs"] = catalogs
-        with tempfile.TemporaryDirectory(prefix="aligncore-step-") as tmp:
-            path = Path(tmp) / "config.yaml"
-            path.write_text(yaml.safe_dump(data))
-            return load_config_and_registry(path)
+            with tempfile.TemporaryDirectory(prefix="aligncore-step-") as tmp:
+                path = Path(tmp) / "config.yaml"
+                path.write_text(yaml.safe_dump(data))
+                return load_config_and_registry(path)
+        base = None if self.aligncore_config in ("", "default") else self.aligncore_config
+        overrides = changed_settings(pars, type(self)().get_pars())
+        if catalogs:
+            overrides["detector.catalogs"] = catalogs
+        log.info(f"aligncore config {base or 'default'} with {overrides or 'no changes'}")
+        return load_config_and_registry(
+            base, [f"{key}={json.dumps(value)}" for key, value in overrides.items()])
 
     def _custom_catalogs(self, library: Any) -> dict[str, str]:
         """User catalogs, by image name: the ``catfile``, else the association's
