@@ -22,12 +22,12 @@ pytest.importorskip("stpipe")
 pytest.importorskip("jwst")
 from jwst.datamodels import ModelLibrary
 from jwst.tweakreg.tweakreg_step import TweakRegStep
-from jwst_files import PRODUCT, SHAPE, cal_file, cal_name, write_association
 from stdatamodels.jwst import datamodels
 
 import aligncore
 from aligncore.config import load_config
 from aligncore.jwst import AlignStep, Image3Pipeline, changed_settings, step_config
+from jwst_files import PRODUCT, SHAPE, cal_file, cal_name, write_association
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = ["detector", "v2v3", "v2v3corr", "world"]
