@@ -1,5 +1,9 @@
 """aligncore's default fitter: ``affine`` (shift, rshift, rscale, general + sigma clipping).
 
+Clipping can be measured in tweakwcs' statistics (:data:`CLIP_STATISTICS`,
+:func:`residual_statistic`) and accumulated (``clip_accum``); ``rscale`` can hold a
+fixed scale.
+
 Also provides plain functions for notebooks: :func:`fit_affine` (one pass) and
 :func:`iter_fit` (with sigma clipping), :func:`select_fit` (``fitgeometry: auto``),
 and (re-exported from `aligncore.geometry`) the tables :data:`MIN_POINTS` and
@@ -12,9 +16,11 @@ import aligncore
 from aligncore.geometry import AUTO_GEOMETRIES, GEOMETRIES, MIN_POINTS, N_PARAMS
 from aligncore_affine.fitter import AffineFitter
 from aligncore_affine.fitting import (
+    CLIP_STATISTICS,
     combine_weights,
     fit_affine,
     iter_fit,
+    residual_statistic,
     select_fit,
 )
 
@@ -22,6 +28,7 @@ __version__ = aligncore.__version__
 
 __all__ = [
     "AUTO_GEOMETRIES",
+    "CLIP_STATISTICS",
     "GEOMETRIES",
     "MIN_POINTS",
     "N_PARAMS",
@@ -30,6 +37,7 @@ __all__ = [
     "combine_weights",
     "fit_affine",
     "iter_fit",
+    "residual_statistic",
     "select_fit",
 ]
 

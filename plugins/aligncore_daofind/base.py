@@ -54,7 +54,12 @@ from aligncore_daofind.centroids import gauss_centroids, window_centroids
 from aligncore_daofind.engine import RawSources, empty_sources
 from aligncore_daofind.inpaint import fill_bad_pixels
 from aligncore_daofind.kernel import dao_kernel
-from aligncore_daofind.masking import bad_pixel_mask, count_flagged, saturation_level
+from aligncore_daofind.masking import (
+    bad_pixel_mask,
+    count_flagged,
+    dq_bitmask_of,
+    saturation_level,
+)
 from aligncore_daofind.quality import cosmic_ray_like
 
 __all__ = ["MAX_FWHM_FRACTION", "MIN_FWHM_LIMIT", "CommonParams", "Prepared", "SourceDetector"]
@@ -113,7 +118,8 @@ class CommonParams(Params):
         ge=0,
         description=(
             "DQ bits that make a pixel unusable when the image mask is an integer DQ array "
-            "(None: any nonzero flag)."
+            "(None: the image's own convention, meta['dq_bitmask'], e.g. 15263 for HST "
+            "files; without one, any nonzero flag)."
         ),
     )
 
@@ -225,7 +231,7 @@ class SourceDetector(Detector):
         if not np.issubdtype(data.dtype, np.floating) or data.itemsize < 4:
             data = data.astype(np.float32 if data.itemsize <= 2 else np.float64)
         try:
-            bad = bad_pixel_mask(data, mask, p.dq_bitmask)
+            bad = bad_pixel_mask(data, mask, dq_bitmask_of(p.dq_bitmask, meta or {}))
         except ValueError as exc:
             raise InputError(f"{name}: {exc}") from exc
         if data.size == 0 or (bad.all() and not np.isfinite(data).any()):

@@ -9,6 +9,7 @@ nor gwcs nor stdatamodels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -43,8 +44,9 @@ class _ModuleFormat(aligncore.ImageFormat):
 
 class FitsFormat(_ModuleFormat):
     """FITS images with a celestial FITS WCS (the ``SCI`` extension or the primary HDU,
-    an optional ``DQ`` extension). The fallback: it claims every file and its reader
-    reports one that is not FITS."""
+    an optional ``DQ`` extension); a file with several ``SCI`` extensions (HST ACS/WFC,
+    WFC3/UVIS) is one image per chip, the chips in one group, written back to one file.
+    The fallback: it claims every file and its reader reports one that is not FITS."""
 
     name: ClassVar[str] = "fits"
     order: ClassVar[int] = 1000
@@ -56,6 +58,20 @@ class FitsFormat(_ModuleFormat):
     def identify(cls, path: Path) -> bool:
         """Always True (the format asked last)."""
         return True
+
+    def open_images(self, path: Path, *, group_id: str | None = None) -> list[AlignImage]:
+        """Every chip of ``path`` (`aligncore.formats.fits.open_fits_images`)."""
+        from aligncore.formats.fits import open_fits_images
+
+        return open_fits_images(path, group_id=group_id)
+
+    def write_images(self, images: Sequence[AlignImage], results: Sequence[ImageResult],
+                     target: Path, *, wcsname: str, version: str) -> Path:
+        """One output file, every chip's header updated
+        (`aligncore.formats.fits.write_fits_images`)."""
+        from aligncore.formats.fits import write_fits_images
+
+        return write_fits_images(images, results, target, wcsname=wcsname, version=version)
 
 
 class AsdfFormat(_ModuleFormat):

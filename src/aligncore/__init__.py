@@ -4,8 +4,9 @@ Public API
 ----------
 align, load_config, Config
     Run an alignment from Python, configured like the command line.
-open_image, simulate
-    Read an image lazily; make a seeded synthetic scene with ground truth.
+open_image, open_images, simulate
+    Read an image (every chip of a multi-chip file) lazily; make a seeded
+    synthetic scene with ground truth.
 get_plugin, list_plugins, build_registry
     Find stage implementations.
 Detector, Matcher, Fitter, RefCatalog, Corrector, Params, hookimpl
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
         NotEnoughPointsError,
         SingularMatrixError,
     )
-    from aligncore.formats import open_image
+    from aligncore.formats import open_image, open_images
     from aligncore.hookspecs import hookimpl, hookspec
     from aligncore.pipeline import align
     from aligncore.registry import (
@@ -174,6 +175,7 @@ _LAZY = {
     "list_plugins": "aligncore.registry",
     "load_config": "aligncore.config",
     "open_image": "aligncore.formats",
+    "open_images": "aligncore.formats",
     "pixel_scale": "aligncore.tangent",
     "pixel_to_world": "aligncore.tangent",
     "simulate": "aligncore.sim",
@@ -278,6 +280,7 @@ __all__ = [
     "list_plugins",
     "load_config",
     "open_image",
+    "open_images",
     "pixel_scale",
     "pixel_to_world",
     "simulate",

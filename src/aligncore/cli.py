@@ -102,15 +102,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.execution.resume_dir = config.output.dir
         config.output.save_catalogs = True
     from aligncore.filelock import output_dir_lock
-    from aligncore.formats import open_image
+    from aligncore.formats import open_images
 
     inputs = _resolve_inputs(args)
     opened: dict[Path, Any] = {}
     if not _inputs_ok(inputs.paths, config, registry, outdir=config.output.dir, opened=opened):
         return EXIT_FAILED
     args.cleanups.enter_context(output_dir_lock(config.output.dir))
-    # the images the checks just opened (headers and WCS read once, not twice)
-    images = [opened.get(path) or open_image(path, registry=registry) for path in inputs.paths]
+    # the images the checks just opened (headers and WCS read once, not twice); every
+    # chip of a multi-chip file
+    images = [image for path in inputs.paths
+              for image in opened.get(path) or open_images(path, registry=registry)]
     for image in images:
         inputs.annotate(image)  # an association member's group_id and meta.asn
     result = align(images, config, registry=registry,
@@ -158,7 +160,7 @@ def _exit_code(result: Any, config: Any) -> int:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from aligncore.execution import detect_images
-    from aligncore.formats import open_image
+    from aligncore.formats import open_images
     from aligncore.outputs import write_catalogs
 
     config, registry = _load(args)
@@ -166,7 +168,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     opened: dict[Path, Any] = {}
     if not _inputs_ok(inputs.paths, None, registry, opened=opened):
         return EXIT_FAILED
-    images = [opened.get(path) or open_image(path, registry=registry) for path in inputs.paths]
+    images = [image for path in inputs.paths
+              for image in opened.get(path) or open_images(path, registry=registry)]
     detector = config.build_stage("detector", registry)
     outcomes = detect_images(images, detector, config, registry,
                              _progress(not args.quiet, images))
@@ -223,6 +226,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     config, registry = _load(args)
     print(f"{args.config}: OK")
+    if args.show:
+        from aligncore.config import describe_config
+
+        print("\n".join(describe_config(config, registry)))
+        return EXIT_OK
     for kind in STAGE_TABLE.values():
         for section in kind.sections:
             if section.startswith("absolute.") and not config.absolute.enabled:
@@ -432,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a config file")
     _add_config_args(validate)
+    validate.add_argument("--show", action="store_true",
+                          help="print the resolved config (the file over its base, "
+                          "see `extends`), each value with where it came from")
     validate.set_defaults(func=_cmd_validate)
 
     plugins = sub.add_parser("plugins", help="list installed stage plugins")

@@ -126,11 +126,13 @@ def aligncore_add_formats() -> list[type[ImageFormat]]:
     -----
     `aligncore.open_image`, ``aligncore run`` and the output writer ask every
     registered format, in ascending ``order`` (then by name), whether it claims
-    a file (``identify(path)``, cheap); the first that does opens it, and the
-    same format writes its output. aligncore's own formats (entry point
-    ``formats``): ``asdf`` (order 10), ``jwst`` (20, JWST data models before
-    plain FITS) and ``fits`` (1000, the fallback). A path no format claims is an
-    `aligncore.InputError` naming the installed formats. A name registered
+    a file (``identify(path)``, cheap); the first that does opens it
+    (``open_images(path)``: one image, or one per chip of a multi-chip file), and
+    the same format writes its output (``write_images``: one file per input).
+    aligncore's own formats (entry point ``formats``): ``asdf`` (order 10),
+    ``jwst`` (20, JWST data models before plain FITS) and ``fits`` (1000, the
+    fallback). A path no format claims is an `aligncore.InputError` naming the
+    installed formats. A name registered
     twice is an error naming both distributions. Helpers for format authors
     (atomic writes, pixel and WCS checks, observation epochs, the alignment
     record) are in `aligncore.formats`.

@@ -21,13 +21,13 @@ from aligncore.combined import merge_catalogs
 from aligncore.config import Config, load_config_and_registry
 from aligncore.errors import AlignError, InputError
 from aligncore.execution import detect_images, empty_catalog
-from aligncore.formats import open_image
+from aligncore.formats import open_images
 from aligncore.inputs import Inputs, expand_items
 from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
 from aligncore.relative import RelativeSettings, relative_align
 from aligncore.stages import Corrector, Stage
-from aligncore.tangent import TangentPlane
+from aligncore.tangent import TangentPlane, reference_pixel_frame
 from aligncore.types import (
     COL_X,
     COL_Y,
@@ -70,14 +70,17 @@ def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config,
     file's, none of them with ``align.grouping: image``, ``align.groups`` over all."""
     opened = []
     for item in images:
-        image = item if isinstance(item, AlignImage) else open_image(item, registry=registry)
-        inputs.annotate(image)
-        if config.align.grouping == "image":
-            image.group_id = None
-        group = config.align.groups.get(image.name)
-        if group is not None:
-            image.group_id = group
-        opened.append(image)
+        for image in [item] if isinstance(item, AlignImage) else open_images(
+                item, registry=registry):
+            inputs.annotate(image)
+            if config.align.grouping == "image":
+                image.group_id = None
+            # a chip's group: its own name, else its file's (all chips of the file)
+            group = config.align.groups.get(image.name) or (
+                config.align.groups.get(image.path.name) if image.path is not None else None)
+            if group is not None:
+                image.group_id = group
+            opened.append(image)
     names = [image.name for image in opened]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -114,9 +117,10 @@ def align(
     Parameters
     ----------
     images : sequence of AlignImage or path
-        The images; paths are opened with `aligncore.open_image`. A path may also
-        name a JWST association (``*.json``: its science members), an ``@list``
-        file or a directory (its ``*_cal.fits`` files), see `aligncore.inputs`.
+        The images; paths are opened with `aligncore.open_images` (every chip of a
+        multi-chip file). A path may also name a JWST association (``*.json``: its
+        science members), an ``@list`` file or a directory (its ``*_cal.fits`` files),
+        see `aligncore.inputs`.
     config : Config, path or None
         A validated config, a YAML file, or None for the default config.
     registry : Registry, optional
@@ -171,7 +175,9 @@ def align(
         plane = TangentPlane(*config.align.tangent_point)
     else:
         plane = union_tangent_plane(images)
-    units = build_units(images, catalogs, plane)
+    if config.align.fit_frame == "reference_pixels" and images:
+        plane = reference_pixel_frame(images[0].wcs, images[0].shape, plane)
+    units = build_units(images, catalogs, plane, config.align.overlap)
     detection = {}
     for unit in units:
         errors = [f"{images[i].name}: {outcomes[i].error}" if len(unit.members) > 1

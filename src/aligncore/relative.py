@@ -19,6 +19,7 @@ import numpy as np
 from astropy.table import QTable
 
 from aligncore.config import AlignSection
+from aligncore.diagnosis import diagnosis_margin, explain_few_matches
 from aligncore.errors import AlignError
 from aligncore.global_solver import overlap_statistics
 from aligncore.overlap import alignment_order, overlap_matrix
@@ -273,8 +274,14 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
     if len(matchers) > 1:
         meta["matchers_tried"] = tried
     if match.n_matched < minobj:
-        return _fail(unit, meta, f"only {match.n_matched} matched sources (minobj={minobj}); "
-                     f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the reference"
+        reach = matcher.search_reach()
+        wide = reference.near(unit.footprint, diagnosis_margin(reach) + search_margin(
+            settings, matcher, unit.footprint))
+        cause = explain_few_matches(unit.xy, _columns(wide, slice(None)), unit.footprint,
+                                    match.n_matched, minobj, reach, matcher.tolerance())
+        return _fail(unit, meta, f"only {match.n_matched} matched sources (minobj={minobj}): "
+                     f"{cause}; {len(unit.catalog)} sources in the image, {len(ref_cat)} in the "
+                     "reference"
                      + (f"; tried {'; '.join(tried)}" if len(tried) > 1 else ""),
                      n_matched=n_matched)
     variance = _pair_variance(unit.catalog, ref_cat, match)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from aligncore.errors import InputError
 from aligncore.types import AlignImage, FitResult, MatchResult, SolverResult, SolverSettings
 
 if TYPE_CHECKING:  # astropy.coordinates and astropy.table load on first use (fast import)
@@ -349,6 +350,22 @@ class ImageFormat(ABC):
               version: str) -> Path:
         """Write a copy of ``image`` with ``result.wcs`` (when aligned) to ``target``,
         atomically (`aligncore.formats.atomic_path`), and return ``target``."""
+
+    def open_images(self, path: Path, *, group_id: str | None = None) -> list[AlignImage]:
+        """Every image of ``path``: one per chip of a multi-chip file (the chips sharing
+        one group id, so that the exposure moves as one rigid unit), else ``[open(path)]``
+        (the default)."""
+        return [self.open(path, group_id=group_id)]
+
+    def write_images(self, images: Sequence[AlignImage], results: Sequence[ImageResult],
+                     target: Path, *, wcsname: str, version: str) -> Path:
+        """Write one output file for the images `open_images` gave for one input file, each
+        with its result, atomically, and return ``target``. The default writes a single
+        image with `write`."""
+        if len(images) != 1 or len(results) != 1:
+            raise InputError(f"{type(self).__name__} writes one image per file, got "
+                             f"{len(images)}")
+        return self.write(images[0], results[0], target, wcsname=wcsname, version=version)
 
     def output_name(self, path: Path) -> str:
         """The file name of the output written for input ``path`` (default: its name)."""

@@ -165,3 +165,18 @@ def config_is_a_directory(work: Path) -> list[str]:
     (work / "config.yaml").unlink()
     (work / "config.yaml").mkdir()
     return argv
+
+
+@case("yaml", exit_code=2, message=r"b\.yaml:1: extends: the configs extend each other in a "
+      r"cycle: .*config\.yaml -> .*b\.yaml -> .*config\.yaml", outcome=CONFIG_ERROR)
+def extends_cycle(work: Path) -> list[str]:
+    """Two configs that extend each other."""
+    write_config(work, "extends: config.yaml\n", name="b.yaml")
+    return _run_with(work, "extends: b.yaml\n")
+
+
+@case("yaml", exit_code=2, message=r"config\.yaml:1: extends: no built-in config 'jwst3' and "
+      r"no file .*jwst3; valid: default, jwst, jwst-3\.0, none", outcome=CONFIG_ERROR)
+def extends_unknown(work: Path) -> list[str]:
+    """``extends:`` naming neither a built-in config nor a file."""
+    return _run_with(work, "extends: jwst3\n")
