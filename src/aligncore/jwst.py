@@ -116,6 +116,7 @@ def step_config(pars: Mapping[str, Any], output_dir: str | Path | None = None) -
             absolute["refcat"] = {"plugin": "file",
                                   "params": {"path": str(Path(refcat).resolve())}}
     return {
+        "extends": "none",  # a complete config, not layered on aligncore's default
         "detector": {"plugin": detector,
                      "params": {key: pars[key] for key in _DETECTOR[detector]}},
         "matcher": {"plugin": "hist2d", "params": {key: pars[key] for key in _MATCHER}},

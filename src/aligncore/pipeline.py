@@ -65,14 +65,15 @@ def _resolve_config(config: Config | str | Path | None,
 
 
 def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config,
-                    registry: Registry, inputs: Inputs) -> list[AlignImage]:
+                    registry: Registry, inputs: Inputs | None = None) -> list[AlignImage]:
     """Open the path items and set the groups: an association member's group over the
     file's, none of them with ``align.grouping: image``, ``align.groups`` over all."""
     opened = []
     for item in images:
         for image in [item] if isinstance(item, AlignImage) else open_images(
                 item, registry=registry):
-            inputs.annotate(image)
+            if inputs is not None:
+                inputs.annotate(image)
             if config.align.grouping == "image":
                 image.group_id = None
             # a chip's group: its own name, else its file's (all chips of the file)
