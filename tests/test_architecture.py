@@ -40,6 +40,7 @@ NOT_ON_IMPORT = (
     "aligncore.sim",
     "aligncore.compare",
     "aligncore.plots",
+    "aligncore.jwst",
     "aligncore.htmlreport",
     "aligncore_daofind",
     "aligncore_hist2d",

@@ -67,7 +67,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     return load_config_and_registry(args.config, args.set or ())
 
 
-def _inputs_ok(paths: Sequence[str], config: Any, registry: Any, *,
+def _inputs_ok(paths: Sequence[str | Path], config: Any, registry: Any, *,
                outdir: str | Path | None = None, opened: dict[Path, Any] | None = None
                ) -> bool:
     """Check every input, and the output directory if given, before any work
@@ -104,17 +104,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from aligncore.filelock import output_dir_lock
     from aligncore.formats import open_images
 
+    inputs = _resolve_inputs(args)
     opened: dict[Path, Any] = {}
-    if not _inputs_ok(args.images, config, registry, outdir=config.output.dir, opened=opened):
+    if not _inputs_ok(inputs.paths, config, registry, outdir=config.output.dir, opened=opened):
         return EXIT_FAILED
     args.cleanups.enter_context(output_dir_lock(config.output.dir))
     # the images the checks just opened (headers and WCS read once, not twice); every
     # chip of a multi-chip file
-    images = [image for path in args.images
-              for image in opened.get(Path(path)) or open_images(path, registry=registry)]
+    images = [image for path in inputs.paths
+              for image in opened.get(path) or open_images(path, registry=registry)]
+    for image in images:
+        inputs.annotate(image)  # an association member's group_id and meta.asn
     result = align(images, config, registry=registry,
                    progress=_progress(not args.quiet, images))
-    write_outputs(result, images, config, registry=registry)
+    write_outputs(result, images, config, registry=registry, inputs=inputs)
     if args.plots:
         from aligncore.plots import write_plots
 
@@ -128,6 +131,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
               else "inputs updated in place")
     _print_failures(result, args.debug)
     return _exit_code(result, config)
+
+
+def _resolve_inputs(args: argparse.Namespace) -> Any:
+    """The image files named by the arguments (`aligncore.inputs.resolve_inputs`)."""
+    from aligncore.inputs import resolve_inputs
+
+    return resolve_inputs(args.images, args.pattern)
 
 
 def _print_failures(result: Any, debug: bool) -> None:
@@ -154,9 +164,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from aligncore.outputs import write_catalogs
 
     config, registry = _load(args)
-    if not _inputs_ok(args.images, None, registry):
+    inputs = _resolve_inputs(args)
+    opened: dict[Path, Any] = {}
+    if not _inputs_ok(inputs.paths, None, registry, opened=opened):
         return EXIT_FAILED
-    images = [image for path in args.images for image in open_images(path, registry=registry)]
+    images = [image for path in inputs.paths
+              for image in opened.get(path) or open_images(path, registry=registry)]
     detector = config.build_stage("detector", registry)
     outcomes = detect_images(images, detector, config, registry,
                              _progress(not args.quiet, images))
@@ -377,6 +390,16 @@ def _add_config_args(parser: argparse.ArgumentParser, config_required: bool = Tr
                         help="override a config value, e.g. matcher.params.tolerance=0.5")
 
 
+_IMAGES_HELP = ("images (FITS, ASDF, JWST _cal files or any installed format), JWST "
+                "associations (*_asn.json: their science members), @list files (one path per "
+                "line) or directories (see --pattern)")
+
+
+def _add_pattern_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pattern", help="glob of the files taken from a directory input "
+                        "(default '*_cal.fits')")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``aligncore`` command."""
     parser = argparse.ArgumentParser(
@@ -387,9 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="align images and write corrected copies")
     _add_config_args(run)
-    run.add_argument("images", nargs="+",
-                     help="images: FITS, ASDF, JWST _cal files or any installed format "
-                     "(aligncore plugins)")
+    run.add_argument("images", nargs="+", help=_IMAGES_HELP)
+    _add_pattern_arg(run)
     run.add_argument("-o", "--output", help="output directory (default: the config's output.dir)")
     run.add_argument("--in-place", action="store_true", help="update the input files themselves")
     run.add_argument("--resume", action="store_true",
@@ -404,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     detect = sub.add_parser("detect", help="detect sources and write catalogs only")
     _add_config_args(detect)
-    detect.add_argument("images", nargs="+")
+    detect.add_argument("images", nargs="+", help=_IMAGES_HELP)
+    _add_pattern_arg(detect)
     detect.add_argument("-o", "--output", required=True, help="directory for the catalogs")
     detect.add_argument("-q", "--quiet", action="store_true")
     detect.set_defaults(func=_cmd_detect)

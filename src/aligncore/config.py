@@ -146,6 +146,12 @@ class AlignSection(_Section):
         default_factory=dict,
         description="Image file name -> group id; images of one group move as one rigid body.",
     )
+    grouping: Literal["exposure", "image"] = Field(
+        "exposure",
+        description="exposure: the images of one exposure move together (the files' GROUPID, "
+        "a JWST meta.group_id or exposure name, an association member's group_id); image: "
+        "every image moves alone. align.groups applies in both cases.",
+    )
     solver: str = Field(
         "global",
         description="Solver plugin: global refines all corrections simultaneously over every "

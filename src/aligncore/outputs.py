@@ -14,6 +14,7 @@ from aligncore.errors import InputError
 from aligncore.formats import format_of, image_format_of, write_images
 from aligncore.formats.catalog_files import CATALOG_FORMATS, catalog_path, write_catalog
 from aligncore.formats.common import write_json
+from aligncore.inputs import Inputs, output_association
 from aligncore.registry import Registry
 from aligncore.report import run_report
 from aligncore.types import AlignImage, AlignResult, ImageResult
@@ -149,13 +150,17 @@ def _by_file(images: Sequence[AlignImage], result: AlignResult
 
 def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Config,
                   outdir: str | Path | None = None,
-                  registry: Registry | None = None) -> list[Path]:
+                  registry: Registry | None = None, *,
+                  inputs: Inputs | None = None) -> list[Path]:
     """Write the corrected image copies, optional catalogs and the JSON report.
 
     Every input file gets one output (failed images with their WCS exactly as it was
     and ``ALNSTAT = 'FAILED'``; the chips of a multi-chip file in one file), named like
     its input except JWST ``*_cal.fits`` files, written as ``*_tweakreg.fits``. With
     ``output.in_place`` the inputs themselves are updated instead (still atomically).
+    When JWST images were written, an association listing them is written too, for the
+    next jwst step (`aligncore.inputs.output_association`; ``inputs``: what the run was
+    given).
 
     Returns
     -------
@@ -166,6 +171,7 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
     outdir.mkdir(parents=True, exist_ok=True)
     wcsname = _wcsname(result, config)
     written: list[Path] = []
+    jwst: list[tuple[Path, str | None]] = []  # JWST outputs and their groups
     for path, members in _by_file(images, result).items():
         first = members[0][0]
         if config.output.in_place:
@@ -180,6 +186,11 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
         written.append(write_images([image for image, _ in members],
                                     [image_result for _, image_result in members], target,
                                     wcsname=wcsname, version=__version__, registry=registry))
+        if first.meta.get("format") == "jwst":
+            jwst.append((written[-1], members[0][1].group_id))
+    if jwst:
+        name, association = output_association(jwst, outdir, inputs)
+        written.append(write_json(association, outdir / name))
     if config.output.save_catalogs:
         detected = [(i.name, r.catalog) for i, r in zip(images, result.images, strict=True)
                     if "detection_error" not in r.catalog.meta]  # failed: detect again

@@ -23,6 +23,7 @@ from aligncore.config import Config, load_config_and_registry
 from aligncore.errors import AlignError, InputError
 from aligncore.execution import detect_images, empty_catalog
 from aligncore.formats import open_images
+from aligncore.inputs import Inputs, expand_items
 from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
 from aligncore.relative import RelativeSettings, relative_align
@@ -65,11 +66,17 @@ def _resolve_config(config: Config | str | Path | None,
 
 
 def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config,
-                    registry: Registry) -> list[AlignImage]:
+                    registry: Registry, inputs: Inputs | None = None) -> list[AlignImage]:
+    """Open the path items and set the groups: an association member's group over the
+    file's, none of them with ``align.grouping: image``, ``align.groups`` over all."""
     opened = []
     for item in images:
         for image in [item] if isinstance(item, AlignImage) else open_images(
                 item, registry=registry):
+            if inputs is not None:
+                inputs.annotate(image)
+            if config.align.grouping == "image":
+                image.group_id = None
             # a chip's group: its own name, else its file's (all chips of the file)
             group = config.align.groups.get(image.name) or (
                 config.align.groups.get(image.path.name) if image.path is not None else None)
@@ -113,7 +120,9 @@ def align(
     ----------
     images : sequence of AlignImage or path
         The images; paths are opened with `aligncore.open_images` (every chip of a
-        multi-chip file).
+        multi-chip file). A path may also name a JWST association (``*.json``: its
+        science members), an ``@list`` file or a directory (its ``*_cal.fits`` files),
+        see `aligncore.inputs`.
     config : Config, path or None
         A validated config, a YAML file, or None for the default config.
     registry : Registry, optional
@@ -139,9 +148,9 @@ def align(
     progress = progress or _no_progress
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    paths = [item for item in images if not isinstance(item, AlignImage)]
-    raise_problems(check_inputs(paths, config, registry=registry))
-    images = _resolve_images(images, config, registry)
+    items, inputs = expand_items(images)
+    raise_problems(check_inputs(inputs.paths, config, registry=registry))
+    images = _resolve_images(items, config, registry, inputs)
     if not images:
         raise InputError("no input images")
     if len(images) < 2 and not config.absolute.enabled:
