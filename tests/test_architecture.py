@@ -24,11 +24,13 @@ import aligncore
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_MODULES = {"aligncore.stages", "aligncore.catalogs", "aligncore.refcat",
-                  "aligncore.geometry", "aligncore.global_solver", "aligncore.formats"}
+                  "aligncore.geometry", "aligncore.global_solver", "aligncore.formats",
+                  "aligncore.distortion", "aligncore.distortion_write"}
 """Modules a plugin may import besides the ``aligncore`` package itself: the stage
 helpers, the reference-catalog helpers, the table of fit geometries and the global
 least-squares solve that solver plugins build on, and the image-format helpers (with the
-readers and writers of aligncore's own formats) that format plugins build on."""
+readers and writers of aligncore's own formats) that format plugins build on, and the
+distortion correction (`aligncore.distortion`) that distortion refiners and writers share."""
 
 # What `import aligncore` must leave unimported: heavy dependencies, the lab, the plugins.
 NOT_ON_IMPORT = (
@@ -38,6 +40,7 @@ NOT_ON_IMPORT = (
     "aligncore.sim",
     "aligncore.compare",
     "aligncore.plots",
+    "aligncore.jwst",
     "aligncore.htmlreport",
     "aligncore_daofind",
     "aligncore_hist2d",

@@ -452,9 +452,9 @@ def test_hist2d_fails_past_its_search_radius_and_fallbacks_are_counted(tmp_path)
 def test_shipped_specs_are_valid():
     root = Path(__file__).parent.parent / "configs"
     runs = {name: load_spec(root / f"compare-{name}.yaml")
-            for name in ("matchers", "centroids", "solvers")}
+            for name in ("matchers", "centroids", "solvers", "distortion")}
     assert {name: c.n_runs for name, c in runs.items()} == {
-        "matchers": 114, "centroids": 72, "solvers": 40}
+        "matchers": 114, "centroids": 72, "solvers": 40, "distortion": 60}
     # the matchers are compared alone, without the default fallback to triangles
     assert all(v.config["align"]["fallback"] == [] for v in runs["matchers"].variants)
 

@@ -89,7 +89,7 @@ def test_overrides_apply_and_are_validated(tmp_path):
     with pytest.raises(ConfigError, match=r"--set: fitter\.params\.nclip: Input should be greater "
                                           r"than or equal to 0 \(got -2\)"):
         load_config(ROOT / "configs" / "jwst.yaml", ["fitter.params.nclip=-2"])
-    with pytest.raises(ConfigError, match=r"jwst.yaml:31: matcher.params: separation \(0.5\"\) "
+    with pytest.raises(ConfigError, match=r"jwst.yaml:35: matcher.params: separation \(0.5\"\) "
                                           r"must be larger than sqrt\(2\) x tolerance"):
         load_config(ROOT / "configs" / "jwst.yaml", ["matcher.params.tolerance=0.4"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):

@@ -72,7 +72,7 @@ def aligncore_add_formats():
 
 def test_default_formats_in_order() -> None:
     registry = build_registry()
-    assert list(registry.formats)[:3] == ["asdf", "jwst", "fits"][: len(registry.formats)]
+    assert list(registry.formats)[:4] == ["roman", "asdf", "jwst", "fits"][: len(registry.formats)]
     assert list(registry.formats)[-1] == "fits"  # the fallback is asked last
     assert registry.formats["fits"].distribution == "aligncore"
 
@@ -148,4 +148,4 @@ def test_a_local_plugin_adds_a_mission_format(small_scene, tmp_path: Path, capsy
 def test_plugins_command_lists_the_formats(capsys) -> None:
     assert main(["plugins"]) == 0
     lines = [line.split()[:2] for line in capsys.readouterr().out.splitlines()]
-    assert [name for kind, name in lines if kind == "format"] == ["asdf", "jwst", "fits"]
+    assert [name for kind, name in lines if kind == "format"] == ["roman", "asdf", "jwst", "fits"]

@@ -203,7 +203,8 @@ def test_get_plugin_and_list_plugins_public_api():
     fit = fitter.fit(xy, xy @ rot.T + [1.0, 2.0])
     assert abs(fit.rotation - 0.3) < 1e-10
     kinds = {info.kind for info in aligncore.list_plugins()}
-    assert kinds == {"detector", "matcher", "fitter", "refcatalog", "corrector", "solver"}
+    assert kinds == {"detector", "matcher", "fitter", "refcatalog", "corrector", "solver",
+                     "distortion"}
 
 
 def test_unknown_stage_kind():
@@ -287,3 +288,64 @@ def test_a_local_file_named_twice_is_loaded_once(tmp_path):
     registry = aligncore.build_registry([path, tmp_path / "." / "twice.py"])
     assert [name for name, _ in registry.manager.list_name_plugin()].count(
         f"file:{path.resolve()}") == 1
+
+
+def test_building_a_registry_imports_no_stage_module():
+    """Entry points register where their classes are: a stage's module (and its
+    dependencies) is imported when a stage of it is built, never by building the
+    registry; every name is listed all the same."""
+    import subprocess
+    import sys
+
+    code = textwrap.dedent('''
+        import sys
+        from aligncore.registry import build_registry
+        reg = build_registry()
+        heavy = ["aligncore_daofind.daofind", "aligncore_daofind.iraf", "aligncore_hist2d.matcher",
+                 "aligncore_affine.fitter", "aligncore_gaia.refcat", "aligncore_refcats.file",
+                 "aligncore_wcs.fitswcs", "astropy.table", "astropy.coordinates", "scipy.spatial"]
+        print(sorted(m for m in heavy if m in sys.modules))
+        print(reg.names("detector"), reg.names("matcher"), reg.names("refcatalog"))
+        reg.build("detector", "daofind")
+        print("aligncore_daofind.daofind" in sys.modules, "aligncore_gaia.refcat" in sys.modules)
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    assert out[1] == "['daofind', 'iraf', 'segmentation'] ['hist2d', 'triangles'] ['file', 'gaia']"
+    assert out[2] == "True False"
+
+
+def test_lazy_registrations_are_checked_when_resolved(tmp_path):
+    """``"name = module:Class"`` entries: a malformed one fails the registry build; a
+    wrong target fails with one line when the stage is asked for."""
+    def plugin(source_line: str) -> types.ModuleType:
+        return _module_with("lazy_plugin", f'''
+import aligncore
+
+@aligncore.hookimpl
+def aligncore_add_fitters():
+    return [{source_line!r}]
+''')
+
+    with pytest.raises(aligncore.PluginError, match="expected a class or 'name = package"):
+        aligncore.build_registry(plugins=[plugin("affine2 aligncore_affine.fitter")],
+                                 autoload=False)
+    cases = {
+        "notastage = json:JSONDecoder": "is not a subclass of aligncore.Fitter",
+        "renamed = aligncore_affine.fitter:AffineFitter": "is named 'affine'",
+        "missing = no_such_module_here:Fitter": "cannot import no_such_module_here:Fitter",
+    }
+    for line, message in cases.items():
+        reg = aligncore.build_registry(plugins=[plugin(line)], autoload=False)
+        name = line.split(" = ")[0]
+        assert reg.names("fitter") == [name]
+        with pytest.raises(aligncore.PluginError, match=message) as error:
+            reg.build("fitter", name)
+        assert "\n" not in str(error.value)
+    # the same target registered twice is one plugin; another target is a duplicate
+    same = aligncore.build_registry(
+        plugins=[plugin("affine = aligncore_affine.fitter:AffineFitter")])
+    assert same.get("fitter", "affine").__name__ == "AffineFitter"
+    with pytest.raises(aligncore.DuplicatePluginError, match="'affine' is registered twice"):
+        aligncore.build_registry(plugins=[plugin("affine = aligncore_hist2d.matcher:X")])

@@ -1,5 +1,9 @@
 """aligncore's default fitter: ``affine`` (shift, rshift, rscale, general + sigma clipping).
 
+Clipping can be measured in tweakwcs' statistics (:data:`CLIP_STATISTICS`,
+:func:`residual_statistic`) and accumulated (``clip_accum``); ``rscale`` can hold a
+fixed scale.
+
 Also provides plain functions for notebooks: :func:`fit_affine` (one pass) and
 :func:`iter_fit` (with sigma clipping), :func:`select_fit` (``fitgeometry: auto``),
 and (re-exported from `aligncore.geometry`) the tables :data:`MIN_POINTS` and
@@ -8,20 +12,16 @@ and (re-exported from `aligncore.geometry`) the tables :data:`MIN_POINTS` and
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 import aligncore
-from aligncore.geometry import AUTO_GEOMETRIES, GEOMETRIES, MIN_POINTS, N_PARAMS
-from aligncore_affine.fitter import AffineFitter
-from aligncore_affine.fitting import (
-    combine_weights,
-    fit_affine,
-    iter_fit,
-    select_fit,
-)
 
 __version__ = aligncore.__version__
 
 __all__ = [
     "AUTO_GEOMETRIES",
+    "CLIP_STATISTICS",
     "GEOMETRIES",
     "MIN_POINTS",
     "N_PARAMS",
@@ -30,11 +30,35 @@ __all__ = [
     "combine_weights",
     "fit_affine",
     "iter_fit",
+    "residual_statistic",
     "select_fit",
 ]
 
+_EXPORTS = {
+    "AUTO_GEOMETRIES": "aligncore.geometry",
+    "GEOMETRIES": "aligncore.geometry",
+    "MIN_POINTS": "aligncore.geometry",
+    "N_PARAMS": "aligncore.geometry",
+    "AffineFitter": "aligncore_affine.fitter",
+    "CLIP_STATISTICS": "aligncore_affine.fitting",
+    "residual_statistic": "aligncore_affine.fitting",
+    "combine_weights": "aligncore_affine.fitting",
+    "fit_affine": "aligncore_affine.fitting",
+    "iter_fit": "aligncore_affine.fitting",
+    "select_fit": "aligncore_affine.fitting",
+}
+
 
 @aligncore.hookimpl
-def aligncore_add_fitters() -> list[type[aligncore.Fitter]]:
-    """Register the ``affine`` fitter."""
-    return [AffineFitter]
+def aligncore_add_fitters() -> list[str]:
+    """Register the ``affine`` fitter (imported when one is built)."""
+    return ["affine = aligncore_affine.fitter:AffineFitter"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first use: building a registry imports none of
+    this package's modules (its hook returns where the classes are)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)

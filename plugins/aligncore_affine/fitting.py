@@ -18,7 +18,70 @@ from aligncore import FitResult, NotEnoughPointsError, SingularMatrixError
 from aligncore.geometry import AUTO_GEOMETRIES, MIN_POINTS, N_PARAMS, check_geometry
 from aligncore_affine.geometry import LinearSolution, solve
 
-__all__ = ["AUTO_GEOMETRIES", "combine_weights", "fit_affine", "iter_fit", "select_fit"]
+__all__ = ["AUTO_GEOMETRIES", "CLIP_STATISTICS", "combine_weights", "fit_affine", "iter_fit",
+           "residual_statistic", "select_fit"]
+
+CLIP_STATISTICS = ("rmse", "mae", "std", "mad")
+"""Statistics of the residual lengths a clipping threshold can be measured in (tweakwcs')."""
+
+_MAD_TO_RMSE = 1.0 / math.sqrt(math.log(2.0))
+"""Median residual length -> RMS length for isotropic Gaussian residuals (Rayleigh median
+sigma sqrt(2 ln 2) against RMS sigma sqrt(2))."""
+
+
+def residual_statistic(residuals: Any, name: str, weights: Any = None) -> float:
+    """A statistic of 2-D residuals, as tweakwcs reports them.
+
+    Parameters
+    ----------
+    residuals : array-like, shape (n, 2)
+        Residual vectors.
+    name : {'rmse', 'mae', 'std', 'mad'}
+        ``rmse``: root of the (weighted) mean squared length; ``mae``: (weighted)
+        mean length; ``std``: length of the per-axis standard deviations about the
+        (weighted) mean residual (reliability-weight correction ``1 - sum w^2`` for
+        normalised weights); ``mad``: (weighted) median length over
+        ``sqrt(ln 2)``, which equals the RMS length for Gaussian residuals.
+    weights : array-like, shape (n,), optional
+        Non-negative weights (None: equal).
+
+    Returns
+    -------
+    float
+        NaN when there are no residuals or the weights sum to 0.
+    """
+    if name not in CLIP_STATISTICS:
+        raise ValueError(f"unknown residual statistic {name!r}; valid: "
+                         f"{', '.join(CLIP_STATISTICS)}")
+    r = np.asarray(residuals, dtype=float).reshape(-1, 2)
+    length = np.hypot(r[:, 0], r[:, 1])
+    if weights is None:
+        if len(r) == 0:
+            return math.nan
+        if name == "rmse":
+            return float(np.sqrt(np.mean(length ** 2)))
+        if name == "mae":
+            return float(np.mean(length))
+        if name == "std":
+            return float(np.linalg.norm(r.std(axis=0)))
+        return _MAD_TO_RMSE * float(np.median(length))
+    w = np.asarray(weights, dtype=float)
+    total = float(np.sum(w))
+    if len(r) == 0 or not total > 0:
+        return math.nan
+    w = w / total
+    if name == "rmse":
+        return float(np.sqrt(w @ length ** 2))
+    if name == "mae":
+        return float(w @ length)
+    if name == "std":
+        if len(r) == 1:
+            return 0.0
+        centred = r - w @ r
+        return float(np.sqrt(np.sum(w @ centred ** 2) / (1.0 - np.sum(w ** 2))))
+    order = np.argsort(length)  # weighted median: the inverted-CDF definition
+    cumulative = np.cumsum(w[order])
+    return _MAD_TO_RMSE * float(length[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
 def combine_weights(image_weights: np.ndarray, ref_weights: np.ndarray) -> np.ndarray:
@@ -109,8 +172,12 @@ def _result(
     shift = sol.shift
     residuals = uv - (xy @ sol.matrix.T + shift)
     rmse, mae = _stats(residuals, w, mask)
+    kept = w[mask]
+    stat_weights = None if np.all(kept == kept[:1]) else kept  # equal weights: unweighted
     meta = {
         **meta,
+        "std": residual_statistic(residuals[mask], "std", stat_weights),
+        "mad": residual_statistic(residuals[mask], "mad", stat_weights),
         "sigma_residual": math.sqrt(sol.sigma2) if math.isfinite(sol.sigma2) else math.nan,
         "dof": sol.dof,
         "min_points": MIN_POINTS[geometry],
@@ -138,6 +205,8 @@ def fit_affine(
     ref_xy: Any,
     geometry: str = "rshift",
     weights: Any = None,
+    *,
+    scale: float | None = None,
 ) -> FitResult:
     """Fit ``ref_xy ~ matrix @ image_xy + shift`` in one weighted least-squares pass.
 
@@ -153,12 +222,17 @@ def fit_affine(
     weights : array-like, shape (n,), optional
         Relative weights (>= 0); points with weight 0 are ignored but still get
         a residual.
+    scale : float, optional
+        With ``rscale`` or ``rshift``: hold the scale at this value and fit rotation
+        and shift (tweakwcs' ``fit_rscale(scale=...)``); the result's geometry is
+        ``rshift`` (three parameters) and ``meta['fixed_scale']`` the scale.
 
     Returns
     -------
     aligncore.FitResult
         With ``fitmask`` True for the points of non-zero weight and parameter
-        uncertainties from the covariance scaled by ``chi2 / dof``.
+        uncertainties from the covariance scaled by ``chi2 / dof``; ``meta`` also
+        holds the ``std`` and ``mad`` of the residuals (see `residual_statistic`).
 
     Raises
     ------
@@ -168,10 +242,23 @@ def fit_affine(
         The points do not constrain the geometry (coincident or colinear).
     """
     xy, uv, w = _prepare(image_xy, ref_xy, weights, geometry)
+    geometry, extra = _fixed_scale(geometry, scale)
     mask = w > 0
     _check_count(int(np.count_nonzero(mask)), geometry)
-    sol = solve(xy[mask], uv[mask], w[mask], geometry)
-    return _result(sol, xy, uv, w, mask, geometry, {"nclip_passes": 0, "n_clipped": 0})
+    sol = solve(xy[mask], uv[mask], w[mask], geometry, scale)
+    return _result(sol, xy, uv, w, mask, geometry, {"nclip_passes": 0, "n_clipped": 0, **extra})
+
+
+def _fixed_scale(geometry: str, scale: float | None) -> tuple[str, dict[str, Any]]:
+    """The geometry actually fitted with a fixed ``scale`` (rotation + shift), and its meta."""
+    if scale is None:
+        return geometry, {}
+    if geometry not in ("rshift", "rscale"):
+        raise ValueError(f"a fixed scale applies to fitgeometry 'rscale' or 'rshift', not "
+                         f"{geometry!r}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"a fixed scale must be a positive number, got {scale!r}")
+    return "rshift", {"fixed_scale": float(scale)}
 
 
 def iter_fit(
@@ -182,24 +269,35 @@ def iter_fit(
     *,
     nclip: int = 3,
     sigma: float = 3.0,
+    clip_statistic: str = "rmse",
+    clip_accum: bool = False,
+    scale: float | None = None,
 ) -> FitResult:
     """Fit like :func:`fit_affine`, then sigma-clip and refit up to ``nclip`` times.
 
     After each fit the points whose normalised residual ``|r| sqrt(w / mean w)``
-    is at least ``sigma`` times the RMS normalised residual of the kept points
-    are rejected (with equal weights: ``|r|`` against the RMS residual; all
-    points with non-zero weight are re-examined, so a point can come back). Clipping stops
-    when the kept set no longer changes, after ``nclip`` passes, or when fewer
-    points than the geometry needs would remain.
+    is at least ``sigma`` times the ``clip_statistic`` of the kept points'
+    normalised residuals are rejected (with equal weights: ``|r|`` against, by
+    default, the RMS residual, as tweakwcs' ``iter_linear_fit``). Without
+    ``clip_accum`` all points with non-zero weight are re-examined, so a point can
+    come back; with it, a rejected point stays out. Clipping stops when the kept
+    set no longer changes, after ``nclip`` passes, or when fewer points than the
+    geometry needs would remain.
 
     Parameters
     ----------
-    image_xy, ref_xy, geometry, weights
+    image_xy, ref_xy, geometry, weights, scale
         As for :func:`fit_affine`.
     nclip : int, optional
         Maximum number of clipping passes (0: no clipping).
     sigma : float, optional
-        Clipping threshold in units of the RMS residual.
+        Clipping threshold in units of ``clip_statistic``.
+    clip_statistic : {'rmse', 'mae', 'std', 'mad'}, optional
+        The residual statistic the threshold is measured in (`residual_statistic`);
+        ``mad`` is robust to a large fraction of mismatches.
+    clip_accum : bool, optional
+        Accumulate the rejections (tweakwcs' ``clip_accum``): a clipped point never
+        returns.
 
     Returns
     -------
@@ -211,33 +309,39 @@ def iter_fit(
         raise ValueError(f"nclip must be >= 0, got {nclip}")
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
+    if clip_statistic not in CLIP_STATISTICS:
+        raise ValueError(f"clip_statistic must be one of {', '.join(CLIP_STATISTICS)}, got "
+                         f"{clip_statistic!r}")
     xy, uv, w = _prepare(image_xy, ref_xy, weights, geometry)
+    geometry, extra = _fixed_scale(geometry, scale)
     usable = w > 0
     _check_count(int(np.count_nonzero(usable)), geometry)
     need = MIN_POINTS[geometry]
     mask = usable.copy()
-    sol = solve(xy[mask], uv[mask], w[mask], geometry)
+    sol = solve(xy[mask], uv[mask], w[mask], geometry, scale)
     passes = 0
     for _ in range(nclip):
         resid = uv - (xy @ sol.matrix.T + sol.shift)
         # clip on residuals normalised by their weights: with unequal weights the
         # weighted RMS is set by the best-measured points and would reject all others
         # (identical to clipping |r| at sigma x RMS when the weights are equal)
-        scaled = np.hypot(resid[:, 0], resid[:, 1]) * np.sqrt(w / np.mean(w[mask]))
-        rms = float(np.sqrt(np.mean(scaled[mask] ** 2)))
-        if not rms > 0:
+        scaled = resid * np.sqrt(w / np.mean(w[mask]))[:, None]
+        length = np.hypot(scaled[:, 0], scaled[:, 1])
+        cutoff = sigma * residual_statistic(scaled[mask], clip_statistic)
+        if not cutoff > 0:
             break
-        new_mask = usable & (scaled < sigma * rms)
+        new_mask = (mask if clip_accum else usable) & (length < cutoff)
         if np.array_equal(new_mask, mask) or np.count_nonzero(new_mask) < need:
             break
         try:
-            new_sol = solve(xy[new_mask], uv[new_mask], w[new_mask], geometry)
+            new_sol = solve(xy[new_mask], uv[new_mask], w[new_mask], geometry, scale)
         except SingularMatrixError:  # the kept points became degenerate: keep the last fit
             break
         mask, sol = new_mask, new_sol
         passes += 1
     n_clipped = int(np.count_nonzero(usable) - np.count_nonzero(mask))
-    meta = {"nclip_passes": passes, "n_clipped": n_clipped, "nclip": nclip, "sigma": sigma}
+    meta = {"nclip_passes": passes, "n_clipped": n_clipped, "nclip": nclip, "sigma": sigma,
+            "clip_statistic": clip_statistic, "clip_accum": clip_accum, **extra}
     return _result(sol, xy, uv, w, mask, geometry, meta)
 
 
@@ -255,6 +359,8 @@ def select_fit(
     nclip: int = 3,
     sigma: float = 3.0,
     candidates: tuple[str, ...] = AUTO_GEOMETRIES,
+    clip_statistic: str = "rmse",
+    clip_accum: bool = False,
 ) -> FitResult:
     """Fit with the simplest geometry the matches support (``fitgeometry: auto``).
 
@@ -272,7 +378,7 @@ def select_fit(
     ----------
     image_xy, ref_xy, weights
         As for :func:`fit_affine`.
-    nclip, sigma
+    nclip, sigma, clip_statistic, clip_accum
         As for :func:`iter_fit`.
     candidates : tuple of str
         Nested geometries, richest first (default :data:`AUTO_GEOMETRIES`).
@@ -290,7 +396,9 @@ def select_fit(
     usable = int(np.count_nonzero(w > 0))
     testable = [g for g in candidates if 2 * usable > N_PARAMS[g]] or [candidates[-1]]
     candidates = tuple(testable)
-    richest = iter_fit(image_xy, ref_xy, candidates[0], weights, nclip=nclip, sigma=sigma)
+    clipping = {"nclip": nclip, "sigma": sigma, "clip_statistic": clip_statistic,
+                "clip_accum": clip_accum}
+    richest = iter_fit(image_xy, ref_xy, candidates[0], weights, **clipping)
     mask = richest.fitmask
     n_kept = int(np.count_nonzero(mask))
     dof = 2 * n_kept - N_PARAMS[candidates[0]]
@@ -312,7 +420,7 @@ def select_fit(
             break
         chosen, chi2_chosen = simpler, chi2
     result = richest if chosen == candidates[0] else iter_fit(
-        image_xy, ref_xy, chosen, weights, nclip=nclip, sigma=sigma)
+        image_xy, ref_xy, chosen, weights, **clipping)
     result.meta["geometry_selection"] = {"candidates": list(candidates), "chosen": chosen,
                                          "tried": tried}
     return result

@@ -81,7 +81,8 @@ class LinearSolution:
         return np.sqrt(np.diag(self.covariance)[n - 2 :])
 
 
-def solve(xy: np.ndarray, uv: np.ndarray, w: np.ndarray, geometry: str) -> LinearSolution:
+def solve(xy: np.ndarray, uv: np.ndarray, w: np.ndarray, geometry: str,
+          scale: float | None = None) -> LinearSolution:
     """Weighted least-squares fit of ``uv ~ M @ xy + shift`` for one geometry.
 
     Parameters
@@ -92,6 +93,9 @@ def solve(xy: np.ndarray, uv: np.ndarray, w: np.ndarray, geometry: str) -> Linea
         Positive weights.
     geometry : {'shift', 'rshift', 'rscale', 'general'}
         Fit geometry.
+    scale : float, optional
+        With ``rscale`` (or ``rshift``): a fixed scale; rotation and shift are fitted
+        (``M = scale x rotation``, tweakwcs' ``fit_rscale(scale=...)``).
 
     Returns
     -------
@@ -108,8 +112,8 @@ def solve(xy: np.ndarray, uv: np.ndarray, w: np.ndarray, geometry: str) -> Linea
     xc = xy - center
     if geometry == "shift":
         return _solve_shift(xc, uv, w, wsum, center)
-    if geometry == "rshift":
-        return _solve_rshift(xc, uv, w, wsum, center)
+    if geometry == "rshift" or (geometry == "rscale" and scale is not None):
+        return _solve_rshift(xc, uv, w, wsum, center, 1.0 if scale is None else float(scale))
     if geometry == "rscale":
         return _solve_rscale(xc, uv, w, center)
     if geometry == "general":
@@ -190,7 +194,8 @@ def _rotation(theta: float, flip: bool) -> np.ndarray:
 
 
 def _solve_rshift(
-    xc: np.ndarray, uv: np.ndarray, w: np.ndarray, wsum: float, center: np.ndarray
+    xc: np.ndarray, uv: np.ndarray, w: np.ndarray, wsum: float, center: np.ndarray,
+    scale: float = 1.0,
 ) -> LinearSolution:
     ubar = (w @ uv) / wsum
     uc = uv - ubar
@@ -198,14 +203,15 @@ def _solve_rshift(
     u, v = uc[:, 0], uc[:, 1]
     if float(w @ (x * x + y * y)) <= 0.0 or float(w @ (u * u + v * v)) <= 0.0:
         raise SingularMatrixError(_singular_message("rshift"))
-    # Maximise sum w (uv . M xy) over rotations, with and without a flip.
+    # Maximise sum w (uv . M xy) over rotations, with and without a flip (the best
+    # rotation does not depend on a fixed scale).
     proper = (float(w @ (x * u + y * v)), float(w @ (x * v - y * u)))
     flipped = (float(w @ (x * u - y * v)), float(w @ (y * u + x * v)))
     # A flip must fit clearly better: colinear points fit both equally well.
     flip = math.hypot(*flipped) > math.hypot(*proper) * (1.0 + _FLIP_MARGIN)
     cos_term, sin_term = flipped if flip else proper
     theta = math.atan2(sin_term, cos_term)
-    m = _rotation(theta, flip)
+    m = scale * _rotation(theta, flip)
     # Exact for a rotation: the translation at the centre is the mean of uv.
     t = ubar
     r = uv - (xc @ m.T + t)
@@ -214,7 +220,7 @@ def _solve_rshift(
     s2 = _residual_variance(r, w, dof)
     # Gauss-Newton covariance: Jacobian of the model wrt (theta, tx, ty).
     c, s = math.cos(theta), math.sin(theta)
-    dm = np.array([[-s, c], [c, s]]) if flip else np.array([[-s, -c], [c, -s]])
+    dm = scale * (np.array([[-s, c], [c, s]]) if flip else np.array([[-s, -c], [c, -s]]))
     dmodel = xc @ dm.T
     jac = np.zeros((2 * n, 3))
     jac[:n, 0] = dmodel[:, 0]

@@ -16,10 +16,10 @@ output columns (`aligncore_daofind.base`).
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 import aligncore
-from aligncore_daofind.daofind import DaofindDetector
-from aligncore_daofind.iraf import IrafDetector
-from aligncore_daofind.segmentation import SegmentationDetector
 
 __version__ = "0.1.0"
 
@@ -31,8 +31,25 @@ __all__ = [
     "aligncore_add_detectors",
 ]
 
+_EXPORTS = {
+    "DaofindDetector": "aligncore_daofind.daofind",
+    "IrafDetector": "aligncore_daofind.iraf",
+    "SegmentationDetector": "aligncore_daofind.segmentation",
+}
+
 
 @aligncore.hookimpl
-def aligncore_add_detectors() -> list[type[aligncore.Detector]]:
-    """Register this package's detectors."""
-    return [DaofindDetector, IrafDetector, SegmentationDetector]
+def aligncore_add_detectors() -> list[str]:
+    """Register this package's detectors (imported when one is built)."""
+    return [f"{name} = {_EXPORTS[cls]}:{cls}" for name, cls in (
+        ("daofind", "DaofindDetector"), ("iraf", "IrafDetector"),
+        ("segmentation", "SegmentationDetector"))]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first use: building a registry imports none of
+    this package's modules (its hook returns where the classes are)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from aligncore_daofind.background import BackgroundEstimate, photutils_background
 from aligncore_daofind.base import CommonParams, Prepared, SourceDetector
 from aligncore_daofind.engine import FinderSettings, RawSources
-from aligncore_daofind.engine_fast import find_fast
+from aligncore_daofind.engine_fast import find_fast, pad_width
 from aligncore_daofind.kernel import dao_kernel
 from aligncore_daofind.meshbkg import mesh_background
 
@@ -110,7 +110,7 @@ class DaofindDetector(SourceDetector):
         return mesh_background(data, mask, p.bkg_boxsize, p.bkg_filter_size, exact=p.bkg_exact)
 
     def pad_width(self) -> int:
-        return max(1, dao_kernel(self.params.kernel_fwhm, self.params.sigma_radius).radius)
+        return pad_width(self.settings)
 
     def find(self, prepared: Prepared) -> RawSources:
         threshold = prepared.threshold if math.isfinite(prepared.threshold) else 0.0

@@ -5,7 +5,7 @@ Same algorithm and formulas (Stetson 1987 as implemented by photutils'
 
 1. the convolution with the zero-sum kernel is computed a block of rows at a
    time (the block stays in the CPU cache) with shifted sums that exploit
-   the kernel's 8-fold symmetry;
+   the kernel's 8-fold symmetry, on the flattened image (contiguous slices);
 2. only pixels above the threshold are examined as peaks: a candidate is a
    peak when no pixel of the footprint (the kernel's, or a circle of radius
    ``min_separation``) is higher in the convolved image, pixels beyond the
@@ -25,7 +25,7 @@ import numpy as np
 from aligncore_daofind.engine import FinderSettings, RawSources, empty_sources
 from aligncore_daofind.kernel import DaoKernel, dao_kernel
 
-__all__ = ["convolve_rows", "find_fast", "peak_footprint"]
+__all__ = ["convolve_flat", "find_fast", "pad_width", "peak_footprint"]
 
 _BLOCK_ELEMENTS = 1 << 16  # 256 kB of float32 per block of rows: stays in L2
 
@@ -56,30 +56,38 @@ def _orbit_weights(kernel: DaoKernel) -> list[tuple[int, int, float]]:
     return out
 
 
-def convolve_rows(src: np.ndarray, kernel: DaoKernel, out: np.ndarray) -> None:
-    """Convolve a block of rows with a symmetric kernel.
+def convolve_flat(src: np.ndarray, start: int, stop: int, row: int, kernel: DaoKernel,
+                  out: np.ndarray) -> None:
+    """Convolve a flattened image with a symmetric kernel at positions ``start:stop``.
+
+    Every operand is a contiguous slice of ``src`` (numpy's loops are ~3x slower on
+    2D slices of an image); positions in the image's margin get values too.
 
     Parameters
     ----------
-    src : ndarray, shape (m + 2r, n + 2r)
-        Input rows with ``r = kernel.radius`` rows and columns of margin on
-        every side (the margin holds the neighbours, 0 beyond the image).
+    src : ndarray, 1D
+        The image (with a margin of at least ``kernel.radius`` zeros), flattened.
+    start, stop : int
+        Flat positions to compute; the kernel must stay inside ``src`` around each.
+    row : int
+        Length of the image's rows (margin included).
     kernel : DaoKernel
         Kernel (symmetric under flips and transposition).
-    out : ndarray, shape (m, n)
-        Receives the convolution of the interior.
+    out : ndarray, shape (stop - start,)
+        Receives the convolution.
     """
     r = kernel.radius
-    m, n = out.shape
-    centre = src[r : r + m, :]  # full width: horizontal shifts read the margin
+    n = stop - start
+    lo, hi = start - r, stop + r  # horizontal shifts read r more on each side
+    centre = src[lo:hi]
     vpairs = {0: centre}
     for a in range(1, r + 1):
-        vpairs[a] = src[r - a : r - a + m, :] + src[r + a : r + a + m, :]
+        vpairs[a] = src[lo - a * row : hi - a * row] + src[lo + a * row : hi + a * row]
 
     def hpair(arr: np.ndarray, b: int) -> np.ndarray:
         if b == 0:
-            return arr[:, r : r + n]
-        return arr[:, r - b : r - b + n] + arr[:, r + b : r + b + n]
+            return arr[r : r + n]
+        return arr[r - b : r - b + n] + arr[r + b : r + b + n]
 
     tmp = np.empty_like(out)
     first = True
@@ -105,23 +113,28 @@ def _convolve_and_candidates(
     shape: tuple[int, int],
     kernel: DaoKernel,
     conv: np.ndarray,
-    cpad: int,
     threshold: float,
 ) -> np.ndarray:
-    """Fill ``conv`` (image area offset by ``cpad``) and return the flat indices
-    (in the image) of pixels above ``threshold``."""
+    """Fill ``conv`` (the shape of ``padded``, margins left at 0) and return the flat
+    indices (in the image) of pixels above ``threshold``."""
     ny, nx = shape
-    r = kernel.radius
-    rows = max(8, _BLOCK_ELEMENTS // max(nx, 1))
+    width = nx + 2 * pad
+    src, dst = padded.reshape(-1), conv.reshape(-1)
+    rows = max(1, _BLOCK_ELEMENTS // width)
     found = []
     for y0 in range(0, ny, rows):
         y1 = min(ny, y0 + rows)
-        src = padded[pad + y0 - r : pad + y1 + r, pad - r : pad + nx + r]
-        out = conv[cpad + y0 : cpad + y1, cpad : cpad + nx]
-        convolve_rows(src, kernel, out)
+        start, stop = (pad + y0) * width + pad, (pad + y1 - 1) * width + pad + nx
+        out = dst[start:stop]
+        convolve_flat(src, start, stop, width, kernel, out)
+        block = conv[pad + y0 : pad + y1]  # the margins between the rows: 0 again
+        block[:, :pad] = 0.0
+        block[:, pad + nx :] = 0.0
         hits = np.flatnonzero(out > threshold)
         if hits.size:
-            found.append(hits + y0 * nx)
+            y, x = np.divmod(hits + start, width)
+            inside = (x >= pad) & (x < pad + nx)
+            found.append((y[inside] - pad) * nx + (x[inside] - pad))
     if not found:
         return np.zeros(0, dtype=np.intp)
     return np.concatenate(found)
@@ -287,10 +300,17 @@ def find_fast(
         raise ValueError(f"pad ({pad}) must be >= the kernel radius ({kernel.radius})")
     ny, nx = padded.shape[0] - 2 * pad, padded.shape[1] - 2 * pad
     footprint = peak_footprint(kernel, settings.min_separation)
-    cpad = max(kernel.radius, footprint.shape[0] // 2, footprint.shape[1] // 2, 1)
-    conv = np.zeros((ny + 2 * cpad, nx + 2 * cpad), dtype=padded.dtype)
+    need = margin_width(kernel, footprint)
+    if pad < need:  # a peak footprint wider than the kernel: more margin
+        padded, pad = np.pad(padded, need - pad), need
+    cpad = pad  # the convolved image has the same margin
+    conv = np.empty(padded.shape, dtype=padded.dtype)  # the inside is written next
+    conv[:pad] = 0.0
+    conv[conv.shape[0] - pad :] = 0.0
+    conv[:, :pad] = 0.0
+    conv[:, conv.shape[1] - pad :] = 0.0
     threshold_eff = threshold * kernel.rel_err
-    flat = _convolve_and_candidates(padded, pad, (ny, nx), kernel, conv, cpad, threshold_eff)
+    flat = _convolve_and_candidates(padded, pad, (ny, nx), kernel, conv, threshold_eff)
     if mask is not None and flat.size:
         flat = flat[~mask.reshape(-1)[flat]]
     if flat.size == 0:
@@ -326,6 +346,12 @@ def find_fast(
     )
 
 
+def margin_width(kernel: DaoKernel, footprint: np.ndarray) -> int:
+    """Margin the convolution and the peak test need around the image."""
+    return max(kernel.radius, footprint.shape[0] // 2, footprint.shape[1] // 2, 1)
+
+
 def pad_width(settings: FinderSettings) -> int:
-    """Margin the padded image needs for this engine."""
-    return dao_kernel(settings.fwhm, settings.sigma_radius).radius
+    """Margin the padded image needs for this engine (none added by `find_fast`)."""
+    kernel = dao_kernel(settings.fwhm, settings.sigma_radius)
+    return margin_width(kernel, peak_footprint(kernel, settings.min_separation))

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bad_pixel_mask", "count_flagged", "saturation_level"]
+__all__ = ["bad_pixel_mask", "count_flagged", "dq_bitmask_of", "saturation_level"]
 
 _SATURATION_KEYS = ("saturate", "SATURATE", "saturation", "SATURATION")
 
@@ -44,6 +44,18 @@ def bad_pixel_mask(data: np.ndarray, mask: np.ndarray | None, dq_bitmask: int | 
     else:
         bad |= mask.astype(bool)
     return bad
+
+
+def dq_bitmask_of(param: int | None, meta: Mapping[str, Any]) -> int | None:
+    """The DQ bits that make a pixel bad: the detector's ``dq_bitmask`` when set, else the
+    image's own convention (``meta["dq_bitmask"]``, set by the reader, e.g. for HST
+    files), else None (any nonzero flag)."""
+    if param is not None:
+        return param
+    value = meta.get("dq_bitmask")
+    if isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    return None
 
 
 def saturation_level(meta: Mapping[str, Any]) -> float | None:

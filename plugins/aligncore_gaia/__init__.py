@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 import aligncore
-from aligncore_gaia.gsss import DEFAULT_GSSS_URL, URL_ENV_VAR, GsssClient, parse_gsss_csv
-from aligncore_gaia.refcat import GaiaRefCatalog
-from aligncore_gaia.tap import DEFAULT_TAP_URL, TapClient, cone_adql
 
 __all__ = [
     "DEFAULT_GSSS_URL",
@@ -17,10 +17,30 @@ __all__ = [
     "cone_adql",
     "parse_gsss_csv",
 ]
+
+_EXPORTS = {
+    "DEFAULT_GSSS_URL": "aligncore_gaia.gsss",
+    "URL_ENV_VAR": "aligncore_gaia.gsss",
+    "GsssClient": "aligncore_gaia.gsss",
+    "parse_gsss_csv": "aligncore_gaia.gsss",
+    "GaiaRefCatalog": "aligncore_gaia.refcat",
+    "DEFAULT_TAP_URL": "aligncore_gaia.tap",
+    "TapClient": "aligncore_gaia.tap",
+    "cone_adql": "aligncore_gaia.tap",
+}
 __version__ = aligncore.__version__
 
 
 @aligncore.hookimpl
-def aligncore_add_refcatalogs() -> list[type[aligncore.RefCatalog]]:
-    """Register the gaia reference catalog."""
-    return [GaiaRefCatalog]
+def aligncore_add_refcatalogs() -> list[str]:
+    """Register the gaia reference catalog (imported when one is built)."""
+    return ["gaia = aligncore_gaia.refcat:GaiaRefCatalog"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first use: building a registry imports none of
+    this package's modules (its hook returns where the classes are)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)

@@ -11,12 +11,10 @@ Plain functions for notebooks: :func:`find_offset` (histogram peak, pixels),
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 import aligncore
-from aligncore_hist2d.histogram import HistogramPeak, find_offset, pair_offsets
-from aligncore_hist2d.matcher import Hist2dMatcher
-from aligncore_hist2d.pairing import match_one_to_one, median_nn_distance, prune_close
-from aligncore_hist2d.triangle_matcher import TriangleMatcher
-from aligncore_hist2d.triangles import SimilarityTransform, find_transform, fit_similarity
 
 __version__ = aligncore.__version__
 
@@ -35,8 +33,32 @@ __all__ = [
     "prune_close",
 ]
 
+_EXPORTS = {
+    "HistogramPeak": "aligncore_hist2d.histogram",
+    "find_offset": "aligncore_hist2d.histogram",
+    "pair_offsets": "aligncore_hist2d.histogram",
+    "Hist2dMatcher": "aligncore_hist2d.matcher",
+    "match_one_to_one": "aligncore_hist2d.pairing",
+    "median_nn_distance": "aligncore_hist2d.pairing",
+    "prune_close": "aligncore_hist2d.pairing",
+    "TriangleMatcher": "aligncore_hist2d.triangle_matcher",
+    "SimilarityTransform": "aligncore_hist2d.triangles",
+    "find_transform": "aligncore_hist2d.triangles",
+    "fit_similarity": "aligncore_hist2d.triangles",
+}
+
 
 @aligncore.hookimpl
-def aligncore_add_matchers() -> list[type[aligncore.Matcher]]:
-    """Register the ``hist2d`` and ``triangles`` matchers."""
-    return [Hist2dMatcher, TriangleMatcher]
+def aligncore_add_matchers() -> list[str]:
+    """Register the ``hist2d`` and ``triangles`` matchers (imported when one is built)."""
+    return ["hist2d = aligncore_hist2d.matcher:Hist2dMatcher",
+            "triangles = aligncore_hist2d.triangle_matcher:TriangleMatcher"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first use: building a registry imports none of
+    this package's modules (its hook returns where the classes are)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 import aligncore
-from aligncore_wcs.fitswcs import FITSWCSCorrector
-from aligncore_wcs.gwcs_corrector import GWCSCorrector
 
 __all__ = ["FITSWCSCorrector", "GWCSCorrector"]
+
+_EXPORTS = {
+    "FITSWCSCorrector": "aligncore_wcs.fitswcs",
+    "GWCSCorrector": "aligncore_wcs.gwcs_corrector",
+}
 __version__ = aligncore.__version__
 
 
 @aligncore.hookimpl
-def aligncore_add_correctors() -> list[type[aligncore.Corrector]]:
-    """Register the FITS WCS and GWCS correctors."""
-    return [FITSWCSCorrector, GWCSCorrector]
+def aligncore_add_correctors() -> list[str]:
+    """Register the FITS WCS and GWCS correctors (imported when one is asked for)."""
+    return ["fitswcs = aligncore_wcs.fitswcs:FITSWCSCorrector",
+            "gwcs = aligncore_wcs.gwcs_corrector:GWCSCorrector"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first use: building a registry imports none of
+    this package's modules (its hook returns where the classes are)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)

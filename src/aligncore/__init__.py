@@ -4,8 +4,9 @@ Public API
 ----------
 align, load_config, Config
     Run an alignment from Python, configured like the command line.
-open_image, simulate
-    Read an image lazily; make a seeded synthetic scene with ground truth.
+open_image, open_images, simulate
+    Read an image (every chip of a multi-chip file) lazily; make a seeded
+    synthetic scene with ground truth.
 get_plugin, list_plugins, build_registry
     Find stage implementations.
 Detector, Matcher, Fitter, RefCatalog, Corrector, Params, hookimpl
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aligncore.catalogs import CatalogServiceError
     from aligncore.config import Config, ConfigError, load_config
+    from aligncore.distortion import DistortionCorrection
     from aligncore.errors import (
         AlignError,
         FitError,
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
         NotEnoughPointsError,
         SingularMatrixError,
     )
-    from aligncore.formats import open_image
+    from aligncore.formats import open_image, open_images
     from aligncore.hookspecs import hookimpl, hookspec
     from aligncore.pipeline import align
     from aligncore.registry import (
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from aligncore.stages import (
         Corrector,
         Detector,
+        DistortionRefiner,
         Fitter,
         ImageFormat,
         Matcher,
@@ -67,7 +70,9 @@ if TYPE_CHECKING:
         COL_MAG,
         COL_PEAK,
         COL_PMDEC,
+        COL_PMDEC_ERR,
         COL_PMRA,
+        COL_PMRA_ERR,
         COL_RA,
         COL_RA_ERR,
         COL_ROUNDNESS1,
@@ -88,6 +93,8 @@ if TYPE_CHECKING:
         META_WARNINGS,
         AlignImage,
         AlignResult,
+        DistortionResult,
+        DistortionSettings,
         FitResult,
         ImageResult,
         MatchResult,
@@ -112,7 +119,9 @@ _LAZY = {
     "COL_MAG": "aligncore.types",
     "COL_PEAK": "aligncore.types",
     "COL_PMDEC": "aligncore.types",
+    "COL_PMDEC_ERR": "aligncore.types",
     "COL_PMRA": "aligncore.types",
+    "COL_PMRA_ERR": "aligncore.types",
     "COL_RA": "aligncore.types",
     "COL_RA_ERR": "aligncore.types",
     "COL_ROUNDNESS1": "aligncore.types",
@@ -139,6 +148,10 @@ _LAZY = {
     "ConfigError": "aligncore.config",
     "Corrector": "aligncore.stages",
     "Detector": "aligncore.stages",
+    "DistortionCorrection": "aligncore.distortion",
+    "DistortionRefiner": "aligncore.stages",
+    "DistortionResult": "aligncore.types",
+    "DistortionSettings": "aligncore.types",
     "DuplicatePluginError": "aligncore.registry",
     "FitError": "aligncore.errors",
     "FitResult": "aligncore.types",
@@ -174,6 +187,7 @@ _LAZY = {
     "list_plugins": "aligncore.registry",
     "load_config": "aligncore.config",
     "open_image": "aligncore.formats",
+    "open_images": "aligncore.formats",
     "pixel_scale": "aligncore.tangent",
     "pixel_to_world": "aligncore.tangent",
     "simulate": "aligncore.sim",
@@ -216,7 +230,9 @@ __all__ = [
     "COL_MAG",
     "COL_PEAK",
     "COL_PMDEC",
+    "COL_PMDEC_ERR",
     "COL_PMRA",
+    "COL_PMRA_ERR",
     "COL_RA",
     "COL_RA_ERR",
     "COL_ROUNDNESS1",
@@ -243,6 +259,10 @@ __all__ = [
     "ConfigError",
     "Corrector",
     "Detector",
+    "DistortionCorrection",
+    "DistortionRefiner",
+    "DistortionResult",
+    "DistortionSettings",
     "DuplicatePluginError",
     "FitError",
     "FitResult",
@@ -278,6 +298,7 @@ __all__ = [
     "list_plugins",
     "load_config",
     "open_image",
+    "open_images",
     "pixel_scale",
     "pixel_to_world",
     "simulate",

@@ -13,9 +13,11 @@ Steps (REFERENCE.md section 7, with the fixes users asked for):
 3. proper motions: positions moved to each image's observation epoch; stars
    without proper motion dropped (``refcat_pm: require``) or kept with
    inflated errors (``inflate``), never silently taken as motionless;
-4. one match of the combined catalog, one weighted fit (weights from the
-   source and reference position errors), each source compared with the
-   reference position at its own image's epoch;
+4. one match of the combined catalog; every detection of a matched star (its
+   sources in the other images) joins its pair; one weighted fit (weights from
+   the source and reference position errors at the epoch, a star counted once
+   however many images detect it), each source compared with the reference
+   position at its own image's epoch;
 5. ``min_gaia`` checked on the matches and on the stars kept by the fit,
    with a message giving the numbers found, usable, matched and required.
 
@@ -72,6 +74,7 @@ __all__ = [
     "absolute_align",
     "combined_catalog",
     "compose_absolute",
+    "every_detection",
     "search_cone",
 ]
 
@@ -85,6 +88,7 @@ scale, and would ask the catalog service for millions of stars."""
 _EPOCH_DECIMALS = 4  # images closer than ~1 hour in epoch share one propagated reference
 _DEFAULT_POS_ERR_PIX = 0.05  # first-guess source position error (pixels) when none is given
 _MIN_POS_ERR_PIX = 0.005  # floor of the estimated source position error (pixels)
+_SAME_STAR_PIX = 0.5  # detections of one star in aligned images agree far better than this
 
 
 StageBuilder = Callable[[str, str], Stage]
@@ -269,7 +273,8 @@ def absolute_align(units: list[Unit], images: Sequence[AlignImage], plane: Tange
         (``"applied"`` or ``"failed"``), ``reason``, ``refcat`` (plugin,
         catalog, service, cache), ``refcat_name`` (for the WCS name),
         ``cone``, ``epochs``, the counts ``n_found, n_usable, n_matched,
-        n_used``, ``warnings`` and ``fit``.
+        n_used`` (reference stars), ``n_pairs`` (source-reference pairs fitted),
+        ``warnings`` and ``fit``.
     """
     info: dict[str, Any] = {"enabled": True, "status": "failed", "warnings": []}
     try:
@@ -372,26 +377,69 @@ def _absolute(units: list[Unit], images: Sequence[AlignImage], plane: TangentPla
                       f"({counts}); min_gaia={section.min_gaia} required")
 
     # --- fit ---------------------------------------------------------------------------------
-    image_xy = np.column_stack([np.asarray(combined[COL_TP_X], float)[match.image_idx],
-                                np.asarray(combined[COL_TP_Y], float)[match.image_idx]])
-    ref_xy, ref_err = _reference_at_source_epochs(tables, source_keys[match.image_idx],
-                                                  match.ref_idx, plane)
-    pos_err = np.asarray(combined["pos_err"], float)[match.image_idx]
+    source_idx, ref_idx = every_detection(combined, match.image_idx, match.ref_idx,
+                                          _SAME_STAR_PIX * scale)
+    info["n_pairs"] = int(source_idx.size)
+    image_xy = np.column_stack([np.asarray(combined[COL_TP_X], float)[source_idx],
+                                np.asarray(combined[COL_TP_Y], float)[source_idx]])
+    ref_xy, ref_err = _reference_at_source_epochs(tables, source_keys[source_idx], ref_idx,
+                                                  plane)
+    pos_err = np.asarray(combined["pos_err"], float)[source_idx]
     try:
-        weights = _weights(fitter, registry, image_xy, ref_xy, pos_err, ref_err, scale)
+        weights = _weights(fitter, registry, image_xy, ref_xy, pos_err, ref_err, scale, ref_idx)
         fit = registry.run_stage(fitter, image_xy, ref_xy, weights)
     except AlignError as exc:
         raise _Failed(f"absolute fit failed: {exc} ({counts}, {match.n_matched} matched)"
                       ) from exc
-    info["n_used"] = fit.n_used
+    kept = fit.fitmask if fit.fitmask.size == ref_idx.size else np.ones(ref_idx.size, bool)
+    n_used = int(np.unique(ref_idx[kept]).size)
+    info["n_used"] = n_used
     if not (np.all(np.isfinite(fit.matrix)) and np.all(np.isfinite(fit.shift))):
         raise _Failed("absolute fit failed: non-finite solution")
-    if fit.n_used < section.min_gaia:
-        raise _Failed(f"only {fit.n_used} of {match.n_matched} matched reference stars left "
+    if n_used < section.min_gaia:
+        raise _Failed(f"only {n_used} of {match.n_matched} matched reference stars left "
                       f"after clipping ({counts}); min_gaia={section.min_gaia} required")
     info["fit"] = fit.summary()
-    info["reference_catalog"] = _used_catalog(tables[match_key], match.ref_idx, fit.fitmask)
+    info["reference_catalog"] = _used_catalog(tables[match_key], ref_idx, kept)
     return fit
+
+
+def every_detection(combined: QTable, image_idx: np.ndarray, ref_idx: np.ndarray,
+                    radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """The matched pairs plus the other detections of each matched reference star.
+
+    The matcher pairs each reference star with one source of the combined catalog;
+    the same star detected in other images (a source of another image within
+    ``radius`` arcsec of the matched source, the nearest one per image) is paired
+    with the same reference star, so that the fit averages over every detection
+    of it instead of using one.
+
+    Returns
+    -------
+    source_idx, ref_idx : ndarray of int
+        Rows of the combined catalog and of the reference catalog, the matcher's
+        pairs first.
+    """
+    if image_idx.size == 0:
+        return image_idx, ref_idx
+    from scipy.spatial import cKDTree
+
+    xy = np.column_stack([np.asarray(combined[COL_TP_X], float),
+                          np.asarray(combined[COL_TP_Y], float)])
+    images = np.asarray(combined["image"], dtype=int)
+    others = np.setdiff1d(np.arange(len(combined)), image_idx)
+    others = others[np.all(np.isfinite(xy[others]), axis=1)]
+    dist, nearest = cKDTree(xy[image_idx]).query(xy[others], distance_upper_bound=radius)
+    near = np.isfinite(dist)
+    others, nearest, dist = others[near], nearest[near], dist[near]
+    other_image = images[others] != images[image_idx[nearest]]
+    others, nearest, dist = others[other_image], nearest[other_image], dist[other_image]
+    order = np.argsort(dist, kind="stable")  # the nearest detection per (star, image)
+    _, first = np.unique(np.column_stack([nearest[order], images[others[order]]]), axis=0,
+                         return_index=True)
+    chosen = np.sort(order[first])
+    return (np.concatenate([image_idx, others[chosen]]),
+            np.concatenate([ref_idx, ref_idx[nearest[chosen]]]))
 
 
 def _label(text: str, default: str) -> str:
@@ -499,13 +547,23 @@ def _reference_at_source_epochs(tables: dict[Any, QTable], keys: np.ndarray,
 
 
 def _weights(fitter: Fitter, registry: Registry, image_xy: np.ndarray, ref_xy: np.ndarray,
-             pos_err: np.ndarray, ref_err: np.ndarray, scale: float) -> np.ndarray:
+             pos_err: np.ndarray, ref_err: np.ndarray, scale: float,
+             ref_idx: np.ndarray) -> np.ndarray:
     """Inverse-variance weights from the source and reference position errors.
+
+    A reference star paired with ``k`` sources (its detections in ``k`` images;
+    ``ref_idx``: the reference row of each pair) brings its own error into all
+    ``k`` pairs: they are correlated, and their mean carries ``ref_var +
+    src_var / k``. Each pair's weight is ``1 / (src_var + k ref_var)``, so that
+    the star counts once, with the weight of that mean (generalised least
+    squares for the correlated pairs).
 
     Sources without a position error get one estimated from the residuals of a
     first fit (minus the reference errors' share).
     """
     ref_var = np.nan_to_num(ref_err, nan=0.0) ** 2
+    _, inverse, counts = np.unique(ref_idx, return_inverse=True, return_counts=True)
+    multiplicity = counts[inverse].astype(float)
     src = np.array(pos_err, dtype=float)
     missing = ~np.isfinite(src)
     if np.any(missing):
@@ -516,18 +574,18 @@ def _weights(fitter: Fitter, registry: Registry, image_xy: np.ndarray, ref_xy: n
         floor = (_MIN_POS_ERR_PIX * scale) ** 2
         estimate = max(residual_var - float(np.mean(ref_var[kept])), floor)
         src[missing] = np.sqrt(estimate)
-    weights = 1.0 / (src**2 + ref_var)
+    weights = 1.0 / (src**2 + multiplicity * ref_var)
     return weights / np.mean(weights)
 
 
-def _used_catalog(table: QTable, ref_idx: np.ndarray, fitmask: np.ndarray) -> QTable:
-    """The reference stars (at the matching epoch) with ``matched`` and ``used`` flags."""
+def _used_catalog(table: QTable, ref_idx: np.ndarray, kept: np.ndarray) -> QTable:
+    """The reference stars (at the matching epoch) with ``matched`` and ``used`` flags
+    (``kept``: the pairs the fit kept)."""
     out = QTable(table, copy=True)
     matched = np.zeros(len(out), dtype=bool)
     used = np.zeros(len(out), dtype=bool)
     matched[ref_idx] = True
-    if fitmask.size == ref_idx.size:
-        used[ref_idx[fitmask]] = True
+    used[ref_idx[kept]] = True
     out["matched"] = matched
     out["used"] = used
     return out

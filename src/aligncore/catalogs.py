@@ -45,7 +45,9 @@ from aligncore.types import (
     COL_ID,
     COL_MAG,
     COL_PMDEC,
+    COL_PMDEC_ERR,
     COL_PMRA,
+    COL_PMRA_ERR,
     COL_RA,
     COL_RA_ERR,
     META_DROPPED_ROWS,
@@ -192,12 +194,17 @@ def reference_table(
     pmdec: Iterable[float] | None = None,
     epoch: Iterable[float] | float | None = None,
     meta: Mapping[str, Any] | None = None,
+    pmra_err: Iterable[float] | None = None,
+    pmdec_err: Iterable[float] | None = None,
 ) -> QTable:
     """A reference table with every column of :data:`REFERENCE_COLUMNS`.
 
     Unknown values are NaN (masked input values become NaN too). Units:
     degrees for ``ra, dec``; mas for ``ra_err, dec_err``; mas/yr for
     ``pmra`` (times cos dec) and ``pmdec``; decimal Julian year for ``epoch``.
+    The proper-motion errors ``pmra_err, pmdec_err`` (mas/yr) are optional
+    columns, present when either is given (`propagate` grows the position
+    errors with them).
     """
     ra_arr = _floats(ra)
     n = ra_arr.size
@@ -222,6 +229,9 @@ def reference_table(
     table[COL_PMRA] = column(pmra)
     table[COL_PMDEC] = column(pmdec)
     table[COL_EPOCH] = column(epoch)
+    if pmra_err is not None or pmdec_err is not None:
+        table[COL_PMRA_ERR] = column(pmra_err)
+        table[COL_PMDEC_ERR] = column(pmdec_err)
     return table
 
 
@@ -373,8 +383,10 @@ def propagate(
 
     Stars with both proper-motion components are moved with
     `astropy.coordinates.SkyCoord.apply_space_motion` (no parallax: distant
-    stars) and get ``epoch`` in their epoch column. Stars without proper motion
-    are never treated as motionless:
+    stars) and get ``epoch`` in their epoch column; when the table has
+    proper-motion errors (``pmra_err, pmdec_err``, mas/yr) their ``ra_err,
+    dec_err`` grow in quadrature by them times ``|epoch - catalog epoch|``.
+    Stars without proper motion are never treated as motionless:
 
     - ``"require"``: they are dropped;
     - ``"inflate"``: they are kept at their catalog position with ``ra_err,
@@ -422,6 +434,7 @@ def propagate(
             out[name] = np.full(n, np.nan)
         else:
             out[name] = _floats(out[name])
+    _grow_by_pm_errors(out, moving, np.abs(target - epochs))
     if np.any(moving):
         ra, dec = _apply_space_motion(
             _floats(out[COL_RA])[moving], _floats(out[COL_DEC])[moving],
@@ -455,6 +468,21 @@ def propagate(
     if warn_list:
         out.meta[META_WARNINGS] = warn_list
     return out[keep] if not np.all(keep) else out
+
+
+def _grow_by_pm_errors(table: QTable, moving: np.ndarray, years: np.ndarray) -> None:
+    """Grow ``ra_err, dec_err`` of the ``moving`` rows in quadrature by their proper-motion
+    errors (``pmra_err, pmdec_err``, when the table has them) times ``years``."""
+    for err_name, pm_name in ((COL_RA_ERR, COL_PMRA_ERR), (COL_DEC_ERR, COL_PMDEC_ERR)):
+        if pm_name not in table.colnames:
+            continue
+        pm_err = _floats(table[pm_name])
+        grow = moving & np.isfinite(pm_err)
+        if not np.any(grow):
+            continue
+        err = np.array(table[err_name], dtype=float)
+        err[grow] = np.hypot(np.nan_to_num(err[grow], nan=0.0), pm_err[grow] * years[grow])
+        table[err_name] = err
 
 
 def _apply_space_motion(ra: np.ndarray, dec: np.ndarray, pmra: Any, pmdec: Any,

@@ -67,7 +67,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     return load_config_and_registry(args.config, args.set or ())
 
 
-def _inputs_ok(paths: Sequence[str], config: Any, registry: Any, *,
+def _inputs_ok(paths: Sequence[str | Path], config: Any, registry: Any, *,
                outdir: str | Path | None = None, opened: dict[Path, Any] | None = None
                ) -> bool:
     """Check every input, and the output directory if given, before any work
@@ -102,18 +102,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.execution.resume_dir = config.output.dir
         config.output.save_catalogs = True
     from aligncore.filelock import output_dir_lock
-    from aligncore.formats import open_image
+    from aligncore.formats import open_images
 
+    inputs = _resolve_inputs(args)
     opened: dict[Path, Any] = {}
-    if not _inputs_ok(args.images, config, registry, outdir=config.output.dir, opened=opened):
+    if not _inputs_ok(inputs.paths, config, registry, outdir=config.output.dir, opened=opened):
         return EXIT_FAILED
     args.cleanups.enter_context(output_dir_lock(config.output.dir))
-    # the images the checks just opened (headers and WCS read once, not twice)
-    images = [opened.get(Path(path)) or open_image(path, registry=registry)
-              for path in args.images]
+    # the images the checks just opened (headers and WCS read once, not twice); every
+    # chip of a multi-chip file
+    images = [image for path in inputs.paths
+              for image in opened.get(path) or open_images(path, registry=registry)]
+    for image in images:
+        inputs.annotate(image)  # an association member's group_id and meta.asn
     result = align(images, config, registry=registry,
                    progress=_progress(not args.quiet, images))
-    write_outputs(result, images, config, registry=registry)
+    write_outputs(result, images, config, registry=registry, inputs=inputs)
     if args.plots:
         from aligncore.plots import write_plots
 
@@ -127,6 +131,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
               else "inputs updated in place")
     _print_failures(result, args.debug)
     return _exit_code(result, config)
+
+
+def _resolve_inputs(args: argparse.Namespace) -> Any:
+    """The image files named by the arguments (`aligncore.inputs.resolve_inputs`)."""
+    from aligncore.inputs import resolve_inputs
+
+    return resolve_inputs(args.images, args.pattern)
 
 
 def _print_failures(result: Any, debug: bool) -> None:
@@ -149,13 +160,16 @@ def _exit_code(result: Any, config: Any) -> int:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from aligncore.execution import detect_images
-    from aligncore.formats import open_image
+    from aligncore.formats import open_images
     from aligncore.outputs import write_catalogs
 
     config, registry = _load(args)
-    if not _inputs_ok(args.images, None, registry):
+    inputs = _resolve_inputs(args)
+    opened: dict[Path, Any] = {}
+    if not _inputs_ok(inputs.paths, None, registry, opened=opened):
         return EXIT_FAILED
-    images = [open_image(path, registry=registry) for path in args.images]
+    images = [image for path in inputs.paths
+              for image in opened.get(path) or open_images(path, registry=registry)]
     detector = config.build_stage("detector", registry)
     outcomes = detect_images(images, detector, config, registry,
                              _progress(not args.quiet, images))
@@ -212,6 +226,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     config, registry = _load(args)
     print(f"{args.config}: OK")
+    if args.show:
+        from aligncore.config import describe_config
+
+        print("\n".join(describe_config(config, registry)))
+        return EXIT_OK
     for kind in STAGE_TABLE.values():
         for section in kind.sections:
             if section.startswith("absolute.") and not config.absolute.enabled:
@@ -371,6 +390,16 @@ def _add_config_args(parser: argparse.ArgumentParser, config_required: bool = Tr
                         help="override a config value, e.g. matcher.params.tolerance=0.5")
 
 
+_IMAGES_HELP = ("images (FITS, ASDF, JWST _cal files or any installed format), JWST "
+                "associations (*_asn.json: their science members), @list files (one path per "
+                "line) or directories (see --pattern)")
+
+
+def _add_pattern_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pattern", help="glob of the files taken from a directory input "
+                        "(default '*_cal.fits')")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``aligncore`` command."""
     parser = argparse.ArgumentParser(
@@ -381,23 +410,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="align images and write corrected copies")
     _add_config_args(run)
-    run.add_argument("images", nargs="+",
-                     help="images: FITS, ASDF, JWST _cal files or any installed format "
-                     "(aligncore plugins)")
+    run.add_argument("images", nargs="+", help=_IMAGES_HELP)
+    _add_pattern_arg(run)
     run.add_argument("-o", "--output", help="output directory (default: the config's output.dir)")
     run.add_argument("--in-place", action="store_true", help="update the input files themselves")
     run.add_argument("--resume", action="store_true",
                      help="reuse the catalogs a previous run saved in the output directory "
                      "(and save them)")
     run.add_argument("--plots", action="store_true",
-                     help="also write residual and 2D-histogram figures per image (PNG, in the "
+                     help="also write residual and 2D-histogram figures per image, and the "
+                     "distortion figures per detector of a distortion refinement (PNG, in the "
                      "output directory; needs matplotlib)")
     run.add_argument("-q", "--quiet", action="store_true")
     run.set_defaults(func=_cmd_run)
 
     detect = sub.add_parser("detect", help="detect sources and write catalogs only")
     _add_config_args(detect)
-    detect.add_argument("images", nargs="+")
+    detect.add_argument("images", nargs="+", help=_IMAGES_HELP)
+    _add_pattern_arg(detect)
     detect.add_argument("-o", "--output", required=True, help="directory for the catalogs")
     detect.add_argument("-q", "--quiet", action="store_true")
     detect.set_defaults(func=_cmd_detect)
@@ -411,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a config file")
     _add_config_args(validate)
+    validate.add_argument("--show", action="store_true",
+                          help="print the resolved config (the file over its base, "
+                          "see `extends`), each value with where it came from")
     validate.set_defaults(func=_cmd_validate)
 
     plugins = sub.add_parser("plugins", help="list installed stage plugins")

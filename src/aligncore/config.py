@@ -20,11 +20,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from aligncore.config_layers import (
+    Locator,
+    builtin_label,
+    merge_layers,
+    resolve_extends,
+)
 from aligncore.registry import (
     LOCAL_PLUGINS_HINT,
     Registry,
@@ -39,6 +46,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "Provenance",
+    "describe_config",
     "load_config",
     "load_config_and_registry",
     "parse_override",
@@ -104,6 +113,14 @@ class CorrectorSection(StageChoice):
     plugin: str = Field("auto", description="A corrector name, or 'auto' to pick by WCS type.")
 
 
+class DistortionSection(StageChoice):
+    """Refinement of each detector's distortion model (after the alignment)."""
+
+    plugin: str = Field("none", description="Distortion refiner: none keeps the nominal "
+                        "distortion; poly fits a polynomial correction per detector jointly "
+                        "with every image's affine correction (docs/distortion.md).")
+
+
 class RefcatSection(StageChoice):
     """The absolute reference catalog."""
 
@@ -129,6 +146,12 @@ class AlignSection(_Section):
         default_factory=dict,
         description="Image file name -> group id; images of one group move as one rigid body.",
     )
+    grouping: Literal["exposure", "image"] = Field(
+        "exposure",
+        description="exposure: the images of one exposure move together (the files' GROUPID, "
+        "a JWST meta.group_id or exposure name, an association member's group_id); image: "
+        "every image moves alone. align.groups applies in both cases.",
+    )
     solver: str = Field(
         "global",
         description="Solver plugin: global refines all corrections simultaneously over every "
@@ -148,6 +171,15 @@ class AlignSection(_Section):
         "unweighted fits.")
     tangent_point: tuple[float, float] | None = Field(
         None, description="RA, Dec (deg) of the shared tangent plane; default: footprint centre.")
+    fit_frame: Literal["sky", "reference_pixels"] = Field(
+        "sky", description="Where matches are fitted: sky = the shared tangent plane "
+        "(arcsec, North up); reference_pixels = the pixel frame of the first image (its "
+        "linear WCS, scaled to arcsec), as tweakwcs fits: with a skewed or anisotropic CD "
+        "matrix a rscale/rshift fit differs between the two.")
+    overlap: Literal["footprint", "catalog_hull"] = Field(
+        "footprint", description="How images are judged to overlap (alignment order and "
+        "which pairs the global solver uses): footprint = their WCS footprints; "
+        "catalog_hull = the convex hulls of their sources, as tweakwcs.")
 
     _positive_correction = field_validator("max_correction")(_positive_or_auto)
 
@@ -322,6 +354,7 @@ class Config(_Section):
     fitter: FitterSection = Field(default_factory=FitterSection)
     align: AlignSection = Field(default_factory=AlignSection)
     absolute: AbsoluteSection = Field(default_factory=AbsoluteSection)
+    distortion: DistortionSection = Field(default_factory=DistortionSection)
     corrector: CorrectorSection = Field(default_factory=CorrectorSection)
     output: OutputSection = Field(default_factory=OutputSection)
     execution: ExecutionSection = Field(default_factory=ExecutionSection)
@@ -331,7 +364,14 @@ class Config(_Section):
         "--no-local-plugins or ALIGNCORE_NO_LOCAL_PLUGINS=1."
     )
 
+    extends: str | None = Field(
+        None, description="The base this file is layered on: `jwst` (the "
+        "tweakreg step's documented defaults), `jwst-3.0` (jwst 3.0.0's TweakRegStep), "
+        "`default` (the recommended defaults; also when `extends` is not given), `none` (only "
+        "the plugins' own defaults), or a path to another config file (relative to this one). "
+        "`aligncore validate CONFIG --show` prints the result and where each value came from.")
     source: str | None = Field(None, exclude=True, description="File the config was read from.")
+    _provenance: Any = PrivateAttr(None)
 
     def plugin_files(self) -> list[Path]:
         """Local plugin files, resolved relative to the config file."""
@@ -410,34 +450,7 @@ class ConfigError(ValueError):
         super().__init__("\n".join([header, *(f"  {p}" for p in self.problems)]))
 
 
-class _Locator:
-    """Maps dotted keys to the YAML lines they come from."""
-
-    def __init__(self, file: str, node: yaml.Node | None) -> None:
-        self.file = file
-        self.lines: dict[tuple[str, ...], int] = {}
-        if node is not None:
-            self._walk(node, ())
-
-    def _walk(self, node: yaml.Node, path: tuple[str, ...]) -> None:
-        self.lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = (*path, str(key_node.value))
-                self.lines[key] = key_node.start_mark.line + 1
-                self._walk(value_node, key)
-                self.lines[key] = key_node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self._walk(item, (*path, str(index)))
-
-    def line(self, path: Sequence[Any]) -> int | None:
-        key = tuple(str(p) for p in path)
-        while key:
-            if key in self.lines:
-                return self.lines[key]
-            key = key[:-1]
-        return self.lines.get((), None)
+_Locator = Locator
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -533,10 +546,17 @@ def _collect_validation(
             message = " or ".join(parts)
             if errors[0]["type"] != "missing" and not isinstance(errors[0].get("input"), dict):
                 message += f" (got {errors[0].get('input')!r})"
-        file = origins.get(full, locator.file)
-        line = None if file == "--set" else locator.line(full)
-        problems.append(ConfigProblem(file, line, ".".join(full), message))
+        problems.append(ConfigProblem(*_where(full, locator, origins), ".".join(full), message))
     return problems
+
+
+def _where(path: Sequence[str], locator: _Locator,
+           origins: Mapping[tuple[str, ...], str]) -> tuple[str, int | None]:
+    """File and line a key came from (``--set``: no line)."""
+    key = tuple(path)
+    if key in origins:
+        return origins[key], None
+    return locator.file_of(key), locator.line(key)
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -567,9 +587,7 @@ def _check_stage(
         return []
     plugin_path = (*section_path, "plugin") if plugin_key else section_path
     if name not in registry.names(kind):
-        file = origins.get(plugin_path, locator.file)
-        line = None if file == "--set" else locator.line(plugin_path)
-        return [ConfigProblem(file, line, ".".join(plugin_path),
+        return [ConfigProblem(*_where(plugin_path, locator, origins), ".".join(plugin_path),
                               registry.not_found_message(kind, name))]
     if not isinstance(params, Mapping):
         return []
@@ -609,7 +627,7 @@ def _merge_aliases(data: dict[str, Any], origins: Mapping[tuple[str, ...], str],
                 continue
             key = (section, given[1])
             problems.append(ConfigProblem(
-                locator.file, locator.line(key), ".".join(key),
+                locator.file_of(key), locator.line(key), ".".join(key),
                 f"{' and '.join(repr(g) for g in given)} are two names of the same setting "
                 f"({name}); give only one"))
             for other in given[1:]:
@@ -645,14 +663,14 @@ def _absolute_aliases(data: dict[str, Any], origins: Mapping[tuple[str, ...], st
             if target in origins or ("absolute", earlier) in origins:
                 continue  # the other name came from --set: it wins
             problems.append(ConfigProblem(
-                locator.file, locator.line(("absolute", alias)), f"absolute.{alias}",
+                locator.file_of(("absolute", alias)), locator.line(("absolute", alias)),
+                f"absolute.{alias}",
                 f"'{name}' and '{alias}' are two names of the same setting "
                 f"(absolute.{stage}.params.{key}); give only one"))
             continue
         params[key] = value
         given[(stage, key)] = alias
-        if ("absolute", alias) in locator.lines:
-            locator.lines[target] = locator.lines[("absolute", alias)]
+        locator.rename(("absolute", alias), target)
     return problems
 
 
@@ -665,8 +683,9 @@ def _local_plugin_problems(config: Config | None, locator: _Locator,
     refused = local_plugins_refused()
     for index, (name, path) in enumerate(zip(config.plugins, config.plugin_files(), strict=True)):
         key = ("plugins", str(index))
-        file = origins.get(("plugins",), locator.file)
-        line = None if file == "--set" else locator.line(key)
+        file, line = _where(key, locator, origins)
+        if ("plugins",) in origins:
+            file, line = "--set", None
         if refused:
             shown = name if Path(name) == path else f"{name} ({path})"
             message = f"plugin file {shown} not loaded: {LOCAL_PLUGINS_HINT}"
@@ -696,6 +715,178 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         problem = getattr(exc, "problem", None) or str(exc)
         message = f"invalid YAML: {problem}"
         raise ConfigError([ConfigProblem(str(path), line, "", message)]) from None
+
+
+def _layer_problems(path: Path, data: Any, locator: _Locator) -> dict[str, Any]:
+    """One file's sections, or ConfigError if it is not a mapping of named sections."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        message = "the config must be a mapping of sections"
+        raise ConfigError([ConfigProblem(str(path), 1, "", message)])
+    odd_keys = [key for key in data if not isinstance(key, str)]
+    if odd_keys:
+        raise ConfigError([ConfigProblem(str(path), locator.line((str(k),)), str(k),
+                                         "section names must be text; allowed: "
+                                         f"{', '.join(_allowed_fields(Config))}")
+                           for k in odd_keys])
+    return data
+
+
+def _canonical_names(data: dict[str, Any], locator: _Locator) -> None:
+    """Rename a setting given by another of its names (``align_to_gaia``) to its own
+    (``enabled``), so that a file and its base agree on the key."""
+    for section, field in Config.model_fields.items():
+        model, values = field.annotation, data.get(section)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)
+                and isinstance(values, dict)):
+            continue
+        for name, sub_field in model.model_fields.items():
+            alias = sub_field.validation_alias
+            if not isinstance(alias, AliasChoices) or name in values:
+                continue
+            for other in (str(a) for a in alias.choices):
+                if other in values:
+                    values[name] = values.pop(other)
+                    locator.rename((section, other), (section, name))
+                    break
+
+
+def _paths_from(data: dict[str, Any], base_dir: Path) -> None:
+    """Make the file paths of a base config (local plugins, custom catalogs) absolute,
+    relative to that base file, so that they keep meaning the same files."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            return str(base_dir / value)
+        return value
+
+    if isinstance(data.get("plugins"), list):
+        data["plugins"] = [fix(v) for v in data["plugins"]]
+    detector = data.get("detector")
+    if isinstance(detector, dict) and isinstance(detector.get("catalogs"), dict):
+        detector["catalogs"] = {k: fix(v) for k, v in detector["catalogs"].items()}
+
+
+_STAGE_SECTIONS = {tuple(section.split(".")) for kind in STAGE_TABLE.values()
+                   for section in kind.sections}
+
+
+def _read_layers(path: Path, seen: tuple[Path, ...], problems: list[ConfigProblem],
+                 origins: Mapping[tuple[str, ...], str],
+                 ) -> tuple[dict[str, Any], _Locator, list[str]]:
+    """A config file merged over its base chain (see `aligncore.config_layers`).
+
+    Returns the merged sections, their locator, and the chain of files read (base
+    first). Problems of the files are appended to ``problems`` (a setting given
+    under two names is none when ``origins``, the ``--set`` keys, overrides it); a
+    file that cannot be read, a bad ``extends`` or a cycle raises ConfigError at once.
+    """
+    raw, node = _read_yaml(path)
+    locator = _Locator(str(path), node)
+    data = _layer_problems(path, raw, locator)
+    if "source" in data:  # set by aligncore (the file read), not a section of the file
+        data.pop("source")
+        problems.append(ConfigProblem(str(path), locator.line(("source",)), "source",
+                                      "unknown section 'source'"))
+    default = None if path.resolve() == DEFAULT_CONFIG_PATH.resolve() else "default"
+    own_choice = "extends" in data
+    extends = data.pop("extends", default)
+    try:
+        base = resolve_extends(extends, path)
+    except ValueError as exc:
+        raise ConfigError([ConfigProblem(str(path), locator.line(("extends",)), "extends",
+                                         str(exc))]) from None
+    problems += _merge_aliases(data, origins, locator)
+    problems += _absolute_aliases(data, origins, locator)
+    _canonical_names(data, locator)
+    if seen:
+        _paths_from(data, path.parent)
+    chain = [str(path)]
+    if not seen and own_choice:
+        data["extends"] = extends  # recorded (the file's own choice)
+    if base is None:
+        return data, locator, chain
+    visited = (*seen, path.resolve())
+    if base.resolve() in visited:
+        cycle = " -> ".join(builtin_label(str(p)) for p in (*visited, base.resolve()))
+        raise ConfigError([ConfigProblem(str(path), locator.line(("extends",)), "extends",
+                                         f"the configs extend each other in a cycle: {cycle}")])
+    base_data, base_locator, base_chain = _read_layers(base, visited, problems, origins)
+    merged = merge_layers(base_data, data, base_locator, _STAGE_SECTIONS)
+    return merged, locator.layered_on(base_locator), [*base_chain, *chain]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a loaded config's values came from (see `describe_config`)."""
+
+    chain: list[str]
+    """The files read, base first."""
+    locator: _Locator
+    origins: Mapping[tuple[str, ...], str]
+    """``--set`` keys."""
+
+    def origin(self, path: Sequence[str]) -> str:
+        """``file:line``, ``--set`` or ``default`` for a dotted key of the resolved config."""
+        key = tuple(path)
+        for depth in range(len(key), 0, -1):
+            if key[:depth] in self.origins:
+                return "--set"
+        return self.locator.origin(key) or "default"
+
+
+def describe_config(config: Config, registry: Registry | None = None) -> list[str]:
+    """The resolved config as YAML-like lines, each value with where it came from.
+
+    Parameters
+    ----------
+    config : Config
+        A config from `load_config` (a ``Config()`` built in code has every value
+        ``default``).
+    registry : Registry, optional
+        With it, a stage's params include its plugin's defaults for the params the
+        files do not give.
+
+    Returns
+    -------
+    list of str
+        ``key: value  # origin`` lines, indented by nesting; origin is
+        ``file:line``, ``--set`` or ``default``.
+    """
+    provenance = config._provenance or Provenance([], _Locator("", None), {})
+    data = config.model_dump(mode="json", exclude={"source"})
+    if registry is not None:
+        for kind, stage in STAGE_TABLE.items():
+            for section in stage.sections:
+                choice = config.stage_choice(kind, section)
+                try:
+                    params_model = registry.get(kind, choice.plugin).Params
+                except LookupError:
+                    continue
+                node = data
+                for part in section.split(".")[:-1]:
+                    node = node[part]
+                leaf = section.split(".")[-1]
+                if isinstance(node.get(leaf), dict):
+                    defaults = params_model().model_dump(mode="json")
+                    node[leaf]["params"] = {**defaults, **node[leaf]["params"]}
+    lines = [f"# files read (base first): {', '.join(map(builtin_label, provenance.chain))}"
+             if provenance.chain else "# no file read"]
+
+    def walk(node: Mapping[str, Any], path: tuple[str, ...]) -> None:
+        pad = "  " * len(path)
+        for key, value in node.items():
+            here = (*path, str(key))
+            if isinstance(value, dict) and value:
+                lines.append(f"{pad}{key}:")
+                walk(value, here)
+            else:
+                text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+                text = text.removesuffix("\n...").strip()
+                lines.append(f"{pad}{key}: {text}  # {provenance.origin(here)}")
+
+    walk(data, ())
+    return lines
 
 
 def load_config(
@@ -746,34 +937,25 @@ def load_config_and_registry(
         With every problem found (file:line, key, message).
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    data, node = _read_yaml(path)
-    if data is None:
-        data = {}
-    locator = _Locator(str(path), node)
-    if not isinstance(data, dict):
-        message = "the config must be a mapping of sections"
-        raise ConfigError([ConfigProblem(str(path), 1, "", message)])
-    odd_keys = [key for key in data if not isinstance(key, str)]
-    if odd_keys:
-        raise ConfigError([ConfigProblem(str(path), locator.line((str(k),)), str(k),
-                                         "section names must be text; allowed: "
-                                         f"{', '.join(_allowed_fields(Config))}")
-                           for k in odd_keys])
-
-    origins: dict[tuple[str, ...], str] = {}
-    for text in overrides:
-        keys, value = parse_override(text)
+    parsed = [parse_override(text) for text in overrides]
+    origins: dict[tuple[str, ...], str] = {tuple(keys): "--set" for keys, _ in parsed}
+    problems: list[ConfigProblem] = []
+    data, locator, chain = _read_layers(path, (), problems, origins)
+    for keys, value in parsed:
         _apply_override(data, keys, value)
-        origins[tuple(keys)] = "--set"
 
-    problems: list[ConfigProblem] = _merge_aliases(data, origins, locator)
+    if ("extends",) in origins:  # the base is chosen before any override applies
+        data.pop("extends", None)
+        problems.append(ConfigProblem("--set", None, "extends", "the base of a config cannot "
+                                      "be set with --set; write `extends:` in the config file"))
+    if "source" in data:  # set by aligncore (the file read), not a section
+        data.pop("source")
+        problems.append(ConfigProblem("--set", None, "source", "unknown section 'source'"))
+    problems += _merge_aliases(data, origins, locator)
     problems += _absolute_aliases(data, origins, locator)
-    if "source" in data:  # set by aligncore (the file read), not a section of the file
-        data = {key: value for key, value in data.items() if key != "source"}
-        problems.append(ConfigProblem(str(path), locator.line(("source",)), "source",
-                                      "unknown section 'source'"))
     try:
         config = Config(**data, source=str(path))
+        config._provenance = Provenance(chain, locator, origins)
     except ValidationError as exc:
         problems.extend(_collect_validation(exc, Config, (), locator, origins))
         config = None
@@ -813,7 +995,7 @@ def load_config_and_registry(
     for index, name in enumerate(fallback if isinstance(fallback, list) else []):
         if isinstance(name, str) and name not in registry.names("matcher"):
             key = ("align", "fallback", str(index))
-            problems.append(ConfigProblem(str(path), locator.line(key), ".".join(key),
+            problems.append(ConfigProblem(*_where(key, locator, origins), ".".join(key),
                                           registry.not_found_message("matcher", name)))
 
     if problems or config is None:
@@ -828,6 +1010,8 @@ def _refcat_shortcuts(config: Config, registry: Registry) -> None:
     section = config.absolute
     shortcuts = {"catalog": section.gaia_catalog, "cache": section.refcat_cache,
                  "cache_dir": section.refcat_cache_dir}
+    if all(value is None for value in shortcuts.values()):
+        return  # nothing to apply: the plugin's module is not imported for nothing
     try:
         fields = registry.get("refcatalog", section.refcat.plugin).Params.model_fields
     except LookupError:  # absolute alignment off and its plugin not installed: nothing to do

@@ -339,7 +339,7 @@ def detect_images(
         for index, image in enumerate(images):
             source = existing_catalog(image, config)
             if source is not None:
-                catalog = read_catalog(source)
+                catalog = read_catalog(source, wcs=image.wcs)
                 catalog.meta.setdefault("image", image.name)
                 outcomes[index] = DetectionOutcome(catalog, 0.0)
         local = [i for i in range(len(images)) if outcomes[i] is None

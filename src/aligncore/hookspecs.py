@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from aligncore.stages import (
         Corrector,
         Detector,
+        DistortionRefiner,
         Fitter,
         ImageFormat,
         Matcher,
@@ -48,7 +49,13 @@ def aligncore_add_detectors() -> list[type[Detector]]:
     Called once when the plugin registry is built. A name registered twice
     (by any two plugins) is an error that names both distributions; so is
     anything but a list of stage classes with a ``name`` (the same holds for
-    every ``aligncore_add_*`` hook).
+    every ``aligncore_add_*`` stage hook).
+
+    An entry may also be a string ``"NAME = package.module:Class"``: the module is
+    imported only when a stage of that name is built, or its class, parameters or
+    summary are asked for (``aligncore plugins``, ``aligncore params``), so that
+    building a registry does not import every plugin's dependencies. The class is
+    then checked (subclass of the stage kind, ``name`` equal to ``NAME``).
     """
 
 
@@ -114,6 +121,19 @@ def aligncore_add_solvers() -> list[type[Solver]]:
 
 
 @hookspec
+def aligncore_add_distortion_refiners() -> list[type[DistortionRefiner]]:
+    """Register distortion refiners (a per-detector distortion correction after alignment).
+
+    Returns
+    -------
+    list of type
+        Subclasses of `aligncore.DistortionRefiner` with unique ``name`` values,
+        selected by ``distortion: {plugin: NAME}`` (aligncore's own: ``none``, the
+        default, and ``poly``).
+    """
+
+
+@hookspec
 def aligncore_add_formats() -> list[type[ImageFormat]]:
     """Register image formats (readers and writers of image files).
 
@@ -126,11 +146,13 @@ def aligncore_add_formats() -> list[type[ImageFormat]]:
     -----
     `aligncore.open_image`, ``aligncore run`` and the output writer ask every
     registered format, in ascending ``order`` (then by name), whether it claims
-    a file (``identify(path)``, cheap); the first that does opens it, and the
-    same format writes its output. aligncore's own formats (entry point
-    ``formats``): ``asdf`` (order 10), ``jwst`` (20, JWST data models before
-    plain FITS) and ``fits`` (1000, the fallback). A path no format claims is an
-    `aligncore.InputError` naming the installed formats. A name registered
+    a file (``identify(path)``, cheap); the first that does opens it
+    (``open_images(path)``: one image, or one per chip of a multi-chip file), and
+    the same format writes its output (``write_images``: one file per input).
+    aligncore's own formats (entry point ``formats``): ``asdf`` (order 10),
+    ``jwst`` (20, JWST data models before plain FITS) and ``fits`` (1000, the
+    fallback). A path no format claims is an `aligncore.InputError` naming the
+    installed formats. A name registered
     twice is an error naming both distributions. Helpers for format authors
     (atomic writes, pixel and WCS checks, observation epochs, the alignment
     record) are in `aligncore.formats`.
@@ -157,7 +179,8 @@ def aligncore_run_stage(kind: str, stage: Stage, args: tuple[Any, ...]) -> Any:
     ----------
     kind : str
         Stage kind: ``detector``, ``matcher``, ``fitter``, ``refcatalog``,
-        ``corrector`` or ``solver`` (the kinds of ``aligncore.stages.STAGE_TABLE``).
+        ``corrector``, ``solver`` or ``distortion`` (the kinds of
+        ``aligncore.stages.STAGE_TABLE``).
     stage : aligncore.Stage
         The configured stage instance.
     args : tuple

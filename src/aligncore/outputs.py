@@ -11,12 +11,13 @@ from astropy.table import QTable
 from aligncore import __version__
 from aligncore.config import Config
 from aligncore.errors import InputError
-from aligncore.formats import format_of, image_format_of, write_image
+from aligncore.formats import format_of, image_format_of, write_images
 from aligncore.formats.catalog_files import CATALOG_FORMATS, catalog_path, write_catalog
 from aligncore.formats.common import write_json
+from aligncore.inputs import Inputs, output_association
 from aligncore.registry import Registry
 from aligncore.report import run_report
-from aligncore.types import AlignImage, AlignResult
+from aligncore.types import AlignImage, AlignResult, ImageResult
 
 __all__ = ["output_dir_problems", "write_catalogs", "write_outputs"]
 
@@ -135,15 +136,31 @@ def _wcsname(result: AlignResult, config: Config) -> str:
     return f"FIT-REL-{str(label).upper()}"
 
 
+def _by_file(images: Sequence[AlignImage], result: AlignResult
+             ) -> dict[Path, list[tuple[AlignImage, ImageResult]]]:
+    """The images and their results by input file (the chips of a multi-chip file
+    together), in the order of the first image of each file."""
+    files: dict[Path, list[tuple[AlignImage, ImageResult]]] = {}
+    for image, image_result in zip(images, result.images, strict=True):
+        if image.path is None:
+            raise InputError(f"{image.name}: in-memory images cannot be written; use align()")
+        files.setdefault(image.path, []).append((image, image_result))
+    return files
+
+
 def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Config,
                   outdir: str | Path | None = None,
-                  registry: Registry | None = None) -> list[Path]:
+                  registry: Registry | None = None, *,
+                  inputs: Inputs | None = None) -> list[Path]:
     """Write the corrected image copies, optional catalogs and the JSON report.
 
-    Every image gets an output (failed ones with their WCS exactly as it was
-    and ``ALNSTAT = 'FAILED'``), named like its input except JWST ``*_cal.fits``
-    files, written as ``*_tweakreg.fits``. With ``output.in_place`` the inputs
-    themselves are updated instead (still atomically).
+    Every input file gets one output (failed images with their WCS exactly as it was
+    and ``ALNSTAT = 'FAILED'``; the chips of a multi-chip file in one file), named like
+    its input except JWST ``*_cal.fits`` files, written as ``*_tweakreg.fits``. With
+    ``output.in_place`` the inputs themselves are updated instead (still atomically).
+    When JWST images were written, an association listing them is written too, for the
+    next jwst step (`aligncore.inputs.output_association`; ``inputs``: what the run was
+    given).
 
     Returns
     -------
@@ -154,20 +171,26 @@ def write_outputs(result: AlignResult, images: Sequence[AlignImage], config: Con
     outdir.mkdir(parents=True, exist_ok=True)
     wcsname = _wcsname(result, config)
     written: list[Path] = []
-    for image, image_result in zip(images, result.images, strict=True):
-        if image.path is None:
-            raise InputError(f"{image.name}: in-memory images cannot be written; use align()")
+    jwst: list[tuple[Path, str | None]] = []  # JWST outputs and their groups
+    for path, members in _by_file(images, result).items():
+        first = members[0][0]
         if config.output.in_place:
-            target = image.path
+            target = path
         else:
-            target = outdir / image_format_of(image, registry).output_name(image.path)
-            if target.resolve() == image.path.resolve():
+            target = outdir / image_format_of(first, registry).output_name(path)
+            if target.resolve() == path.resolve():
                 raise InputError(
-                    f"{image.path}: output would overwrite the input; choose another output "
+                    f"{path}: output would overwrite the input; choose another output "
                     "directory or set output.in_place: true"
                 )
-        written.append(write_image(image, image_result, target, wcsname=wcsname,
-                                   version=__version__, registry=registry))
+        written.append(write_images([image for image, _ in members],
+                                    [image_result for _, image_result in members], target,
+                                    wcsname=wcsname, version=__version__, registry=registry))
+        if first.meta.get("format") == "jwst":
+            jwst.append((written[-1], members[0][1].group_id))
+    if jwst:
+        name, association = output_association(jwst, outdir, inputs)
+        written.append(write_json(association, outdir / name))
     if config.output.save_catalogs:
         detected = [(i.name, r.catalog) for i, r in zip(images, result.images, strict=True)
                     if "detection_error" not in r.catalog.meta]  # failed: detect again

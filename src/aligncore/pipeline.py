@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,13 @@ from aligncore.combined import merge_catalogs
 from aligncore.config import Config, load_config_and_registry
 from aligncore.errors import AlignError, InputError
 from aligncore.execution import detect_images, empty_catalog
-from aligncore.formats import open_image
+from aligncore.formats import open_images
+from aligncore.inputs import Inputs, expand_items
 from aligncore.preflight import check_inputs, raise_problems
 from aligncore.registry import Registry, build_registry
 from aligncore.relative import RelativeSettings, relative_align
 from aligncore.stages import Corrector, Stage
-from aligncore.tangent import TangentPlane
+from aligncore.tangent import TangentPlane, reference_pixel_frame
 from aligncore.types import (
     COL_X,
     COL_Y,
@@ -64,14 +66,23 @@ def _resolve_config(config: Config | str | Path | None,
 
 
 def _resolve_images(images: Sequence[AlignImage | str | Path], config: Config,
-                    registry: Registry) -> list[AlignImage]:
+                    registry: Registry, inputs: Inputs | None = None) -> list[AlignImage]:
+    """Open the path items and set the groups: an association member's group over the
+    file's, none of them with ``align.grouping: image``, ``align.groups`` over all."""
     opened = []
     for item in images:
-        image = item if isinstance(item, AlignImage) else open_image(item, registry=registry)
-        group = config.align.groups.get(image.name)
-        if group is not None:
-            image.group_id = group
-        opened.append(image)
+        for image in [item] if isinstance(item, AlignImage) else open_images(
+                item, registry=registry):
+            if inputs is not None:
+                inputs.annotate(image)
+            if config.align.grouping == "image":
+                image.group_id = None
+            # a chip's group: its own name, else its file's (all chips of the file)
+            group = config.align.groups.get(image.name) or (
+                config.align.groups.get(image.path.name) if image.path is not None else None)
+            if group is not None:
+                image.group_id = group
+            opened.append(image)
     names = [image.name for image in opened]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -108,7 +119,10 @@ def align(
     Parameters
     ----------
     images : sequence of AlignImage or path
-        The images; paths are opened with `aligncore.open_image`.
+        The images; paths are opened with `aligncore.open_images` (every chip of a
+        multi-chip file). A path may also name a JWST association (``*.json``: its
+        science members), an ``@list`` file or a directory (its ``*_cal.fits`` files),
+        see `aligncore.inputs`.
     config : Config, path or None
         A validated config, a YAML file, or None for the default config.
     registry : Registry, optional
@@ -134,9 +148,9 @@ def align(
     progress = progress or _no_progress
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    paths = [item for item in images if not isinstance(item, AlignImage)]
-    raise_problems(check_inputs(paths, config, registry=registry))
-    images = _resolve_images(images, config, registry)
+    items, inputs = expand_items(images)
+    raise_problems(check_inputs(inputs.paths, config, registry=registry))
+    images = _resolve_images(items, config, registry, inputs)
     if not images:
         raise InputError("no input images")
     if len(images) < 2 and not config.absolute.enabled:
@@ -149,6 +163,7 @@ def align(
     matchers += [config.build_stage("matcher", registry, name) for name in config.align.fallback]
     fitter = config.build_stage("fitter", registry)
     solver = config.build_stage("solver", registry)
+    refiner = config.build_stage("distortion", registry)
     timings["setup"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
@@ -163,7 +178,9 @@ def align(
         plane = TangentPlane(*config.align.tangent_point)
     else:
         plane = union_tangent_plane(images)
-    units = build_units(images, catalogs, plane)
+    if config.align.fit_frame == "reference_pixels" and images:
+        plane = reference_pixel_frame(images[0].wcs, images[0].shape, plane)
+    units = build_units(images, catalogs, plane, config.align.overlap)
     detection = {}
     for unit in units:
         errors = [f"{images[i].name}: {outcomes[i].error}" if len(unit.members) > 1
@@ -189,7 +206,7 @@ def align(
     timings["relative"] = time.perf_counter() - t0
 
     absolute_fit, absolute_info = None, {"enabled": False}
-    reference_catalog = None
+    reference_catalog = distortion_reference = None
     if config.absolute.enabled:
         from aligncore.absolute import AbsoluteSettings, absolute_align, compose_absolute
 
@@ -197,9 +214,16 @@ def align(
             return config.build_stage(kind, registry, section=section)
 
         t0 = time.perf_counter()
-        absolute_fit, absolute_info = absolute_align(
-            units, images, plane, AbsoluteSettings.from_section(config.absolute), build, registry)
+        settings = AbsoluteSettings.from_section(config.absolute)
+        if refiner.name != "none":  # the refiner fits the reference stars too
+            settings = replace(settings, save_gaia_catalog=True)
+        absolute_fit, absolute_info = absolute_align(units, images, plane, settings, build,
+                                                     registry)
         reference_catalog = absolute_info.pop("reference_catalog", None)
+        if absolute_fit is not None:
+            distortion_reference = reference_catalog
+        if not config.absolute.save_gaia_catalog:
+            reference_catalog = None
         if absolute_fit is not None:
             apply_outcomes(units, compose_absolute(units, absolute_fit))
         else:
@@ -207,8 +231,17 @@ def align(
                           stacklevel=2)
         timings["absolute"] = time.perf_counter() - t0
 
+    corrections: dict[str, Any] = {}
+    distortion_report: dict[str, Any] = {}
+    if refiner.name != "none":
+        t0 = time.perf_counter()
+        corrections, distortion_report = _refine_distortion(
+            refiner, units, images, plane, config, registry, fitter, distortion_reference)
+        timings["distortion"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
-    results = _correct_all(images, units, catalogs, detect_seconds, plane, config, registry)
+    results = _correct_all(images, units, catalogs, detect_seconds, plane, config, registry,
+                           corrections)
     timings["correct"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
 
@@ -221,10 +254,65 @@ def align(
         combined_catalog=combined,
         reference_catalog=reference_catalog,
         meta={"relative": relative_info, "absolute": absolute_info,
-              "tangent_plane": plane.summary()},
+              "tangent_plane": plane.summary(),
+              **({"distortion": distortion_report} if distortion_report else {})},
     )
     registry.hook.aligncore_run_finished(result=result, config=config)
     return result
+
+
+def _refine_distortion(refiner: Stage, units: list[Unit], images: Sequence[AlignImage],
+                       plane: TangentPlane, config: Config, registry: Registry, fitter: Stage,
+                       reference_catalog: QTable | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the distortion refiner; apply its outcomes and corrected positions to the units.
+
+    Returns the corrections to write (by detector key) and the report entries. A refiner
+    that fails leaves the alignment as it was (with a warning and the reason reported).
+    """
+    from aligncore.distortion_stage import distortion_settings, with_positions
+
+    settings = distortion_settings(fitter, config.align.use_weights, plane, reference_catalog)
+    try:
+        refined = registry.run_stage(refiner, units, images, settings)
+    except AlignError as exc:
+        warnings.warn(f"distortion refinement failed: {exc}", stacklevel=3)
+        return {}, {"all": {"correction": None, "applied": False, "degree": 0,
+                            "reason": f"failed: {exc}"}}
+    report = dict(refined.report)
+    problem = _unwritable(refined.corrections, images)
+    if problem:
+        warnings.warn(f"distortion refinement not applied: {problem}", stacklevel=3)
+        for entry in report.values():
+            if isinstance(entry, dict) and entry.get("applied"):
+                entry.update(applied=False, reason=problem)
+        return {}, report
+    if refined.corrections:
+        apply_outcomes(units, refined.outcomes)
+        for unit in units:
+            if unit.key in refined.positions:
+                unit.catalog = with_positions(unit.catalog, refined.positions[unit.key])
+    else:
+        reasons = "; ".join(f"{key}: {entry.get('reason')}"
+                            for key, entry in refined.report.items())
+        warnings.warn(f"distortion refinement not applied: {reasons}", stacklevel=3)
+    return dict(refined.corrections), report
+
+
+def _unwritable(corrections: Any, images: Sequence[AlignImage]) -> str:
+    """Why the corrections cannot be written into the images' WCS ('' when they can):
+    tried on one image of each detector before anything is applied."""
+    from aligncore.distortion import detector_key
+    from aligncore.distortion_stage import apply_correction
+
+    for key, correction in corrections.items():
+        image = next((im for im in images if detector_key(im) == key), None)
+        if image is None:
+            continue
+        try:
+            apply_correction(image.wcs, correction, image.shape)
+        except AlignError as exc:
+            return f"{key}: the correction cannot be written into {image.name}'s WCS: {exc}"
+    return ""
 
 
 def _combined_catalog(units: Sequence[Unit], plane: TangentPlane) -> QTable | None:
@@ -246,9 +334,22 @@ def _failed_catalog(error: str) -> QTable:
     return catalog
 
 
+def _with_distortion(image: AlignImage, corrections: dict[str, Any]) -> Any:
+    """The image's nominal WCS with its detector's distortion correction, if any."""
+    if not corrections:
+        return image.wcs
+    from aligncore.distortion import detector_key
+    from aligncore.distortion_stage import apply_correction
+
+    correction = corrections.get(detector_key(image))
+    return image.wcs if correction is None else apply_correction(image.wcs, correction,
+                                                                 image.shape)
+
+
 def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
                  catalogs: Sequence[QTable], detect_seconds: Sequence[float],
-                 plane: TangentPlane, config: Config, registry: Registry) -> list[ImageResult]:
+                 plane: TangentPlane, config: Config, registry: Registry,
+                 corrections: dict[str, Any] | None = None) -> list[ImageResult]:
     by_image: dict[int, Unit] = {i: unit for unit in units for i in unit.members}
     results = []
     for index, image in enumerate(images):
@@ -262,8 +363,9 @@ def _correct_all(images: Sequence[AlignImage], units: Sequence[Unit],
         if fit is not None:
             t0 = time.perf_counter()
             try:
+                nominal = _with_distortion(image, corrections or {})
                 corrector = _pick_corrector(image, config, registry)
-                wcs = registry.run_stage(corrector, image.wcs, fit, plane)
+                wcs = registry.run_stage(corrector, nominal, fit, plane)
             except AlignError as exc:
                 status, reason = Status.FAILED, f"WCS correction failed: {exc}"
                 fit, wcs = None, image.wcs

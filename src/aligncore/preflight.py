@@ -7,7 +7,8 @@
   and every HDU's data (``|BITPIX| / 8 * GCOUNT * (PCOUNT + NAXIS1 * ... * NAXISn)``
   bytes, padded to 2880) must be present, so a truncated file is found before
   detection instead of when its pixels are read;
-- the science image is opened as `aligncore.formats.open_image` opens it: a numeric 2D
+- the science image is opened as `aligncore.formats.open_images` opens it (every chip
+  of a multi-chip file, each problem naming its chip): a numeric 2D
   image with a usable celestial WCS (finite CRVAL, non-singular CD or PC * CDELT,
   pixel scale within 1e-4 arcsec .. 1 deg, sane SIP orders; see
   `aligncore.formats.fits.wcs_problems`);
@@ -207,7 +208,7 @@ format's files only what its reader reports)."""
 
 
 def check_image(path: str | Path, registry: Registry | None = None,
-                opened: dict[Path, AlignImage] | None = None) -> list[Problem]:
+                opened: dict[Path, list[AlignImage]] | None = None) -> list[Problem]:
     """Problems of one image file (FITS or ASDF), without reading its pixels.
 
     Parameters
@@ -217,15 +218,16 @@ def check_image(path: str | Path, registry: Registry | None = None,
     registry : Registry, optional
         Whose image formats open it (default: the installed plugins).
     opened : dict, optional
-        When given, the image opened by the check is stored under ``Path(path)``, so that
-        a caller about to open the same file does not read its headers twice.
+        When given, the images opened by the check (one, or one per chip of a multi-chip
+        file) are stored under ``Path(path)``, so that a caller about to open the same
+        file does not read its headers twice.
 
     Returns
     -------
     list of Problem
         Empty when the image looks usable.
     """
-    from aligncore.formats import format_of, open_image
+    from aligncore.formats import format_of, open_images
 
     path = Path(path)
     if not path.exists():
@@ -241,11 +243,11 @@ def check_image(path: str | Path, registry: Registry | None = None,
     if layout:
         return [Problem(str(path), message) for message in layout]
     try:
-        image = open_image(path, registry=registry)
+        images = open_images(path, registry=registry)
     except InputError as exc:
         return [_as_problem(path, str(exc))]
     if opened is not None:
-        opened[path] = image
+        opened[path] = images
     return []
 
 
@@ -289,7 +291,7 @@ def _refcat_problems(config: Config, registry: Registry | None) -> list[Problem]
 
 def check_inputs(paths: Iterable[str | Path], config: Config | None = None, *,
                  registry: Registry | None = None,
-                 opened: dict[Path, AlignImage] | None = None) -> list[Problem]:
+                 opened: dict[Path, list[AlignImage]] | None = None) -> list[Problem]:
     """Every problem of the inputs of a run, before any detection starts.
 
     Parameters

@@ -63,7 +63,9 @@ from aligncore.types import (
     COL_ID,
     COL_MAG,
     COL_PMDEC,
+    COL_PMDEC_ERR,
     COL_PMRA,
+    COL_PMRA_ERR,
     COL_RA,
     COL_RA_ERR,
     META_DROPPED_ROWS,
@@ -106,6 +108,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
                   "sig_dec"),
     COL_PMRA: ("pmra", "pm_ra", "pmra_cosdec", "pm_ra_cosdec", "pmracosdec"),
     COL_PMDEC: ("pmdec", "pm_dec", "pmde"),
+    COL_PMRA_ERR: ("pmra_err", "pmra_error", "e_pmra"),
+    COL_PMDEC_ERR: ("pmdec_err", "pmdec_error", "e_pmdec", "e_pmde"),
     COL_EPOCH: ("epoch", "ref_epoch", "epoch_year", "jyear", "refepoch"),
 }
 """aligncore column -> names looked for in a file (compared case-insensitively)."""
@@ -115,7 +119,8 @@ _FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits", ".fit":
             ".xml": "votable"}
 
 _UNITS = {COL_RA: u.deg, COL_DEC: u.deg, COL_RA_ERR: u.mas, COL_DEC_ERR: u.mas,
-          COL_PMRA: u.mas / u.yr, COL_PMDEC: u.mas / u.yr}
+          COL_PMRA: u.mas / u.yr, COL_PMDEC: u.mas / u.yr, COL_PMRA_ERR: u.mas / u.yr,
+          COL_PMDEC_ERR: u.mas / u.yr}
 
 
 def _find(colnames: list[str], column: str, path: Path) -> str | None:
@@ -213,7 +218,8 @@ def read_reference_table(path: str | Path, *, fmt: str | None = None,
         table = reference_table(
             values[COL_RA], values[COL_DEC], ids=values[COL_ID], mag=values[COL_MAG],
             ra_err=values[COL_RA_ERR], dec_err=values[COL_DEC_ERR], pmra=values[COL_PMRA],
-            pmdec=values[COL_PMDEC],
+            pmdec=values[COL_PMDEC], pmra_err=values[COL_PMRA_ERR],
+            pmdec_err=values[COL_PMDEC_ERR],
             epoch=values[COL_EPOCH] if values[COL_EPOCH] is not None else file_epoch,
             meta={"source": str(path)},
         )

@@ -158,10 +158,25 @@ class PluginInfo:
 
     kind: str
     name: str
-    cls: type[Stage]
+    ref: type[Stage] | str
+    """The class, or where it is (``"package.module:Class"``): then `cls` imports it."""
     plugin: str
     distribution: str
     version: str
+
+    @property
+    def cls(self) -> type[Stage]:
+        """The stage class (a lazy registration is imported and checked here, once)."""
+        if isinstance(self.ref, str):
+            return _resolve(self.kind, self.name, self.ref, self.distribution)
+        return self.ref
+
+    @property
+    def where(self) -> str:
+        """``module.Class`` of the implementation, without importing it."""
+        if isinstance(self.ref, str):
+            return self.ref.replace(":", ".")
+        return f"{self.ref.__module__}.{self.ref.__qualname__}"
 
     @property
     def summary(self) -> str:
@@ -615,6 +630,11 @@ def _collect(
     for impl in getattr(manager.hook, hook_name).get_hookimpls():
         dist, version = sources.get(impl.plugin_name, (impl.plugin_name, "-"))
         for cls in _stage_classes(impl, hook_name, dist):
+            if isinstance(cls, str):  # "name = package.module:Class": imported when used
+                name, ref = _parse_lazy(cls, impl.plugin_name, dist, hook_name)
+                info = PluginInfo(kind, name, ref, impl.plugin_name, dist, version)
+                _add_info(found, info, kind)
+                continue
             if not (isinstance(cls, type) and issubclass(cls, base)):
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} ({dist}) returned {cls!r} from {hook_name}; "
@@ -626,24 +646,55 @@ def _collect(
                 raise PluginError(
                     f"{cls.__qualname__} from {dist}: Params must subclass aligncore.Params"
                 )
-            if cls.name in found:
-                other = found[cls.name]
-                if other.cls is cls:
-                    continue
-                raise DuplicatePluginError(
-                    f"{kind} plugin name {cls.name!r} is registered twice: by "
-                    f"{other.distribution} ({other.cls.__module__}.{other.cls.__qualname__}) and "
-                    f"by {dist} ({cls.__module__}.{cls.__qualname__})"
-                )
-            found[cls.name] = PluginInfo(
-                kind=kind,
-                name=cls.name,
-                cls=cls,
-                plugin=impl.plugin_name,
-                distribution=dist,
-                version=version,
-            )
+            _add_info(found, PluginInfo(kind, cls.name, cls, impl.plugin_name, dist, version),
+                      kind)
     return found
+
+
+def _add_info(found: dict[str, PluginInfo], info: PluginInfo, kind: str) -> None:
+    """Add ``info`` unless the same implementation is there; another one of the same
+    name is a `DuplicatePluginError`."""
+    other = found.get(info.name)
+    if other is not None:
+        if other.ref is info.ref or other.where == info.where:
+            return
+        raise DuplicatePluginError(
+            f"{kind} plugin name {info.name!r} is registered twice: by "
+            f"{other.distribution} ({other.where}) and by {info.distribution} ({info.where})"
+        )
+    found[info.name] = info
+
+
+_LAZY_REF = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*=\s*([A-Za-z_][\w.]*):([A-Za-z_]\w*)\s*$")
+
+
+def _parse_lazy(text: str, plugin: str, dist: str, hook_name: str) -> tuple[str, str]:
+    """``"name = package.module:Class"`` as ``(name, "package.module:Class")``."""
+    match = _LAZY_REF.match(text)
+    if match is None:
+        raise PluginError(f"plugin {plugin!r} ({dist}) returned {text!r} from {hook_name}; "
+                          "expected a class or 'name = package.module:Class'")
+    return match.group(1), f"{match.group(2)}:{match.group(3)}"
+
+
+@functools.cache
+def _resolve(kind: str, name: str, ref: str, dist: str) -> type[Stage]:
+    """Import and check a lazily registered stage class (`PluginError` on any problem)."""
+    module_name, _, attr = ref.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except Exception as exc:
+        raise PluginError(f"{kind} plugin {name!r} ({dist}): cannot import {ref}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    base = STAGE_KINDS[kind]
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PluginError(f"{kind} plugin {name!r} ({dist}): {ref} is not a subclass of "
+                          f"aligncore.{base.__name__}")
+    if cls.name != name:
+        raise PluginError(f"{kind} plugin {name!r} ({dist}): {ref} is named {cls.name!r}")
+    if not (isinstance(cls.Params, type) and issubclass(cls.Params, Params)):
+        raise PluginError(f"{ref} from {dist}: Params must subclass aligncore.Params")
+    return cls
 
 
 def get_plugin(stage: str, name: str, registry: Registry | None = None) -> type[Stage]:

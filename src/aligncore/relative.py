@@ -20,6 +20,7 @@ from astropy.table import QTable
 from scipy.spatial import cKDTree
 
 from aligncore.config import AlignSection
+from aligncore.diagnosis import diagnosis_margin, explain_few_matches
 from aligncore.errors import AlignError
 from aligncore.global_solver import overlap_statistics
 from aligncore.overlap import overlap_matrix
@@ -297,7 +298,7 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
         reason (the unit's fit kept); ``meta`` is the unit's with this call's
         entries (an earlier call's reason and rejected fit are not kept on success).
     """
-    ladder = _Ladder(unit, fitter, registry, settings)
+    ladder = _Ladder(unit, fitter, registry, settings, reference)
     primary = matchers[0]
     ref_cat = reference.near(unit.footprint, search_margin(settings, primary, unit.footprint))
     first = ladder.attempt("match", primary, ref_cat,
@@ -384,8 +385,9 @@ class _Ladder:
     """The attempts made to align one unit; the first accepted one ends the climb."""
 
     def __init__(self, unit: Unit, fitter: Fitter, registry: Registry,
-                 settings: RelativeSettings) -> None:
+                 settings: RelativeSettings, reference: _Reference) -> None:
         self.unit, self.fitter, self.registry, self.settings = unit, fitter, registry, settings
+        self.reference = reference
         self.meta = {k: v for k, v in unit.meta.items()
                      if k not in ("traceback", "rejected_fit", "attempts")}
         self.attempts: list[dict[str, Any]] = []
@@ -396,7 +398,7 @@ class _Ladder:
         self._refused_rms = math.inf
         # the first fit the guard accepted but the other neighbours did not confirm
         self.unconfirmed: tuple[UnitOutcome, dict[str, Any]] | None = None
-        self.crashed = False  # a plugin raised an unexpected exception: the climb stops
+        self.crashed = False  # the matcher raised: the climb stops
 
     def attempt(self, rung: str, matcher: Matcher, ref_cat: QTable, run: Any,
                 min_matched: int = 0, check: QTable | None = None) -> MatchResult | None:
@@ -410,8 +412,9 @@ class _Ladder:
         try:
             match = run()
         except AlignError as exc:
-            # a plugin that crashed fails the image with its error: no rung hides it
-            self.crashed = isinstance(exc, PluginRunError)
+            # a matcher that raised (a crash, or its own MatchError) fails the image with
+            # its message, as docs/plugins.md says: no rung hides it
+            self.crashed = True
             self._record(record, _fail(self.unit, self._meta(), str(exc), exc))
             return None
         if match is None:
@@ -424,7 +427,7 @@ class _Ladder:
                 f"{min_matched}"), n_matched=match.n_matched))
             return match
         outcome = _fit_match(self.unit, match, matcher, ref_cat, self.fitter, self.registry,
-                             self.settings, self._meta())
+                             self.settings, self._meta(), self.reference)
         if outcome.status == Status.SUCCESS:
             reason = confirmation(self.unit, outcome.fit, check)
             if reason:
@@ -479,17 +482,26 @@ class _Ladder:
 
 def _fit_match(unit: Unit, match: MatchResult, matcher: Matcher, ref_cat: QTable,
                fitter: Fitter, registry: Registry, settings: RelativeSettings,
-               meta: dict[str, Any]) -> UnitOutcome:
+               meta: dict[str, Any], reference: _Reference | None = None) -> UnitOutcome:
     """Fit one match and guard the fit: SUCCESS, or FAILED with the reason (a refused
-    fit is left in ``meta["rejected_fit_result"]`` with the guard's RMS limit)."""
+    fit is left in ``meta["rejected_fit_result"]`` with the guard's RMS limit). Too few
+    matches are explained from the sources of ``reference`` around the unit."""
     minobj = settings.minobj
     n_matched = match.n_matched
     meta.update({"matcher": matcher.name, "match": dict(match.meta),
                  "offset_arcsec": list(match.offset)})
     if match.n_matched < minobj:
-        return _fail(unit, meta, f"only {match.n_matched} matched sources (minobj={minobj}); "
-                     f"{len(unit.catalog)} sources in the image, {len(ref_cat)} in the "
-                     "reference", n_matched=n_matched)
+        reach = matcher.search_reach()
+        cause = ""
+        if reference is not None:
+            wide = reference.near(unit.footprint, diagnosis_margin(reach) + search_margin(
+                settings, matcher, unit.footprint))
+            cause = ": " + explain_few_matches(
+                unit.xy, _columns(wide, slice(None)), unit.footprint, match.n_matched, minobj,
+                reach, matcher.tolerance())
+        return _fail(unit, meta, f"only {match.n_matched} matched sources (minobj={minobj})"
+                     f"{cause}; {len(unit.catalog)} sources in the image, {len(ref_cat)} in "
+                     "the reference", n_matched=n_matched)
     variance = _pair_variance(unit.catalog, ref_cat, match)
     weights = 1.0 / variance if variance is not None and settings.use_weights else None
     try:

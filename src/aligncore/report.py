@@ -32,7 +32,8 @@ def versions(registry: Registry | None = None) -> dict[str, str]:
 
 def run_report(result: AlignResult, config: Config, registry: Registry | None = None,
                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON-ready run report: config, versions, per-image results and timings."""
+    """The JSON-ready run report: config, versions, per-image results and timings (and,
+    after a distortion refinement, its entries per detector under ``distortion``)."""
     report = {
         "aligncore_report": 1,
         "config": config.model_dump(mode="json"),
@@ -40,6 +41,8 @@ def run_report(result: AlignResult, config: Config, registry: Registry | None = 
         "versions": versions(registry),
         **result.summary(),
     }
+    if "distortion" in report["meta"]:
+        report["distortion"] = report["meta"].pop("distortion")
     if extra:
         report.update(extra)
     return report

@@ -26,7 +26,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from aligncore.types import AlignImage, FitResult, MatchResult, SolverResult, SolverSettings
+from aligncore.errors import InputError
+from aligncore.types import (
+    AlignImage,
+    DistortionResult,
+    DistortionSettings,
+    FitResult,
+    MatchResult,
+    SolverResult,
+    SolverSettings,
+)
 
 if TYPE_CHECKING:  # astropy.coordinates and astropy.table load on first use (fast import)
     from pathlib import Path
@@ -42,6 +51,7 @@ __all__ = [
     "STAGE_TABLE",
     "Corrector",
     "Detector",
+    "DistortionRefiner",
     "Fitter",
     "ImageFormat",
     "Matcher",
@@ -281,6 +291,48 @@ class Solver(Stage):
         """
 
 
+class DistortionRefiner(Stage):
+    """Refines the distortion model of each detector, common to all its exposures.
+
+    Runs after the relative (and absolute) alignment: a refiner may fit, per
+    detector, a correction of the nominal distortion (an
+    `aligncore.DistortionCorrection`) jointly with every unit's affine correction.
+    It is chosen by name with ``distortion: {plugin: NAME}``; ``none`` (the default)
+    changes nothing.
+
+    A refiner reads the units and images and returns its results: it changes
+    neither; the pipeline applies the returned outcomes, replaces the refined
+    units' tangent-plane positions, and writes each correction into the WCS of
+    every image of its detector.
+    """
+
+    kind: ClassVar[str] = "distortion"
+
+    @abstractmethod
+    def refine(self, units: Sequence[Any], images: Sequence[AlignImage],
+               settings: DistortionSettings) -> DistortionResult:
+        """Refine the detectors' distortion jointly with the units' corrections.
+
+        Parameters
+        ----------
+        units : sequence of aligncore.units.Unit
+            Every unit, read-only, after the relative and absolute alignment
+            (``catalog`` rows carry ``x, y`` detector pixels, ``image``: the index
+            into ``images``, and ``tp_x, tp_y``).
+        images : sequence of AlignImage
+            The images (nominal WCS, shape, meta), read-only.
+        settings : DistortionSettings
+            The fitter's geometry and clipping, weighting, the tangent plane and the
+            absolute reference catalog's positions (when absolute alignment was applied).
+
+        Returns
+        -------
+        DistortionResult
+            The corrections to apply (by detector), the new outcomes and corrected
+            tangent-plane positions of the units it changed, and the report entries.
+        """
+
+
 class RefCatalog(Stage):
     """Provides an absolute reference catalog for a sky region."""
 
@@ -343,9 +395,9 @@ class ImageFormat(ABC):
     """Format name; `open` sets ``image.meta["format"]`` to it so that `write` is
     asked for the image's outputs."""
     order: ClassVar[int] = 100
-    """Position when asked to claim a file (ascending). aligncore's own: ``asdf`` 10,
-    ``jwst`` 20 (before plain FITS), ``fits`` 1000 (the fallback that claims every
-    file); a mission format keeps the default 100."""
+    """Position when asked to claim a file (ascending). aligncore's own: ``roman`` 5
+    (before plain ASDF), ``asdf`` 10, ``jwst`` 20 (before plain FITS), ``fits`` 1000
+    (the fallback that claims every file); a mission format keeps the default 100."""
 
     @classmethod
     @abstractmethod
@@ -373,6 +425,22 @@ class ImageFormat(ABC):
               version: str) -> Path:
         """Write a copy of ``image`` with ``result.wcs`` (when aligned) to ``target``,
         atomically (`aligncore.formats.atomic_path`), and return ``target``."""
+
+    def open_images(self, path: Path, *, group_id: str | None = None) -> list[AlignImage]:
+        """Every image of ``path``: one per chip of a multi-chip file (the chips sharing
+        one group id, so that the exposure moves as one rigid unit), else ``[open(path)]``
+        (the default)."""
+        return [self.open(path, group_id=group_id)]
+
+    def write_images(self, images: Sequence[AlignImage], results: Sequence[ImageResult],
+                     target: Path, *, wcsname: str, version: str) -> Path:
+        """Write one output file for the images `open_images` gave for one input file, each
+        with its result, atomically, and return ``target``. The default writes a single
+        image with `write`."""
+        if len(images) != 1 or len(results) != 1:
+            raise InputError(f"{type(self).__name__} writes one image per file, got "
+                             f"{len(images)}")
+        return self.write(images[0], results[0], target, wcsname=wcsname, version=version)
 
     def output_name(self, path: Path) -> str:
         """The file name of the output written for input ``path`` (default: its name)."""
@@ -494,6 +562,9 @@ STAGE_TABLE: dict[str, StageKind] = {
                   "a WCS object", lambda value: hasattr(value, "pixel_to_world")),
         StageKind("solver", Solver, "refine", "aligncore_add_solvers", ("align.solver",),
                   "SolverResult", lambda value: isinstance(value, SolverResult)),
+        StageKind("distortion", DistortionRefiner, "refine", "aligncore_add_distortion_refiners",
+                  ("distortion",), "DistortionResult",
+                  lambda value: isinstance(value, DistortionResult)),
     )
 }
 """The one table of stage kinds: kind -> base class, method, registration hook, config

@@ -30,7 +30,9 @@ __all__ = [
     "COL_MAG",
     "COL_PEAK",
     "COL_PMDEC",
+    "COL_PMDEC_ERR",
     "COL_PMRA",
+    "COL_PMRA_ERR",
     "COL_RA",
     "COL_RA_ERR",
     "COL_ROUNDNESS1",
@@ -51,6 +53,8 @@ __all__ = [
     "META_WARNINGS",
     "AlignImage",
     "AlignResult",
+    "DistortionResult",
+    "DistortionSettings",
     "FitResult",
     "ImageResult",
     "MatchResult",
@@ -93,6 +97,10 @@ COL_PMRA = "pmra"
 """Proper motion in RA (times cos dec), mas/yr."""
 COL_PMDEC = "pmdec"
 """Proper motion in Dec, mas/yr."""
+COL_PMRA_ERR = "pmra_err"
+"""Uncertainty of ``pmra`` in mas/yr (optional column of reference tables)."""
+COL_PMDEC_ERR = "pmdec_err"
+"""Uncertainty of ``pmdec`` in mas/yr (optional column of reference tables)."""
 COL_EPOCH = "epoch"
 """Epoch of the position as a decimal Julian year."""
 COL_TP_X = "tp_x"
@@ -710,3 +718,57 @@ class SolverResult:
 
     outcomes: Mapping[str, UnitOutcome] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DistortionSettings:
+    """What a `~aligncore.DistortionRefiner` is given besides the units and images.
+
+    Attributes
+    ----------
+    geometry : str
+        The fitter's `~aligncore.Fitter.geometry` (one of
+        `aligncore.geometry.GEOMETRIES`, or ``auto``: the geometry of the units' fits).
+    nclip, sigma : int, float
+        The fitter's `~aligncore.Fitter.clipping`.
+    weighted : bool
+        ``align.use_weights``: weight by the catalogs' centroid errors.
+    plane : TangentPlane
+        The shared tangent plane of the units' catalogs (``tp_x, tp_y``).
+    reference : ndarray or None
+        ``(n, 3)``: tangent-plane positions (arcsec) and per-axis uncertainties
+        (arcsec, NaN when unknown) of the absolute reference catalog when absolute
+        alignment was applied; None otherwise.
+    """
+
+    geometry: str
+    nclip: int
+    sigma: float
+    weighted: bool
+    plane: Any
+    reference: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class DistortionResult:
+    """What a `~aligncore.DistortionRefiner` returns.
+
+    Attributes
+    ----------
+    corrections : Mapping of str to DistortionCorrection
+        The corrections to apply, by detector key (only those that passed the checks).
+    outcomes : Mapping of str to UnitOutcome
+        The new outputs (affine fits refitted jointly with the corrections) of the units
+        it changed, by unit key.
+    positions : Mapping of str to ndarray
+        The corrected tangent-plane positions ``(n, 2)`` of each changed unit's catalog
+        (the positions its new fit applies to).
+    report : dict
+        JSON-ready entries per detector for ``report.json`` (key ``distortion``); empty:
+        nothing is reported (the ``none`` refiner).
+    """
+
+    corrections: Mapping[str, Any] = field(default_factory=dict)
+    outcomes: Mapping[str, UnitOutcome] = field(default_factory=dict)
+    positions: Mapping[str, np.ndarray] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)

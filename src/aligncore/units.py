@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from astropy.table import QTable, vstack
-from scipy.spatial import ConvexHull
+from scipy.spatial import ConvexHull, QhullError
 
 from aligncore.tangent import TangentPlane, footprint_world, pixel_scale, pixel_to_world
 from aligncore.types import (
@@ -156,8 +156,21 @@ def _project_catalog(catalog: QTable, image: AlignImage, plane: TangentPlane,
 
 
 def build_units(images: Sequence[AlignImage], catalogs: Sequence[QTable],
-                plane: TangentPlane) -> list[Unit]:
-    """Group images into rigid units with their catalogs in the tangent plane."""
+                plane: TangentPlane, overlap: str = "footprint") -> list[Unit]:
+    """Group images into rigid units with their catalogs in the tangent plane.
+
+    Parameters
+    ----------
+    images, catalogs : sequence
+        The images and their source catalogs (pixels).
+    plane : TangentPlane
+        The shared plane.
+    overlap : {'footprint', 'catalog_hull'}
+        A unit's ``footprint`` (which decides its overlaps): the union of its images'
+        WCS footprints, or (``align.overlap: catalog_hull``, tweakwcs' way) the convex
+        hull of its sources; a unit with fewer than 3 sources not on one line keeps
+        its WCS footprint.
+    """
     keys: dict[str, list[int]] = {}
     for index, image in enumerate(images):
         key = f"group:{image.group_id}" if image.group_id else f"image:{index}"
@@ -176,6 +189,8 @@ def build_units(images: Sequence[AlignImage], catalogs: Sequence[QTable],
             ra, dec = footprint_world(images[i].wcs, images[i].shape)
             corners.append(np.column_stack(plane.world_to_tp(ra, dec)))
         footprint = corners[0] if len(corners) == 1 else _hull(np.concatenate(corners))
+        if overlap == "catalog_hull":
+            footprint = _catalog_hull(catalog, footprint)
         catalog.meta[META_PIXEL_SCALE] = scale
         fwhm = _catalog_fwhm(catalogs[members[0]])
         if fwhm is not None:
@@ -199,3 +214,16 @@ def _vstack(tables: Sequence[QTable]) -> QTable:
 
 def _hull(points: np.ndarray) -> np.ndarray:
     return points[ConvexHull(points).vertices]
+
+
+def _catalog_hull(catalog: QTable, fallback: np.ndarray) -> np.ndarray:
+    """The convex hull of a catalog's tangent-plane positions (``fallback`` when fewer than
+    three sources span an area)."""
+    xy = np.column_stack([np.asarray(catalog[COL_TP_X], float),
+                          np.asarray(catalog[COL_TP_Y], float)])
+    if len(np.unique(xy, axis=0)) < 3:
+        return fallback
+    try:
+        return _hull(xy)
+    except QhullError:  # all on one line
+        return fallback

@@ -205,10 +205,15 @@ def gzip_truncated(work: Path) -> list[str]:
 
 @case("fits", exit_code=1, message=r"in/sub: is a directory", outcome=NOTHING)
 def directory_as_image(work: Path) -> list[str]:
-    """A directory given where an image file is expected."""
+    """An @list naming a directory where an image file is expected.
+
+    A directory given as an argument is an input of its own (see the inputs cases).
+    """
     images = copy_images(work, 1)
     (work / "in" / "sub").mkdir()
-    return run_args(work, [images[0], work / "in" / "sub"])
+    listing = work / "in" / "list.txt"
+    listing.write_text(f"{images[0].name}\nsub\n")
+    return ["run", default_config(work), f"@{listing}", "-o", str(work / "out"), "-q"]
 
 
 @case("fits", exit_code=1, message=r"img_001\.fits: DQ shape \(128, 128\) differs",

@@ -214,12 +214,24 @@ def plugin_class_without_name(work: Path) -> list[str]:
 
 
 @case("plugin", exit_code=2, message=r"returned 'hist2d' from aligncore_add_matchers; expected "
-      r"a subclass of aligncore\.Matcher", outcome="one-line error naming the hook")
+      r"a class or 'name = package\.module:Class'", outcome="one-line error naming the hook")
 def plugin_hook_returns_names(work: Path) -> list[str]:
-    """A registration hook that returns names instead of classes."""
+    """A registration hook that returns bare names instead of classes (or of
+    ``"name = module:Class"`` references)."""
     source = "import aligncore\n\n@aligncore.hookimpl\ndef aligncore_add_matchers():\n" \
              "    return ['hist2d']\n"
     return _run_with_plugin(work, source, "")
+
+
+@case("plugin", exit_code=2, message=r"matcher plugin 'odd' \(file:plugin\.py\): cannot import "
+      r"no_such_module_here:Odd: ModuleNotFoundError", outcome="one-line error naming the plugin "
+      "and its target, before any work")
+def plugin_lazy_target_missing(work: Path) -> list[str]:
+    """A lazy registration (``"odd = module:Class"``) whose module does not exist, the
+    matcher chosen in the config."""
+    source = "import aligncore\n\n@aligncore.hookimpl\ndef aligncore_add_matchers():\n" \
+             "    return ['odd = no_such_module_here:Odd']\n"
+    return _run_with_plugin(work, source, "matcher: {plugin: odd}\n")
 
 
 @case("plugin", exit_code=2, message=r"aligncore_add_fitters\(\) returned the class Odd; "

@@ -101,3 +101,16 @@ def one_image(work: Path) -> list[str]:
 def absurd_kernel_fwhm(work: Path) -> list[str]:
     """A detection kernel FWHM of 10^5 pixels (--set detector.params.kernel_fwhm=1e5)."""
     return [*run_args(work, copy_images(work, 2)), "--set", "detector.params.kernel_fwhm=1e5"]
+
+
+@case("sources", exit_code=1, message=r"w\.ecsv: column 'weight' must be finite and >= 0 \(1 "
+      r"rows are not\)", outcome="input error naming the catalog, nothing written")
+def negative_catalog_weight(work: Path) -> list[str]:
+    """A user catalog whose ``weight`` column (tweakwcs's) holds a negative weight."""
+    from astropy.table import QTable
+
+    images = copy_images(work, 2)
+    QTable({"x": [10.0, 20.0], "y": [30.0, 40.0], "weight": [1.0, -1.0]}).write(work / "w.ecsv")
+    config = work / "config.yaml"
+    config.write_text(f"detector:\n  catalogs:\n    {images[1].name}: w.ecsv\n")
+    return run_args(work, images, str(config))

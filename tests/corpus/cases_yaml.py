@@ -115,6 +115,20 @@ def unknown_section(work: Path) -> list[str]:
     return _run_with(work, "detectr:\n  plugin: daofind\n")
 
 
+@case("yaml", exit_code=2, message=r"config\.yaml:2: distortion\.plugin: distortion plugin "
+      r"'polly' is not available.*did you mean 'poly'", outcome="config error with a suggestion")
+def unknown_distortion_refiner(work: Path) -> list[str]:
+    """A misspelled distortion refiner."""
+    return _run_with(work, "distortion:\n  plugin: polly\n")
+
+
+@case("yaml", exit_code=2, message=r"config\.yaml:4: distortion\.params\.max_degree: Input "
+      r"should be less than or equal to 9", outcome=CONFIG_ERROR)
+def distortion_degree_out_of_range(work: Path) -> list[str]:
+    """A polynomial degree the poly refiner does not fit."""
+    return _run_with(work, "distortion:\n  plugin: poly\n  params:\n    max_degree: 12\n")
+
+
 @case("yaml", exit_code=2, message=r"config\.yaml:2: align\.minobj: Input should be a valid "
       r"integer", outcome=CONFIG_ERROR)
 def wrong_type(work: Path) -> list[str]:
@@ -165,3 +179,18 @@ def config_is_a_directory(work: Path) -> list[str]:
     (work / "config.yaml").unlink()
     (work / "config.yaml").mkdir()
     return argv
+
+
+@case("yaml", exit_code=2, message=r"b\.yaml:1: extends: the configs extend each other in a "
+      r"cycle: .*config\.yaml -> .*b\.yaml -> .*config\.yaml", outcome=CONFIG_ERROR)
+def extends_cycle(work: Path) -> list[str]:
+    """Two configs that extend each other."""
+    write_config(work, "extends: config.yaml\n", name="b.yaml")
+    return _run_with(work, "extends: b.yaml\n")
+
+
+@case("yaml", exit_code=2, message=r"config\.yaml:1: extends: no built-in config 'jwst3' and "
+      r"no file .*jwst3; valid: default, jwst, jwst-3\.0, none", outcome=CONFIG_ERROR)
+def extends_unknown(work: Path) -> list[str]:
+    """``extends:`` naming neither a built-in config nor a file."""
+    return _run_with(work, "extends: jwst3\n")

@@ -14,6 +14,7 @@ readers and writers of aligncore's own formats live in ``aligncore.formats.fits`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,10 +50,12 @@ __all__ = [
     "mapping",
     "observation_epoch",
     "open_image",
+    "open_images",
     "output_mode",
     "prepare_gwcs",
     "read_wcsinfo",
     "write_image",
+    "write_images",
     "write_json",
 ]
 
@@ -126,7 +129,8 @@ def open_image(path: str | Path, *, group_id: str | None = None,
     ------
     InputError
         The file is missing, unreadable in its format, has no 2D image or no celestial
-        WCS, or no installed format claims it.
+        WCS, or no installed format claims it; a multi-chip file (HST ACS/WFC, WFC3/UVIS)
+        is refused rather than read in part: open it with `open_images`.
     """
     path = Path(path)
     if path.suffix.lower() != ".asdf" and path.is_dir():
@@ -134,6 +138,47 @@ def open_image(path: str | Path, *, group_id: str | None = None,
 
         raise InputError(f"{path}: is a directory, not an image file")
     return format_of(path, registry).open(path, group_id=group_id)
+
+
+def open_images(path: str | Path, *, group_id: str | None = None,
+                registry: Registry | None = None) -> list[AlignImage]:
+    """Open every image of a file lazily, in whichever format claims it.
+
+    Like `open_image`, but a multi-chip file (an HST ACS/WFC or WFC3/UVIS ``flt``/``flc``
+    file: several ``SCI`` extensions) gives one image per chip, named ``file[SCI,k]``,
+    all with one group id (the exposure is one rigid unit); any other file one image.
+
+    Returns
+    -------
+    list of AlignImage
+        The images, in the order of the file's extensions, their pixels not read yet.
+
+    Raises
+    ------
+    InputError
+        As `open_image`; a chip's problem names the chip (``file: SCI,2: ...``).
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".asdf" and path.is_dir():
+        from aligncore.errors import InputError
+
+        raise InputError(f"{path}: is a directory, not an image file")
+    return format_of(path, registry).open_images(path, group_id=group_id)
+
+
+def write_images(images: Sequence[AlignImage], results: Sequence[ImageResult],
+                 target: str | Path, *, wcsname: str, version: str,
+                 registry: Registry | None = None) -> Path:
+    """Write one corrected copy of the file ``images`` came from (all its chips, each with
+    its result), in its own format (atomically).
+
+    Returns
+    -------
+    Path
+        ``target``.
+    """
+    return image_format_of(images[0], registry).write_images(
+        images, results, Path(target), wcsname=wcsname, version=version)
 
 
 def write_image(image: AlignImage, result: ImageResult, target: str | Path, *, wcsname: str,

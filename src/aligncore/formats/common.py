@@ -92,7 +92,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def checked_pixels(path: Path, data: np.ndarray, dq: np.ndarray | None
+def checked_pixels(path: str | Path, data: np.ndarray, dq: np.ndarray | None
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate pixels read from ``path``: DQ shape matches, at least one finite value."""
     if dq is not None and dq.shape != data.shape:

@@ -1,9 +1,13 @@
 """FITS images with a FITS WCS (TAN, TAN-SIP): reading them lazily, writing corrected copies.
 
 The science array is the ``SCI`` extension, or the primary HDU's data; an optional
-``DQ`` extension gives the data-quality flags. The WCS is checked before any work
-(`wcs_problems`). A corrected copy gets the new WCS keywords, ``WCSNAME`` and the
-``ALN*`` keywords (`fit_keywords`), written atomically.
+``DQ`` extension gives the data-quality flags. A file with several ``SCI`` extensions
+(HST ACS/WFC, WFC3/UVIS) is one image per chip (`open_fits_images`), each with its own
+WCS (lookup-table distortions included) and ``DQ``, all in one group. The WCS is
+checked before any work (`wcs_problems`). A corrected copy gets, per chip, the new WCS
+keywords, ``WCSNAME``, the previous WCS as an alternate WCS (key ``O`` first,
+`aligncore.formats.altwcs`) and the ``ALN*`` keywords (`fit_keywords`), written
+atomically.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +25,14 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from aligncore.errors import InputError
+from aligncore.formats.altwcs import archive_primary
 from aligncore.formats.common import atomic_path, checked_pixels, observation_epoch
 from aligncore.types import AlignImage, ImageResult
 
 FITS_BLOCK_SIZE = 2880  # bytes: headers and data are padded to whole blocks
 
 __all__ = [
+    "HST_DQ_BITMASK",
     "MAX_PIXEL_SCALE",
     "MAX_SIP_ORDER",
     "MIN_PIXEL_SCALE",
@@ -34,8 +41,10 @@ __all__ = [
     "header_shape",
     "is_fits",
     "open_fits",
+    "open_fits_images",
     "wcs_problems",
     "write_fits_image",
+    "write_fits_images",
 ]
 
 _WCS_KEY_PREFIXES = ("A_", "B_", "AP_", "BP_")
@@ -210,49 +219,74 @@ def _checked_wcs(wcs: WCS, header: fits.Header | None) -> list[str]:
     return problems
 
 
-def _read_wcs(header: fits.Header, hdul: fits.HDUList, path: Path) -> WCS:
+def _read_wcs(header: fits.Header, hdul: fits.HDUList, where: str) -> WCS:
+    """The WCS of one science header, its lookup-table distortions (``D2IMARR``,
+    ``WCSDVARR`` extensions of ``hdul``) included; ``where`` prefixes the error."""
     problems = _keyword_problems(header) + _sip_problems(header)
     if problems:
-        raise InputError(f"{path}: " + "; ".join(problems))
+        raise InputError(f"{where}: " + "; ".join(problems))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             wcs = WCS(header, fobj=hdul)
     except Exception as exc:
-        raise InputError(f"{path}: cannot read the WCS: {_wcslib_message(exc)}") from None
+        raise InputError(f"{where}: cannot read the WCS: {_wcslib_message(exc)}") from None
     problems = wcs_problems(wcs, header)
     if problems:
-        raise InputError(f"{path}: " + "; ".join(problems))
+        raise InputError(f"{where}: " + "; ".join(problems))
     return wcs
 
 
-def _check_dq_shape(hdul: fits.HDUList, shape: tuple[int, ...], path: Path) -> None:
-    """A ``DQ`` extension, if any, has the science shape (from the headers)."""
-    if "DQ" in hdul:
-        dq_shape = header_shape(hdul["DQ"].header)
-        if dq_shape and dq_shape != shape:
-            raise InputError(f"{path}: DQ shape {dq_shape} differs from SCI shape {shape}")
+def _check_dq_shape(hdul: fits.HDUList, dq: int | str | None, shape: tuple[int, ...],
+                    where: str) -> None:
+    """The ``DQ`` extension ``dq``, if any, has the science shape (from the headers)."""
+    if dq is None or dq not in hdul:
+        return
+    dq_shape = header_shape(hdul[dq].header)
+    if dq_shape and dq_shape != shape:
+        raise InputError(f"{where}: DQ shape {dq_shape} differs from SCI shape {shape}")
+
+
+HST_DQ_BITMASK = 1 | 2 | 4 | 8 | 16 | 128 | 256 | 512 | 2048 | 4096 | 8192
+"""DQ bits that make a pixel unusable in an HST (WFC3, ACS) file: 15263.
+
+Masked: Reed-Solomon error (1), fill (2), bad detector pixel (4), aperture feature or
+deviant zero read (8), hot pixel (16), bad column (128), full-well saturation (256), bad
+flat (512), A-to-D saturation (2048), cosmic rays found by AstroDrizzle (4096) and by
+calwf3/calacs (8192). Kept: CTE tail or unstable pixel (32), warm pixel (64, a few
+percent of the pixels of an aged detector, corrected by the dark), charge trap (1024),
+ghost/crosstalk (16384). Given to the detector as ``meta["dq_bitmask"]``; its own
+``dq_bitmask`` parameter, when set, wins."""
+
+
+def _is_hst(primary: fits.Header) -> bool:
+    return str(primary.get("TELESCOP", "")).strip().upper() == "HST"
 
 
 @dataclass(frozen=True)
 class FitsPixels:
-    """Pixel loader of a FITS image: the science HDU ``sci`` (index or name) and an
-    optional ``DQ`` extension. A plain object (not a closure), so that an image opened
-    here can be sent to a worker process, which reads the pixels itself."""
+    """Pixel loader of a FITS image: the science HDU ``sci`` (index or name) and its data
+    quality HDU ``dq`` (index or name; ``"DQ"``, the first ``DQ`` extension, by default;
+    None for none). A plain object (not a closure), so that an image opened here can be
+    sent to a worker process, which reads the pixels itself. ``chip`` (``"SCI,2"``)
+    names the chip of a multi-chip file in error messages."""
 
     path: Path
     sci: int | str
+    dq: int | str | None = "DQ"
+    chip: str = ""
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray | None]:
+        where = f"{self.path}: {self.chip}" if self.chip else self.path
         try:
             with fits.open(self.path, memmap=False) as hdul:
                 data = np.asarray(hdul[self.sci].data, dtype=float)
                 dq = None
-                if "DQ" in hdul and hdul["DQ"].data is not None:
-                    dq = np.asarray(hdul["DQ"].data)
+                if self.dq is not None and self.dq in hdul and hdul[self.dq].data is not None:
+                    dq = np.asarray(hdul[self.dq].data)
         except (OSError, ValueError, TypeError, EOFError) as exc:
-            raise InputError(f"{self.path}: cannot read the pixels ({exc})") from None
-        return checked_pixels(self.path, data, dq)
+            raise InputError(f"{where}: cannot read the pixels ({exc})") from None
+        return checked_pixels(where, data, dq)
 
 
 def is_fits(path: str | Path) -> bool:
@@ -261,28 +295,54 @@ def is_fits(path: str | Path) -> bool:
     return True
 
 
-def open_fits(path: str | Path, *, group_id: str | None = None) -> AlignImage:
-    """Open a FITS image lazily: header, WCS and shape now, pixels on demand.
+def _chip_hdus(hdul: fits.HDUList, path: Path) -> list[int]:
+    """Indices of the ``SCI`` image extensions with data, when there are two or more (a
+    multi-chip file: HST ACS/WFC, WFC3/UVIS); otherwise an empty list."""
+    chips = [index for index, hdu in enumerate(hdul)
+             if hdu.name == "SCI" and isinstance(hdu, _IMAGE_HDUS) and header_shape(hdu.header)]
+    if len(chips) < 2:
+        return []
+    versions = [hdul[index].ver for index in chips]
+    repeated = sorted({v for v in versions if versions.count(v) > 1})
+    if repeated:
+        raise InputError(f"{path}: {versions.count(repeated[0])} SCI extensions have EXTVER "
+                         f"{repeated[0]}; the chips of a file need distinct EXTVER numbers")
+    return chips
 
-    Parameters
-    ----------
-    path : path
-        FITS file with a 2D science array (``SCI`` extension or primary HDU) and a
-        celestial FITS WCS.
-    group_id : str, optional
-        Group of the image; default: the header's ``GROUPID`` keyword, if any.
 
-    Returns
-    -------
-    AlignImage
-        ``meta`` holds ``sci_hdu`` (the science HDU's index) and ``saturate``.
+def _dq_hdu(hdul: fits.HDUList, version: int) -> int | None:
+    """Index of the ``DQ`` extension with EXTVER ``version``, or None."""
+    for index, hdu in enumerate(hdul):
+        if hdu.name == "DQ" and hdu.ver == version:
+            return index
+    return None
 
-    Raises
-    ------
-    InputError
-        The file is missing, not FITS, has no 2D image or no celestial WCS.
-    """
-    path = Path(path)
+
+@dataclass(frozen=True)
+class _Opened:
+    """What `open_fits_images` reads from the headers of one science HDU."""
+
+    index: int
+    header: fits.Header
+    shape: tuple[int, int]
+    wcs: WCS
+    dq: int | str | None
+    chip: str
+
+
+def _open_science(hdul: fits.HDUList, index: int, dq: int | str | None, where: str,
+                  chip: str) -> _Opened:
+    header = hdul[index].header.copy()
+    shape = header_shape(header)
+    if len(shape) != 2:
+        raise InputError(f"{where}: science data must be 2D, got shape {tuple(shape)}")
+    _check_dq_shape(hdul, dq, shape, where)
+    wcs = _read_wcs(header, hdul, where)
+    return _Opened(index, header, (int(shape[0]), int(shape[1])), wcs, dq, chip)
+
+
+def _read_headers(path: Path) -> tuple[fits.Header, list[_Opened]]:
+    """The primary header and each science HDU (one per chip) of a FITS file."""
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_dir():
@@ -290,30 +350,129 @@ def open_fits(path: str | Path, *, group_id: str | None = None) -> AlignImage:
     try:
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             hdul.verify("silentfix")
-            sci_index = _science_hdu(hdul, path)
-            header = hdul[sci_index].header.copy()
             primary = hdul[0].header.copy()
-            shape = header_shape(header)
-            if len(shape) != 2:
-                raise InputError(f"{path}: science data must be 2D, got shape {tuple(shape)}")
-            _check_dq_shape(hdul, shape, path)
-            wcs = _read_wcs(header, hdul, path)
+            chips = _chip_hdus(hdul, path)
+            if not chips:
+                return primary, [_open_science(hdul, _science_hdu(hdul, path), "DQ",
+                                               str(path), "")]
+            opened = []
+            for index in chips:
+                chip = f"SCI,{hdul[index].ver}"
+                opened.append(_open_science(hdul, index, _dq_hdu(hdul, hdul[index].ver),
+                                            f"{path}: {chip}", chip))
+            return primary, opened
     except InputError:
         raise
     except (OSError, ValueError, EOFError, fits.VerifyError) as exc:
         raise InputError(f"{path}: {_fits_problem(exc)}") from None
-    saturate = header.get("SATURATE", primary.get("SATURATE"))
-    return AlignImage(
-        name=path.name,
-        wcs=wcs,
-        shape=(int(shape[0]), int(shape[1])),
-        path=path,
-        group_id=group_id or header.get("GROUPID") or primary.get("GROUPID"),
-        epoch=observation_epoch(primary, header),
-        loader=FitsPixels(path, sci_index),
-        meta={"format": "fits", "sci_hdu": sci_index,
-              "saturate": float(saturate) if saturate is not None else None},
-    )
+
+
+def open_fits_images(path: str | Path, *, group_id: str | None = None) -> list[AlignImage]:
+    """Open every image of a FITS file lazily: headers, WCS and shapes now, pixels on demand.
+
+    A file with two or more ``SCI`` extensions (an HST ACS/WFC or WFC3/UVIS ``flt``/``flc``
+    file) gives one image per chip, named ``file.fits[SCI,k]`` (``k`` its EXTVER), each
+    with its own WCS (TAN-SIP and the lookup-table distortions ``D2IMARR`` / ``WCSDVARR``
+    when the header names them), its own ``DQ`` extension (the one with the same EXTVER)
+    and one group id shared by all chips: the exposure moves as one rigid unit. Any other
+    file gives one image, as `open_fits`.
+
+    Parameters
+    ----------
+    path : path
+        FITS file.
+    group_id : str, optional
+        Group of the images; default: the header's ``GROUPID`` keyword, else (chips) the
+        file name.
+
+    Returns
+    -------
+    list of AlignImage
+        ``meta`` holds ``sci_hdu`` (the science HDU's index), ``saturate``, ``chip``
+        (``"SCI,k"``, chips only) and, for HST files (``TELESCOP = 'HST'``),
+        ``dq_bitmask`` (`HST_DQ_BITMASK`).
+
+    Raises
+    ------
+    InputError
+        The file is missing or not FITS, or a chip has no 2D image, no usable celestial
+        WCS or a DQ extension of another shape; the message names the chip.
+    """
+    path = Path(path)
+    primary, opened = _read_headers(path)
+    chips = len(opened) > 1
+    images = []
+    for science in opened:
+        header = science.header
+        saturate = header.get("SATURATE", primary.get("SATURATE"))
+        meta: dict[str, Any] = {"format": "fits", "sci_hdu": science.index,
+                                "saturate": float(saturate) if saturate is not None else None}
+        meta.update(_detector_meta(header, primary, science.chip if chips else None))
+        if chips:
+            meta["chip"] = science.chip
+        if _is_hst(primary):
+            meta["dq_bitmask"] = HST_DQ_BITMASK
+        group = group_id or header.get("GROUPID") or primary.get("GROUPID")
+        images.append(AlignImage(
+            name=f"{path.name}[{science.chip}]" if chips else path.name,
+            wcs=science.wcs,
+            shape=science.shape,
+            path=path,
+            group_id=group or (path.name if chips else None),
+            epoch=observation_epoch(primary, header),
+            loader=FitsPixels(path, science.index, science.dq, science.chip),
+            meta=meta,
+        ))
+    return images
+
+
+def open_fits(path: str | Path, *, group_id: str | None = None) -> AlignImage:
+    """Open a FITS image lazily: header, WCS and shape now, pixels on demand.
+
+    Parameters
+    ----------
+    path : path
+        FITS file with one 2D science array (``SCI`` extension or primary HDU) and a
+        celestial FITS WCS.
+    group_id : str, optional
+        Group of the image; default: the header's ``GROUPID`` keyword, if any.
+
+    Returns
+    -------
+    AlignImage
+        ``meta`` holds ``sci_hdu`` (the science HDU's index), ``saturate`` and, when the
+        headers say, ``instrument``, ``detector`` (and ``detector_key`` for a CCDCHIP).
+
+    Raises
+    ------
+    InputError
+        The file is missing, not FITS, has no 2D image or no celestial WCS, or holds
+        several chips (open those with `open_fits_images`).
+    """
+    images = open_fits_images(path, group_id=group_id)
+    if len(images) > 1:
+        raise InputError(f"{path}: holds {len(images)} SCI chips; open it with "
+                         "aligncore.open_images (one image per chip)")
+    return images[0]
+
+
+def _detector_meta(header: fits.Header, primary: fits.Header,
+                   chip_name: str | None = None) -> dict[str, str]:
+    """``instrument``, ``detector`` (INSTRUME, DETECTOR) and, for a chip of a multi-chip
+    file (its CCDCHIP, else ``chip_name`` such as ``SCI,2``), ``detector_key``: what names
+    the detector of a distortion correction (`aligncore.distortion.detector_key`)."""
+    out = {}
+    for key, word in (("instrument", "INSTRUME"), ("detector", "DETECTOR")):
+        value = header.get(word, primary.get(word))
+        if value not in (None, ""):
+            out[key] = str(value).strip()
+    chip = header.get("CCDCHIP")
+    if chip is None and chip_name is not None:
+        chip = chip_name.split(",")[-1]
+    if chip is not None and out:
+        out["detector_key"] = (f"{out.get('instrument', 'unknown')}/"
+                               f"{out.get('detector', 'unknown')}/CHIP{chip}").upper()
+    return out
 
 
 def _strip_wcs(header: fits.Header, wcs: WCS) -> None:
@@ -378,31 +537,94 @@ def write_fits_image(
     wcsname: str,
     version: str,
 ) -> Path:
-    """Write a copy of ``image`` with the WCS of ``result`` (atomically).
+    """Write a copy of ``image`` with the WCS of ``result`` (atomically); see
+    `write_fits_images`."""
+    return write_fits_images([image], [result], target, wcsname=wcsname, version=version)
 
-    The science header's WCS keywords are replaced by those of ``result.wcs``
-    when the image was aligned; otherwise the WCS is left exactly as it was
-    and only the status keywords are added.
+
+def write_fits_images(
+    images: Sequence[AlignImage],
+    results: Sequence[ImageResult],
+    target: str | Path,
+    *,
+    wcsname: str,
+    version: str,
+) -> Path:
+    """Write one copy of the file the ``images`` (its chips) were opened from, every chip's
+    header updated from its result (atomically).
+
+    A chip that was aligned gets the WCS of its result: the primary WCS keywords are
+    replaced (in the CD form when the header had a CD matrix), ``WCSNAME`` is set to
+    ``wcsname`` and ``ORIENTAT`` (when present) follows the new CD matrix; the WCS it
+    replaces is kept as an alternate WCS (`aligncore.formats.altwcs.archive_primary`: key
+    ``O`` when free, HST's convention for the original, else the next free letter). A chip
+    that was not aligned keeps its WCS exactly as it was; every chip gets the ``ALN*``
+    status keywords (`fit_keywords`). Every other HDU is copied byte for byte.
     """
-    if image.path is None:
-        raise InputError(f"{image.name}: cannot write an image that was not read from a file")
+    paths = {image.path for image in images}
+    if len(paths) != 1 or None in paths or len(images) != len(results):
+        raise InputError(f"{', '.join(i.name for i in images)}: one output file is written "
+                         "from the images of one input file, with one result each")
+    path = Path(next(iter(paths)))  # type: ignore[arg-type]
     target = Path(target)
-    sci_index = int(image.meta.get("sci_hdu", 0))
-    with fits.open(image.path, memmap=False) as hdul:
-        header = hdul[sci_index].header
-        if result.ok and result.wcs is not image.wcs:
-            _strip_wcs(header, image.wcs)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FITSFixedWarning)
-                header.update(result.wcs.to_header(relax=True))
-            header["WCSNAME"] = (wcsname, "aligncore corrected WCS")
-        for key, (value, comment) in fit_keywords(result).items():
-            header[key] = (value, comment)
-        header["ALNVERS"] = (version, "aligncore version")
+    with fits.open(path, memmap=False) as hdul:
+        for image, result in zip(images, results, strict=True):
+            _update_header(hdul[int(image.meta.get("sci_hdu", 0))].header, image, result,
+                           wcsname=wcsname, version=version)
         with atomic_path(target) as tmp:
             if not _copy_with_headers(hdul, tmp):
                 hdul.writeto(tmp, overwrite=True, output_verify="silentfix")
     return target
+
+
+def _update_header(header: fits.Header, image: AlignImage, result: ImageResult, *,
+                   wcsname: str, version: str) -> None:
+    """One science header: the corrected WCS (previous one archived) and the status."""
+    if result.ok and result.wcs is not image.wcs:
+        archive_primary(header)
+        cd_form = any(f"CD{i}_{j}" in header for i in (1, 2) for j in (1, 2))
+        _strip_wcs(header, image.wcs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            cards = result.wcs.to_header(relax=True)
+        if cd_form:
+            _to_cd_form(cards, result.wcs)
+        header.update(cards)
+        header["WCSNAME"] = (wcsname, "aligncore corrected WCS")
+        if "ORIENTAT" in header:
+            header["ORIENTAT"] = (_orientat(result.wcs), "[deg] position angle of image y axis")
+    for key, (value, comment) in fit_keywords(result).items():
+        header[key] = (value, comment)
+    header["ALNVERS"] = (version, "aligncore version")
+
+
+def _to_cd_form(cards: fits.Header, wcs: WCS) -> None:
+    """Replace the ``PCi_j`` / ``CDELTi`` cards of a WCS header by ``CDi_j``."""
+    matrix = _linear_matrix(wcs, None)
+    for i in (1, 2):
+        cards.remove(f"CDELT{i}", ignore_missing=True)
+        for j in (1, 2):
+            cards.remove(f"PC{i}_{j}", ignore_missing=True)
+    previous = "CRPIX2"
+    for i in (1, 2):
+        for j in (1, 2):
+            card = _exact_card(f"CD{i}_{j}", float(matrix[i - 1, j - 1]),
+                               "Coordinate transformation matrix element")
+            cards.insert(previous, card, after=True)
+            previous = card.keyword
+
+
+def _exact_card(keyword: str, value: float, comment: str) -> fits.Card:
+    """A card holding ``value`` with every digit it needs to read back as the same double
+    (astropy would write 16 significant digits)."""
+    text = f"{keyword:<8}= {repr(value).upper():>20} / {comment}"
+    return fits.Card.fromstring(text[:fits.Card.length])
+
+
+def _orientat(wcs: WCS) -> float:
+    """Position angle (deg, East of North) of the image's +y axis at CRPIX."""
+    matrix = _linear_matrix(wcs, None)
+    return float(np.degrees(np.arctan2(matrix[0, 1], matrix[1, 1])))
 
 
 def _padded(size: int) -> int:

@@ -14,13 +14,19 @@ file's ``meta.group_id`` if set, else the JWST exposure name
 built from ``meta.observation`` (or read from the file name), so that the
 detectors of one exposure move together, as in the JWST pipeline.
 
-Written (`write_jwst_image`): a copy of the model with the corrected GWCS, a
-FITS SIP approximation of it in ``meta.wcsinfo`` (hence in the ``SCI`` header;
-forward only, ``max_pix_error`` 0.01 px, degree <= 6 as the JWST schema
-allows), an updated ``S_REGION``, ``meta.cal_step.tweakreg = "COMPLETE"``, the
-outcome under ``meta.aligncore`` and the ``ALN*`` keywords in the ``SCI``
-header. The output name replaces a ``_cal`` suffix by ``_tweakreg``
-(`output_name`).
+Written (`write_jwst_image`, which applies `apply_alignment` to a copy of the
+model): as jwst 3.0's TweakRegStep leaves an aligned model. An image that moved
+gets the corrected GWCS, a FITS SIP approximation of it with its inverse in
+``meta.wcsinfo`` (hence in the ``SCI`` header; jwst's parameters: forward and
+inverse errors <= 0.01 px, degrees 1-5, 12 x 12 sample points, the reference
+pixel kept) and ``S_REGION`` from the new footprint (corners in gwcs'
+``footprint`` order). The relative reference that was not moved keeps its WCS
+and keywords exactly (no identity ``v2v3corr`` frame). Every image gets
+``meta.group_id`` and ``meta.cal_step.tweakreg`` (``COMPLETE``; ``SKIPPED`` for
+an image whose alignment failed), the ``meta.asn`` of the association it came
+from, the outcome under ``meta.aligncore`` and the ``ALN*`` keywords in the
+``SCI`` header. The output name replaces a ``_cal`` suffix by ``_tweakreg``
+(`output_name`), the name jwst's Image3Pipeline gives its tweakreg products.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,7 @@ from aligncore.errors import InputError
 from aligncore.formats.common import (
     alignment_record,
     atomic_path,
+    checked_pixels,
     observation_epoch,
     prepare_gwcs,
     read_wcsinfo,
@@ -48,20 +56,33 @@ from aligncore.types import AlignImage, ImageResult
 __all__ = [
     "INSTALL_HINT",
     "SIP_MAX_DEGREE",
+    "SIP_MAX_INV_PIX_ERROR",
     "SIP_MAX_PIX_ERROR",
+    "SIP_NPOINTS",
+    "ModelPixels",
+    "apply_alignment",
     "exposure_group",
+    "image_from_model",
     "is_jwst_fits",
+    "moved",
     "open_jwst",
     "output_name",
+    "s_region",
     "sip_approximation",
     "write_jwst_image",
 ]
 
 INSTALL_HINT = "pip install 'aligncore[jwst]'"
 SIP_MAX_PIX_ERROR = 0.01
-"""Largest error (pixels) of the FITS SIP approximation written with a corrected GWCS."""
-SIP_MAX_DEGREE = 6
-"""Highest SIP degree tried (the JWST ``wcsinfo`` schema holds coefficients up to 6)."""
+"""Largest error (pixels) of the FITS SIP approximation written with a corrected GWCS
+(jwst's ``sip_max_pix_error``)."""
+SIP_MAX_INV_PIX_ERROR = 0.01
+"""Largest error (pixels) of the inverse SIP (``AP_``/``BP_``; jwst's ``sip_max_inv_pix_error``)."""
+SIP_MAX_DEGREE = 5
+"""Highest SIP degree tried, forward and inverse (jwst's ``update_fits_wcsinfo`` tries
+``range(1, 6)``)."""
+SIP_NPOINTS = 12
+"""Sample points per axis of the SIP fits (jwst's ``sip_npoints``)."""
 
 _GROUP_FIELDS = ("program_number", "observation_number", "visit_number", "visit_group",
                  "sequence_id", "activity_id", "exposure_number")
@@ -70,6 +91,8 @@ _CAL_SUFFIX = re.compile(r"_cal(\.fits(?:\.gz)?)$", re.IGNORECASE)
 _SIP_KEY = re.compile(r"^(a|b|ap|bp)_(order|\d+_\d+)$", re.IGNORECASE)
 _LINEAR_KEYS = ("cdelt1", "cdelt2", "pc1_1", "pc1_2", "pc2_1", "pc2_2",
                 "cd1_1", "cd1_2", "cd2_1", "cd2_2", "sipmxerr", "sipiverr")
+_SIP_DEFAULTS: Mapping[str, Any] = {}
+"""`sip_approximation`'s own defaults (jwst's parameters)."""
 _ALN_CARD = re.compile(r"^ALN[A-Z0-9]*$")
 _SIP_ERROR_CARDS = ("SIPMXERR", "SIPIVERR")
 
@@ -140,6 +163,71 @@ def output_name(name: str) -> str:
     return _CAL_SUFFIX.sub(r"_tweakreg\1", name)
 
 
+@dataclass(frozen=True)
+class ModelPixels:
+    """Pixel loader of a data model already in memory (`image_from_model`)."""
+
+    name: str
+    data: np.ndarray
+    dq: np.ndarray | None
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray | None]:
+        data = np.asarray(self.data, dtype=float)
+        dq = None if self.dq is None else np.asarray(self.dq)
+        return checked_pixels(Path(self.name), data, dq)
+
+
+def image_from_model(model: Any, name: str, *, path: Path | None = None,
+                     group_id: str | None = None, loader: Any = None) -> AlignImage:
+    """An `AlignImage` of an open JWST ImageModel (its GWCS, meta and pixels).
+
+    Parameters
+    ----------
+    model : stdatamodels.jwst.datamodels.ImageModel
+        The data model.
+    name : str
+        The image's name (a file name).
+    path : Path, optional
+        The file the model was read from.
+    group_id : str, optional
+        Group of the image; default: `exposure_group`.
+    loader : callable, optional
+        Pixel loader; default: the model's own ``data`` and ``dq`` (`ModelPixels`).
+
+    Raises
+    ------
+    InputError
+        The model has no GWCS or its data are not 2D.
+    """
+    wcs = model.meta.wcs
+    shape = tuple(model.data.shape)
+    label = path or name
+    if wcs is None:
+        raise InputError(f"{label}: no GWCS (meta.wcs) in the ASDF extension; "
+                         "run the JWST assign_wcs step first")
+    if len(shape) != 2:
+        raise InputError(f"{label}: science data must be 2D, got shape {shape}")
+    meta = model.meta.instance
+    wcsinfo = read_wcsinfo(meta)
+    prepare_gwcs(wcs, wcsinfo, shape, Path(label))
+    dq = model.dq if model.hasattr("dq") else None
+    instrument = meta.get("instrument", {}) if isinstance(meta, dict) else {}
+    return AlignImage(
+        name=name,
+        wcs=wcs,
+        shape=(int(shape[0]), int(shape[1])),
+        path=path,
+        group_id=group_id or exposure_group(meta, name),
+        epoch=observation_epoch(meta),
+        loader=loader or ModelPixels(name, model.data, dq),
+        meta={"format": "jwst", "saturate": None, "wcsinfo": wcsinfo,
+              "model_type": type(model).__name__,
+              **{key: str(instrument[word]) for key, word in (("instrument", "name"),
+                                                              ("detector", "detector"))
+                 if instrument.get(word)}},
+    )
+
+
 def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
     """Open a JWST ImageModel file (e.g. ``*_cal.fits``): GWCS and meta now, pixels on demand.
 
@@ -166,31 +254,9 @@ def open_jwst(path: str | Path, *, group_id: str | None = None) -> AlignImage:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
-    model = _open_model(path)
-    with model:
-        wcs = model.meta.wcs
-        shape = tuple(model.data.shape)
-        meta = model.meta.instance
-        wcsinfo = read_wcsinfo(meta)
-        epoch = observation_epoch(meta)
-        group = group_id or exposure_group(meta, path.name)
-        model_type = type(model).__name__
-    if wcs is None:
-        raise InputError(f"{path}: no GWCS (meta.wcs) in the ASDF extension; "
-                         "run the JWST assign_wcs step first")
-    if len(shape) != 2:
-        raise InputError(f"{path}: science data must be 2D, got shape {shape}")
-    prepare_gwcs(wcs, wcsinfo, shape, path)
-    return AlignImage(
-        name=path.name,
-        wcs=wcs,
-        shape=(int(shape[0]), int(shape[1])),
-        path=path,
-        group_id=group,
-        epoch=epoch,
-        loader=FitsPixels(path, "SCI"),
-        meta={"format": "jwst", "saturate": None, "wcsinfo": wcsinfo, "model_type": model_type},
-    )
+    with _open_model(path) as model:
+        return image_from_model(model, path.name, path=path, group_id=group_id,
+                                loader=FitsPixels(path, "SCI"))
 
 
 def _pixel_box(wcs: Any, shape: tuple[int, int]) -> tuple[tuple[float, float], ...]:
@@ -205,16 +271,22 @@ def _pixel_box(wcs: Any, shape: tuple[int, int]) -> tuple[tuple[float, float], .
 
 
 def sip_approximation(
-    wcs: Any, shape: tuple[int, int], crpix: tuple[float, float] | None = None
+    wcs: Any, shape: tuple[int, int], crpix: tuple[float, float] | None = None, *,
+    max_pix_error: float = SIP_MAX_PIX_ERROR, degree: int | None = None,
+    max_inv_pix_error: float = SIP_MAX_INV_PIX_ERROR, inv_degree: int | None = None,
+    npoints: int = SIP_NPOINTS,
 ) -> fits.Header:
-    """FITS TAN-SIP header approximating a GWCS to `SIP_MAX_PIX_ERROR` pixels (forward only).
+    """FITS TAN-SIP header approximating a GWCS, with its inverse, as jwst writes it.
 
-    gwcs ``to_fits_sip`` fits SIP degrees 1 to `SIP_MAX_DEGREE` over the pixel
-    box and keeps the lowest one meeting the error; ``SIPMXERR`` in the header
-    is the largest error reached (pixels, checked on a doubly dense grid too).
-    When no degree meets it, the best fit is returned and a warning gives its
-    error (gwcs 1.0.3 warns instead of raising; its own warnings are replaced
-    by this one).
+    gwcs ``to_fits_sip`` fits the forward SIP (``A_``, ``B_``) and the inverse
+    (``AP_``, ``BP_``) on `SIP_NPOINTS` x `SIP_NPOINTS` points of the pixel box,
+    keeping for each the lowest degree from 1 to `SIP_MAX_DEGREE` whose error
+    is within `SIP_MAX_PIX_ERROR` (forward) or `SIP_MAX_INV_PIX_ERROR`
+    (inverse); these are the parameters of jwst 3.0's ``update_fits_wcsinfo``.
+    ``SIPMXERR`` and ``SIPIVERR`` in the header are the largest errors reached
+    (pixels). When a degree cap is too low, the best fit is returned and a
+    warning gives its error (gwcs 1.0.3 warns instead of raising; its own
+    warnings are replaced by this one).
 
     Parameters
     ----------
@@ -224,23 +296,36 @@ def sip_approximation(
         Image shape, for the pixel box when the WCS has no bounding box.
     crpix : (float, float), optional
         1-based reference pixel to keep (default: the centre of the box).
+    max_pix_error, max_inv_pix_error : float
+        Largest forward and inverse errors sought (pixels).
+    degree, inv_degree : int, optional
+        A fixed forward or inverse degree (then its error is not sought).
+    npoints : int
+        Sample points per axis.
     """
     box = _pixel_box(wcs, shape)
+    degrees = range(1, SIP_MAX_DEGREE + 1)
+    fixed = {"SIPMXERR": degree is not None, "SIPIVERR": inv_degree is not None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         header = wcs.to_fits_sip(
-            bounding_box=box, max_pix_error=SIP_MAX_PIX_ERROR,
-            degree=range(1, SIP_MAX_DEGREE + 1), max_inv_pix_error=None,
+            bounding_box=box, max_pix_error=max_pix_error,
+            degree=degrees if degree is None else degree,
+            max_inv_pix_error=max_inv_pix_error,
+            inv_degree=degrees if inv_degree is None else inv_degree, npoints=npoints,
             crpix=None if crpix is None else [float(crpix[0]), float(crpix[1])],
         )
-    error = float(header.get("SIPMXERR", np.nan))
-    if not error <= SIP_MAX_PIX_ERROR:
-        warnings.warn(
-            f"the FITS SIP approximation of the GWCS reaches {error:.3g} px, not "
-            f"{SIP_MAX_PIX_ERROR} px (degree {header.get('A_ORDER', 1)}, at most "
-            f"{SIP_MAX_DEGREE}); the GWCS itself is exact",
-            stacklevel=2,
-        )
+    for card, limit, order, what in (("SIPMXERR", max_pix_error, "A_ORDER", "FITS SIP"),
+                                     ("SIPIVERR", max_inv_pix_error, "AP_ORDER",
+                                      "inverse FITS SIP")):
+        error = float(header.get(card, np.nan))
+        if not fixed[card] and not error <= limit:
+            warnings.warn(
+                f"the {what} approximation of the GWCS reaches {error:.3g} px, not "
+                f"{limit} px (degree {header.get(order, 1)}, at most "
+                f"{SIP_MAX_DEGREE}); the GWCS itself is exact",
+                stacklevel=2,
+            )
     return header
 
 
@@ -255,9 +340,16 @@ def _update_wcsinfo(model: Any, header: fits.Header) -> None:
             info[key.lower()] = value
 
 
-def _s_region(wcs: Any, shape: tuple[int, int]) -> str | None:
+def s_region(wcs: Any, shape: tuple[int, int]) -> str | None:
+    """``S_REGION`` of an image: the sky polygon of its pixel box's outer corners.
+
+    The corners come in gwcs' ``footprint`` order, as jwst writes them: (x0, y0),
+    (x0, y1), (x1, y1), (x1, y0); RA in [0, 360). None when a corner has no sky
+    position.
+    """
     (x0, x1), (y0, y1) = _pixel_box(wcs, shape)
-    ra, dec = wcs(np.array([x0, x1, x1, x0]), np.array([y0, y0, y1, y1]))
+    ra, dec = wcs(np.array([x0, x0, x1, x1]), np.array([y0, y1, y1, y0]),
+                  with_bounding_box=False)
     ra, dec = np.asarray(ra, float), np.asarray(dec, float)
     if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec))):
         return None
@@ -293,46 +385,85 @@ def _replace_sci_cards(model: Any, cards: Mapping[str, tuple[Any, str]], *, new_
     extra["header"] = kept + [[key, value, comment] for key, (value, comment) in cards.items()]
 
 
+def moved(image: AlignImage, result: ImageResult) -> bool:
+    """Whether the alignment gave ``image`` a new WCS: aligned, and not the relative
+    reference left where it was (an exact identity correction)."""
+    if not result.ok or result.wcs is image.wcs:
+        return False
+    fit = result.fit
+    return fit is None or not (np.array_equal(fit.matrix, np.eye(2))
+                               and not np.any(fit.shift))
+
+
+def apply_alignment(model: Any, image: AlignImage, result: ImageResult, *, wcsname: str,
+                    version: str, sip: Mapping[str, Any] | None = _SIP_DEFAULTS) -> None:
+    """Record the alignment of ``image`` in its open data model ``model`` (in place).
+
+    An image that `moved` gets ``result.wcs`` as ``meta.wcs``, its FITS SIP
+    approximation with inverse in ``meta.wcsinfo`` (`sip_approximation`, the
+    reference pixel kept), a new ``S_REGION`` (`s_region`) and ``WCSNAME``.
+    Otherwise the WCS and its keywords are kept exactly as they were. Every
+    image gets ``meta.cal_step.tweakreg`` (``COMPLETE``, or ``SKIPPED`` when its
+    alignment failed), ``meta.group_id`` (its group), ``meta.asn`` (from
+    ``image.meta["asn"]``, set for the members of an association), the outcome
+    under ``meta.aligncore`` (`aligncore.formats.common.alignment_record`, plus
+    the SIP errors) and the ``ALN*`` keywords in the ``SCI`` header.
+
+    ``sip`` holds `sip_approximation`'s options (default: jwst's); None leaves the
+    FITS WCS keywords as they were (jwst's ``sip_approx = False``).
+    """
+    record = alignment_record(result, wcsname=wcsname, version=version)
+    cards = dict(fit_keywords(result))
+    new_wcs = moved(image, result)
+    model.meta.cal_step.tweakreg = "COMPLETE" if result.ok else "SKIPPED"
+    if result.group_id:
+        model.meta.group_id = str(result.group_id)
+    for key, value in (image.meta.get("asn") or {}).items():
+        setattr(model.meta.asn, key, value)
+    new_sip = new_wcs and sip is not None
+    if new_wcs:
+        model.meta.wcs = result.wcs
+        region = s_region(result.wcs, image.shape)
+        if region is not None:
+            model.meta.wcsinfo.s_region = region
+        cards["WCSNAME"] = (wcsname, "aligncore corrected WCS")
+    if new_sip:
+        wcsinfo = model.meta.wcsinfo
+        crpix = (wcsinfo.crpix1, wcsinfo.crpix2)
+        header = sip_approximation(result.wcs, image.shape,
+                                   crpix if None not in crpix else None, **(sip or {}))
+        _update_wcsinfo(model, header)
+        record["sip_max_error_pix"] = float(header.get("SIPMXERR", np.nan))
+        record["sip_max_inverse_error_pix"] = float(header.get("SIPIVERR", np.nan))
+        cards.update(_inverse_cards(header))
+    cards["ALNVERS"] = (version, "aligncore version")
+    model.meta.aligncore = _tree_safe(record)
+    _replace_sci_cards(model, cards, new_sip=new_sip)
+
+
+def _inverse_cards(header: fits.Header) -> dict[str, tuple[Any, str]]:
+    """The inverse SIP terms of degree 0 and 1 (``AP_0_1``, ``BP_1_0``, ...): the JWST
+    schema has no keyword for them, so they go to the ``SCI`` header as extra cards and
+    the inverse read from the header is complete."""
+    return {key: (header[key], header.comments[key]) for key in header
+            if _SIP_KEY.match(key) and key[:3] in ("AP_", "BP_")
+            and not key.endswith("ORDER") and sum(map(int, key.split("_")[1:])) <= 1}
+
+
 def write_jwst_image(
     image: AlignImage, result: ImageResult, target: str | Path, *, wcsname: str, version: str
 ) -> Path:
-    """Write a copy of a JWST image with the WCS of ``result`` (atomically).
+    """Write a copy of a JWST image with the alignment of ``result`` (atomically).
 
-    When the image was aligned, ``meta.wcs`` becomes ``result.wcs``, its FITS
-    SIP approximation replaces the WCS keywords of ``meta.wcsinfo``
-    (`sip_approximation`), ``S_REGION`` follows the new footprint and
-    ``WCSNAME`` is set. Otherwise the WCS and its keywords are kept exactly as
-    they were. ``meta.cal_step.tweakreg`` becomes ``COMPLETE`` for every image
-    aligned (reference included). In all cases ``meta.aligncore``
-    records the outcome (`aligncore.formats.common.alignment_record`, plus the SIP
-    error reached) and the ``SCI`` header gets the ``ALN*`` keywords.
-    ``target`` may be the input itself.
+    The model is read again from ``image.path``, updated by `apply_alignment`
+    and written to ``target`` (which may be the input itself), with
+    ``meta.filename`` set to the target's name.
     """
     if image.path is None:
         raise InputError(f"{image.name}: cannot write an image that was not read from a file")
     target = Path(target)
-    model = _open_model(Path(image.path))
-    with model:
-        record = alignment_record(result, wcsname=wcsname, version=version)
-        cards = dict(fit_keywords(result))
-        new_wcs = result.ok and result.wcs is not image.wcs
-        if result.ok:
-            model.meta.cal_step.tweakreg = "COMPLETE"
-        if new_wcs:
-            wcsinfo = model.meta.wcsinfo
-            crpix = (wcsinfo.crpix1, wcsinfo.crpix2)
-            header = sip_approximation(result.wcs, image.shape,
-                                       crpix if None not in crpix else None)
-            model.meta.wcs = result.wcs
-            _update_wcsinfo(model, header)
-            region = _s_region(result.wcs, image.shape)
-            if region is not None:
-                model.meta.wcsinfo.s_region = region
-            record["sip_max_error_pix"] = float(header.get("SIPMXERR", np.nan))
-            cards["WCSNAME"] = (wcsname, "aligncore corrected WCS")
-        cards["ALNVERS"] = (version, "aligncore version")
-        model.meta.aligncore = _tree_safe(record)
-        _replace_sci_cards(model, cards, new_sip=new_wcs)
+    with _open_model(Path(image.path)) as model:
+        apply_alignment(model, image, result, wcsname=wcsname, version=version)
         model.meta.filename = target.name
         with atomic_path(target) as tmp:
             model.to_fits(tmp, overwrite=True)

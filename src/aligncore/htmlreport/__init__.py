@@ -7,6 +7,7 @@ Modules
 -------
 page     `write_html_report`, `render_html_report`: summary, sky map, table, figures
 figures  per-image residual and histogram figures (data from `aligncore.plots`)
+distortion  the distortion section: correction field and residuals per detector
 svg      small SVG drawing helpers (no matplotlib)
 markup   HTML building blocks (escaping, sortable tables, pages), shared with
          the comparison report

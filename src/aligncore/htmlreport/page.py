@@ -14,6 +14,8 @@ shows what the JSON report tells:
   the matcher searched, or the fit residuals when there is no catalog;
   the rest collapsed or left out for large runs;
 - the absolute fit's residuals against the reference catalog;
+- when the distortion was refined, per detector the fitted correction field and
+  the residuals before and after (`aligncore.htmlreport.distortion`);
 - the config as run, versions and timings.
 
 Figures are computed from the `~aligncore.AlignResult` with numpy only.
@@ -36,6 +38,7 @@ import yaml
 
 from aligncore.formats.common import atomic_path
 from aligncore.htmlreport import svg as _svg
+from aligncore.htmlreport.distortion import distortion_section
 from aligncore.htmlreport.figures import ImageFigures, image_figures, worst_first
 from aligncore.htmlreport.markup import Column, details, esc, key_value_table, page, sortable_table
 from aligncore.report import ladder_summary
@@ -120,6 +123,7 @@ def render_html_report(result: AlignResult, report: Mapping[str, Any], *,
     if plane is not None:
         parts.append(_figures(result, plane, images, worst, collapsed))
     parts.append(_absolute(result))
+    parts.append(distortion_section(_distortion_of(result, report)))
     parts.append(_provenance(result, report))
     return page(f"aligncore report ({len(result.images)} images)", "".join(parts))
 
@@ -284,6 +288,13 @@ def _absolute(result: AlignResult) -> str:
     svg = _svg.scatter_svg(kept, width=320, title="residuals against the reference catalog")
     return ("".join(parts) + f'<div class="figs"><div>{key_value_table(facts)}</div>'
             f'<div class="fig" id="absolute-residuals">{svg}</div></div>')
+
+
+def _distortion_of(result: AlignResult, report: Mapping[str, Any]) -> Any:
+    """The run's distortion refinement: the report's ``distortion``, else the run's meta."""
+    meta = report.get("meta")
+    return (report.get("distortion") or (meta.get("distortion") if isinstance(meta, Mapping)
+                                         else None) or result.meta.get("distortion"))
 
 
 def _provenance(result: AlignResult, report: Mapping[str, Any]) -> str:

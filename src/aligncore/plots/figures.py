@@ -9,7 +9,9 @@ Two PNG files per image with a catalog (``aligncore run --plots``):
 - ``<stem>_hist2d.png``: the 2D histogram of the offsets ``reference - image``
   of every source pair within the matcher's search radius, for the image at
   its input (nominal) position against the other aligned images at their
-  corrected positions: the peak is the correction the matcher found.
+  corrected positions: the peak is the correction the matcher found;
+- ``distortion_<detector>.png`` per detector when the run refined the distortion
+  (`aligncore.plots.distortion`).
 
 Everything is recomputed from the `~aligncore.AlignResult` (each image's
 catalog and corrected WCS), so nothing but the figures is stored. Figures
@@ -19,7 +21,7 @@ need matplotlib (the ``plots`` extra); it is imported only when one is drawn.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from aligncore.plots._common import _nice, _require_matplotlib
 from aligncore.tangent import TangentPlane, footprint_world, pixel_scale, pixel_to_world
 from aligncore.types import COL_X, COL_Y, AlignImage, AlignResult, ImageResult, Status
 
@@ -233,25 +236,6 @@ def offset_histogram(image_xy: np.ndarray, ref_xy: np.ndarray, searchrad: float,
 
 
 # --- figures ---------------------------------------------------------------------------
-def _require_matplotlib() -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ImportError("plots need matplotlib: pip install 'aligncore[plots]'") from exc
-    return Figure
-
-
-def _nice(value: float) -> float:
-    """``value`` rounded down to 1, 2 or 5 times a power of ten."""
-    if not (value > 0 and math.isfinite(value)):
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(value))
-    for step in (5.0, 2.0, 1.0):
-        if value >= step * power:
-            return step * power
-    return power
-
-
 def _status_line(image: ImageResult) -> str:
     """The figure title: status, the counts and the fit RMS under the names the table, the
     FITS keywords and report.json use (matched = pairs found, used = pairs kept by the fit)."""
@@ -392,8 +376,10 @@ def _nominal_tp(index: int, image: ImageResult, plane: TangentPlane,
 
 
 def write_plots(result: AlignResult, outdir: str | Path,
-                images: Sequence[AlignImage] | None = None) -> list[Path]:
-    """Write ``<stem>_residuals.png`` and ``<stem>_hist2d.png`` for every image.
+                images: Sequence[AlignImage] | None = None,
+                distortion: Mapping[str, Any] | None = None) -> list[Path]:
+    """Write ``<stem>_residuals.png`` and ``<stem>_hist2d.png`` for every image, and
+    ``distortion_<detector>.png`` per detector of a distortion refinement.
 
     Parameters
     ----------
@@ -405,6 +391,9 @@ def write_plots(result: AlignResult, outdir: str | Path,
         The inputs, in the order of ``result.images``; their WCS gives the
         positions before alignment for the histogram (default: the inverse
         of each image's fit).
+    distortion : mapping, optional
+        The report's ``distortion`` (detector -> entry, see
+        `aligncore.plots.distortion`); default: ``result.meta["distortion"]``.
 
     Returns
     -------
@@ -443,4 +432,12 @@ def write_plots(result: AlignResult, outdir: str | Path,
         offset = image.meta.get("offset_arcsec")
         written.append(plot_histogram(image, hist, centers, outdir / f"{stem}_hist2d.png",
                                       offset if isinstance(offset, list | tuple) else None))
+    if distortion is None:  # the run's refinement, wherever the result carries it
+        distortion = getattr(result, "distortion", None)
+        if not isinstance(distortion, Mapping):
+            distortion = result.meta.get("distortion")
+    if isinstance(distortion, Mapping):
+        from aligncore.plots.distortion import write_distortion_plots
+
+        written += write_distortion_plots(distortion, outdir)
     return written

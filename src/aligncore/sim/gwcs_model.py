@@ -35,6 +35,9 @@ __all__ = [
     "V3_REF",
     "apply_pointing_error",
     "build_wcs",
+    "degree_of",
+    "evaluate",
+    "fit_inverse",
     "is_spec",
     "make_distortion",
     "make_spec",
@@ -58,7 +61,7 @@ _SKEW = 0.08  # deg
 _X_TERMS = {(2, 0): 0.6, (1, 1): -3.5, (0, 2): -0.6, (3, 0): 0.3, (1, 2): 0.4}
 _Y_TERMS = {(2, 0): 1.6, (1, 1): 1.2, (0, 2): -2.2, (2, 1): 0.35, (0, 3): -0.25}
 _JITTER = 0.2  # relative random jitter of the distortion terms
-_INVERSE_MARGIN = 1.1  # the inverse is fitted over the image plus 10 %
+INVERSE_MARGIN = 1.1  # the inverse is fitted over the image plus 10 %
 
 
 def is_spec(spec: Mapping[str, Any]) -> bool:
@@ -70,7 +73,12 @@ def _poly_terms(degree: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
 
 
-def _evaluate(coeffs: Mapping[str, float], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def degree_of(*coeffs: Mapping[str, float]) -> int:
+    """The highest order ``i + j`` of polynomial coefficients named ``c{i}_{j}``."""
+    return max(sum(int(k) for k in name[1:].split("_")) for c in coeffs for name in c)
+
+
+def evaluate(coeffs: Mapping[str, float], x: np.ndarray, y: np.ndarray) -> np.ndarray:
     total = np.zeros(np.broadcast(x, y).shape)
     for name, value in coeffs.items():
         i, j = (int(k) for k in name[1:].split("_"))
@@ -107,17 +115,17 @@ def make_distortion(
         v2[f"c{i}_{j}"] = -c * ix - s * iy
         v3[f"c{i}_{j}"] = -s * ix + c * iy
     spec: dict[str, Any] = {"xref": (nx - 1) / 2.0, "yref": (ny - 1) / 2.0, "v2": v2, "v3": v3}
-    spec.update(_fit_inverse(v2, v3, half * _INVERSE_MARGIN, pixel_scale * half))
+    spec.update(fit_inverse(v2, v3, half * INVERSE_MARGIN, pixel_scale * half))
     return spec
 
 
-def _fit_inverse(
+def fit_inverse(
     v2: Mapping[str, float], v3: Mapping[str, float], extent: float, norm: float
 ) -> dict[str, dict[str, float]]:
     """Least-squares inverse polynomial, V2/V3 offsets -> pixel offsets."""
     g = np.linspace(-extent, extent, 31)
     dx, dy = (a.ravel() for a in np.meshgrid(g, g))
-    dv2, dv3 = _evaluate(v2, dx, dy), _evaluate(v3, dx, dy)
+    dv2, dv3 = evaluate(v2, dx, dy), evaluate(v3, dx, dy)
     terms = _poly_terms(INVERSE_DEGREE)
     design = np.column_stack([(dv2 / norm) ** i * (dv3 / norm) ** j for i, j in terms])
     # normal equations: a tiny well-scaled system (LAPACK's lstsq is slow under load)
@@ -192,7 +200,7 @@ def build_wcs(spec: Mapping[str, Any], shape: Sequence[int] | None = None) -> An
     ny, nx = shape if shape is not None else g["shape"]
     factor = float(g["scale"])
     forward = ((Shift(-d["xref"]) & Shift(-d["yref"]))
-               | _polynomials((d["v2"], d["v3"]), DEGREE, factor)
+               | _polynomials((d["v2"], d["v3"]), degree_of(d["v2"], d["v3"]), factor)
                | (Shift(g["v2_ref"]) & Shift(g["v3_ref"])))
     backward = ((Shift(-g["v2_ref"]) & Shift(-g["v3_ref"]))
                 | (Scale(1.0 / factor) & Scale(1.0 / factor))

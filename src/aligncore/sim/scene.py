@@ -30,6 +30,7 @@ from astropy.table import QTable, Table
 from astropy.time import Time
 from astropy.wcs import WCS
 
+from aligncore.sim import distortion_error as sim_distortion
 from aligncore.sim import files as sim_io
 from aligncore.sim import gwcs_model as sim_gwcs
 from aligncore.sim import render as sim_render
@@ -253,6 +254,7 @@ def check_parameters(p: dict[str, Any]) -> dict[str, Any]:
         ("sky", 0.0, math.inf),
         ("read_noise", 0.0, math.inf),
         ("proper_motion", 0.0, math.inf),
+        ("refcat_pm_error", 0.0, math.inf),
         ("epoch", -10000.0, 10000.0),
         ("refcat_epoch", -10000.0, 10000.0),
         ("ra", -360.0, 720.0),
@@ -262,6 +264,18 @@ def check_parameters(p: dict[str, Any]) -> dict[str, Any]:
     out["ra"] %= 360.0
     for name in ("cosmic_rays", "hot_pixels", "saturated_stars"):
         out[name] = _check_int(name, p[name], 0)
+    dr = p["dither_range"]
+    if dr is not None:
+        if not isinstance(dr, Sequence) or len(dr) != 2:
+            _fail("dither_range", "a pair (min, max) of fractions of the image size", dr)
+        low = _check_float("dither_range[0]", dr[0], 0.0, 1.0)
+        out["dither_range"] = (low, _check_float("dither_range[1]", dr[1], low, 1.0))
+    out["distortion_error"] = _check_float("distortion_error", p["distortion_error"], 0.0, 100.0)
+    order = p["distortion_order"]
+    if isinstance(order, bool) or not isinstance(order, int | np.integer) or not (
+            2 <= order <= 5):
+        _fail("distortion_order", "an integer from 2 to 5", order)
+    out["distortion_order"] = int(order)
     for name in ("sip", "noise"):
         if not isinstance(p[name], bool | np.bool_):
             _fail(name, "True or False", p[name])
@@ -297,10 +311,14 @@ def simulate(
     epoch: float = 2025.0,
     refcat_epoch: float = 2016.0,
     proper_motion: float = 0.0,
+    refcat_pm_error: float = 0.0,
     ra: float = 150.0,
     dec: float = 2.0,
     noise: bool = True,
     wcs: str = "fits",
+    distortion_error: float = 0.0,
+    distortion_order: int = 3,
+    dither_range: tuple[float, float] | None = None,
 ) -> Scene:
     """Simulate a seeded scene of overlapping images with known pointing errors.
 
@@ -358,6 +376,11 @@ def simulate(
         Observation and reference-catalog epochs (Julian years).
     proper_motion : float
         Typical (mean) total proper motion, mas/yr.
+    refcat_pm_error : float
+        Proper-motion error (mas/yr per axis) of the brightest reference stars; it
+        grows with magnitude as the position errors do (10 times at most), the
+        catalog's ``pmra, pmdec`` carry it and ``pmra_err, pmdec_err`` state it.
+        0 (default): exact proper motions, no error columns.
     ra, dec : float
         Scene centre, degrees.
     noise : bool
@@ -369,6 +392,18 @@ def simulate(
         pointing given by ``meta.wcsinfo``-style reference angles, ASDF files
         (tree: ``data``, ``dq``, ``wcs``, ``meta``). Pointing errors move the
         reference point and the roll; the scale error scales the distortion.
+    distortion_error : float
+        The nominal WCS's distortion model is wrong by this many pixels at the farthest
+        image corner (0: right): the nominal WCS maps pixel ``p`` where the true WCS maps
+        ``p + e(p)``, ``e`` a random polynomial of orders 2 to ``distortion_order``, the
+        same for every image (one detector); in the SIP polynomials (FITS) or the
+        detector -> V2/V3 polynomial (GWCS). The correction that undoes it is
+        ``params["distortion_truth"]`` (an `aligncore.DistortionCorrection` dict).
+    distortion_order : int
+        Highest order of the distortion error (2 to 5).
+    dither_range : (min, max), optional
+        Dither radius as a fraction of the image size (default 0.05-0.15); larger dithers
+        constrain a distortion better (its difference between two positions is measured).
 
     Returns
     -------
@@ -384,9 +419,16 @@ def simulate(
     if p["n_stars"] is None:
         p["n_stars"] = sim_sky.default_n_stars(p["scenario"], p["shape"])
     # Independent streams: changing e.g. the noise never moves a star.
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(p["seed"]).spawn(6)]
-    r_layout, r_sip, r_errors, r_stars, r_refcat, r_pixels = rngs
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(p["seed"]).spawn(7)]
+    r_layout, r_sip, r_errors, r_stars, r_refcat, r_pixels, r_distortion = rngs
     true_hdrs, nominal_hdrs, applied, pas = _plan_images(p, r_layout, r_sip, r_errors)
+    if p["distortion_error"] > 0:
+        error = sim_distortion.make_error(p["shape"], p["distortion_error"],
+                                          p["distortion_order"], r_distortion)
+        nominal_hdrs = [sim_distortion.add_to_gwcs_spec(h, error) if p["wcs"] == "gwcs"
+                        else sim_distortion.add_to_sip_header(h, error, p["shape"])
+                        for h in nominal_hdrs]
+        p["distortion_truth"] = sim_distortion.negated(error, p["shape"]).to_dict()
     shape = p["shape"]
     true_wcs = [sim_io.wcs_from_truth(h, shape) for h in true_hdrs]
     nominal_wcs = [sim_io.wcs_from_truth(h, shape) for h in nominal_hdrs]
@@ -396,7 +438,8 @@ def simulate(
     stars, n_total = _make_star_field(p, true_wcs, fluxes, r_stars)
     positions = [_star_pixels(w, stars, shape, margin=128.0) for w in true_wcs]
     _boost_saturated(stars, positions, shape, p["saturated_stars"], fluxes, r_stars)
-    refcat = sim_sky.make_refcat(stars, r_refcat, fluxes, p["refcat_epoch"])
+    refcat = sim_sky.make_refcat(stars, r_refcat, fluxes, p["refcat_epoch"],
+                                 pm_error=p["refcat_pm_error"])
     stars.meta.update(epoch=p["epoch"], refcat_epoch=p["refcat_epoch"])
     refcat.meta.update(epoch=p["refcat_epoch"], catalog="aligncore simulation (Gaia-like)")
     saturate = float(np.ceil(_SATURATION_MARGIN * (p["sky"] + peak * fluxes.brightest)))
@@ -459,6 +502,7 @@ def _plan_images(
     """True and nominal WCS headers (or GWCS specs), applied errors and position angles."""
     n, shape = p["n_images"], p["shape"]
     offsets, pas, base_pa = sim_sky.layout(p["scenario"], n, shape, r_layout,
+                                           p["dither_range"],
                                            p.get("mosaic_overlap", 0.10))
     base_cd = sim_sky.cd_matrix(p["pixel_scale"], base_pa)
     centres = offsets @ base_cd.T * 3600.0

@@ -25,7 +25,9 @@ from aligncore.types import (
     COL_ID,
     COL_MAG,
     COL_PMDEC,
+    COL_PMDEC_ERR,
     COL_PMRA,
+    COL_PMRA_ERR,
     COL_RA,
     COL_RA_ERR,
     COL_SNR,
@@ -73,12 +75,14 @@ def default_n_stars(scenario: str, shape: tuple[int, int]) -> int:
 # --- layouts -----------------------------------------------------------------------
 def layout(
     scenario: str, n_images: int, shape: tuple[int, int], rng: np.random.Generator,
+    dither_range: tuple[float, float] | None = None,
     mosaic_overlap: float = _MOSAIC_OVERLAP,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Image centres (pixel offsets along the image axes) and position angles.
 
-    ``mosaic_overlap`` is the fraction of an image shared with each grid neighbour
-    (``mosaic`` only).
+    ``dither_range``: (min, max) dither radius as a fraction of the image size
+    (default 5-15 %), for the dither scenarios. ``mosaic_overlap`` is the
+    fraction of an image shared with each grid neighbour (``mosaic`` only).
 
     Returns
     -------
@@ -100,7 +104,7 @@ def layout(
         grid = np.array(cells, dtype=float) - [(ncol - 1) / 2.0, (nrow - 1) / 2.0]
         return grid * step, np.full(n_images, base_pa), base_pa
     size = 0.5 * (nx + ny)
-    radius = rng.uniform(*_DITHER_RANGE, size=n_images) * size
+    radius = rng.uniform(*(dither_range or _DITHER_RANGE), size=n_images) * size
     angle = rng.uniform(0.0, 2.0 * np.pi, size=n_images)
     offsets = np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
     offsets[0] = 0.0
@@ -134,7 +138,7 @@ def make_sip(shape: tuple[int, int], rng: np.random.Generator) -> dict[str, Any]
     for k in "AB":
         for (p, q), c in zip(terms, coeff[k], strict=True):
             sip[f"{k}_{p}_{q}"] = float(c * scale / (half[0] ** p * half[1] ** q))
-    sip.update(_fit_sip_inverse(sip, terms, half))
+    sip.update(fit_sip_inverse(sip, terms, half))
     return sip
 
 
@@ -142,7 +146,7 @@ def _poly(coeff: np.ndarray, terms: list[tuple[int, int]], uv: np.ndarray) -> np
     return sum(c * uv[:, 0] ** p * uv[:, 1] ** q for c, (p, q) in zip(coeff, terms, strict=True))
 
 
-def _fit_sip_inverse(
+def fit_sip_inverse(
     sip: dict[str, Any], terms: list[tuple[int, int]], half: np.ndarray, order: int = 4
 ) -> dict[str, Any]:
     g = np.linspace(-1.1, 1.1, 41)
@@ -321,12 +325,16 @@ def make_stars(
     return stars
 
 
-def make_refcat(stars: QTable, rng: np.random.Generator, fluxes: FluxScale, epoch: float) -> QTable:
+def make_refcat(stars: QTable, rng: np.random.Generator, fluxes: FluxScale, epoch: float,
+                *, pm_error: float = 0.0) -> QTable:
     """Gaia-like catalog of the stars brighter than ``fluxes.refcat_mag_limit``.
 
     Positions are those at the catalog epoch perturbed by their errors
-    (0.1 mas for the brightest stars, growing with magnitude up to 1 mas);
-    proper motions are exact.
+    (0.1 mas for the brightest stars, growing with magnitude up to 1 mas).
+    Proper motions are exact when ``pm_error`` is 0; otherwise they are perturbed
+    by errors of ``pm_error`` mas/yr for the brightest stars, growing like the
+    position errors, stated in ``pmra_err, pmdec_err`` (drawn after the position
+    errors, so that the positions do not depend on ``pm_error``).
     """
     sub = stars[np.asarray(stars[COL_MAG]) <= fluxes.refcat_mag_limit]
     mag = np.asarray(sub[COL_MAG], dtype=float)
@@ -343,6 +351,13 @@ def make_refcat(stars: QTable, rng: np.random.Generator, fluxes: FluxScale, epoc
     ref[COL_DEC_ERR] = err.copy()
     ref[COL_PMRA] = np.asarray(sub[COL_PMRA], dtype=float)
     ref[COL_PMDEC] = np.asarray(sub[COL_PMDEC], dtype=float)
+    if pm_error > 0:
+        pm_err = pm_error * err / lo
+        dpm = rng.normal(0.0, 1.0, (2, mag.size)) * pm_err
+        ref[COL_PMRA] = ref[COL_PMRA] + dpm[0]
+        ref[COL_PMDEC] = ref[COL_PMDEC] + dpm[1]
+        ref[COL_PMRA_ERR] = pm_err
+        ref[COL_PMDEC_ERR] = pm_err.copy()
     ref[COL_MAG] = mag
     ref[COL_EPOCH] = np.full(mag.size, float(epoch))
     return ref
