@@ -119,6 +119,9 @@ def test_a_gwcs_run_writes_the_correction_as_a_frame():
     # the wrong nominal distortion dominates the affine-only error; the frame removes it
     assert scene.errors_summary(poly)["rms_pix"] < 0.3 * scene.errors_summary(plain)["rms_pix"]
 
+
+# --- the simulator -----------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["fits", "gwcs"])
 def test_simulated_distortion_error_has_its_amplitude_and_truth(kind):
     kwargs = {"n_images": 2, "seed": 4, "shape": (256, 256), "n_stars": 5, "wcs": kind,
               "pointing_error": (0.0, 0.0), "roll_error": 0.0, "scale_error": 0.0,
