@@ -342,3 +342,44 @@ def test_poly_helps_a_mosaic_where_only_the_edges_overlap():
     assert entry["applied"] and entry["held_directions"] > 0
     # measured: 0.35 px -> 0.064 px
     assert scene.errors_summary(poly)["rms_pix"] < 0.3 * scene.errors_summary(affine)["rms_pix"]
+
+
+# --- the joint fit's weights ---------------------------------------------------------------
+def _three_exposures_of_one_star(errors, positions):
+    from aligncore_distortion.joint import JointProblem, Link, start_state
+    from aligncore_distortion.stars import DetectorInfo, UnitStars
+
+    stars = {k: UnitStars(pix=np.array([[10.0, 20.0]]), det=np.zeros(1, int),
+                          jac=np.eye(2)[None] * 0.06, tp=np.array([positions[k]]),
+                          err=np.array([errors[k]]), valid=np.ones(1, bool))
+             for k in range(len(errors))}
+    links = [Link(a, b, np.zeros(1, int), np.zeros(1, int), np.ones(1, bool),
+                  np.zeros(1, bool)) for a in range(len(errors)) for b in range(a + 1,
+                                                                              len(errors))]
+    problem = JointProblem(stars=stars, detectors=[DetectorInfo("X/Y", (64, 64))],
+                           active=np.ones(1, bool), free={}, geometry="rshift", links=[])
+    problem.set_links(links)
+    fits = {k: aligncore.FitResult(matrix=np.eye(2), shift=np.zeros(2)) for k in stars}
+    return problem, start_state(fits, 1, ())
+
+
+def test_joint_fit_weights_a_star_seen_k_times_as_one_star():
+    # one star in three exposures: three separations, but the chi-square must be the
+    # star-based one, sum_i w_i |x_i - mean_w|^2 (two degrees of freedom per axis), not
+    # the sum over the pairs with 1 / (var_a + var_b), which counts the star 3/2 times
+    errors = np.array([0.004, 0.008, 0.012])
+    positions = np.array([[1.0, 2.0], [1.010, 1.995], [0.990, 2.020]])
+    problem, state = _three_exposures_of_one_star(errors, positions)
+    w = 1.0 / errors**2
+    mean = (w[:, None] * positions).sum(axis=0) / w.sum()
+    expected = float(np.sum(w * np.sum((positions - mean) ** 2, axis=1)))
+    chi2, rows = problem.chi2(state)
+    assert chi2 == pytest.approx(expected, rel=1e-9)
+    assert rows == 4  # 2 axes x (3 - 1)
+    pairwise = sum(float(np.sum((positions[b] - positions[a]) ** 2)) / (
+        errors[a] ** 2 + errors[b] ** 2) for a, b in ((0, 1), (0, 2), (1, 2)))
+    assert pairwise > 1.2 * expected  # what the pairwise weights gave
+    # two exposures: the ordinary 1 / (var_a + var_b)
+    problem, state = _three_exposures_of_one_star(errors[:2], positions[:2])
+    assert problem.chi2(state)[0] == pytest.approx(
+        float(np.sum((positions[1] - positions[0]) ** 2)) / (errors[0]**2 + errors[1]**2))

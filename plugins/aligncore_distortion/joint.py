@@ -102,6 +102,14 @@ class JointProblem:
     max_error: float = 0.1
     significance: float = 3.0
     _basis: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _groups: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict,
+                                                               repr=False)
+    _median_var: float | None = field(default=None, repr=False)
+
+    def set_links(self, links: list[Link]) -> None:
+        """Use ``links`` and group their matches into stars (`group_stars`)."""
+        self.links = links
+        self._groups = group_stars(self, links)
 
     # --- positions -------------------------------------------------------------------
     def basis(self, unit: int, terms: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -142,20 +150,65 @@ class JointProblem:
         pb = self.reference[link.idx_b, :2] if link.b < 0 else positions[link.b][link.idx_b]
         return pb - pa
 
+    def pair_weights(self, link: Link) -> np.ndarray:
+        """Inverse variances ``1 / (var_a + var_b)`` of a link's separations (ones when
+        unweighted or unknown): what the clipping normalises by."""
+        wa = self._node_weights(link.a, link.idx_a)
+        wb = self._node_weights(link.b, link.idx_b)
+        return wa * wb / (wa + wb)
+
     def weights(self, link: Link) -> np.ndarray:
-        """Inverse variances of a link's matches (ones when unweighted or unknown)."""
+        """Least-squares weights of a link's separations: ``w_a w_b / W``, ``w`` the
+        inverse variance of each position and ``W`` the sum over every observation of
+        the star (`group_stars`). A star seen in ``k`` exposures gives ``k (k - 1) / 2``
+        separations; these weights make their chi-square that of the star-based model
+        (the star's position free, SCAMP's), ``sum_i w_i |x_i - x_mean|^2``, instead of
+        counting the star ``k / 2`` times over. Two observations: ``1 / (var_a + var_b)``."""
+        wa = self._node_weights(link.a, link.idx_a)
+        wb = self._node_weights(link.b, link.idx_b)
+        total = self._group_values(link, 0)
+        if total is None:
+            return wa * wb / (wa + wb)
+        return wa * wb / np.maximum(total, wa + wb)
+
+    def row_shares(self, link: Link) -> np.ndarray:
+        """Degrees of freedom carried by each separation, ``2 / k`` for a star seen ``k``
+        times (the ``k (k - 1) / 2`` separations of a star carry ``k - 1``); ones when
+        the matches are not grouped."""
+        size = self._group_values(link, 1)
+        if size is None:
+            return np.ones(link.idx_a.size)
+        return 2.0 / np.maximum(size, 2.0)
+
+    def _group_values(self, link: Link, which: int) -> np.ndarray | None:
+        if link.a not in self._groups:
+            return None
+        return self._groups[link.a][which][link.idx_a]
+
+    def _node_weights(self, unit: int, idx: np.ndarray) -> np.ndarray:
+        """Inverse variance (per axis) of star positions ``idx`` of ``unit`` (``unit < 0``:
+        reference catalog rows; unknown errors: the median; unweighted: ones)."""
         if not self.weighted:
-            return np.ones(link.idx_a.size)
-        var = self.stars[link.a].err[link.idx_a] ** 2
-        if link.b < 0:
-            other = self.reference[link.idx_b, 2]
-            var = var + np.where(np.isfinite(other), other, 0.0) ** 2
+            return np.ones(idx.size)
+        var = self._variances(unit)[idx]
+        return 1.0 / var
+
+    def _variances(self, unit: int) -> np.ndarray:
+        if unit < 0:
+            err = self.reference[:, 2] if self.reference is not None else np.zeros(0)
+            var = np.where(np.isfinite(err), err, 0.0) ** 2
         else:
-            var = var + self.stars[link.b].err[link.idx_b] ** 2
-        if not np.any(var > 0):
-            return np.ones(link.idx_a.size)
-        floor = np.median(var[var > 0]) * 1e-2
-        return 1.0 / np.maximum(var, floor)
+            var = self.stars[unit].err ** 2
+        floor = self._floor()
+        return np.where(var > 0, np.maximum(var, floor * 1e-2), floor)
+
+    def _floor(self) -> float:
+        """The median variance of the units' star positions (1 when none is known)."""
+        if self._median_var is None:
+            var = np.concatenate([st.err**2 for st in self.stars.values()] or [np.zeros(0)])
+            var = var[var > 0]
+            self._median_var = float(np.median(var)) if var.size else 1.0
+        return self._median_var
 
     # --- the linear system -----------------------------------------------------------
     def _columns(self, terms: tuple[tuple[int, int], ...]) -> tuple[int, int]:
@@ -264,15 +317,15 @@ class JointProblem:
     def chi2(self, state: JointState, fit_only: bool = True) -> tuple[float, int]:
         """Weighted sum of squared separations of the kept matches, and their row count."""
         positions = self.positions(state)
-        total, rows = 0.0, 0
+        total, rows = 0.0, 0.0
         for link in self.links:
             use = link.keep & ~link.held if fit_only else link.keep
             if not np.any(use):
                 continue
             d = self.separations(state, link, positions)[use]
             total += float(np.sum(self.weights(link)[use] * np.sum(d**2, axis=1)))
-            rows += 2 * int(np.count_nonzero(use))
-        return total, rows
+            rows += 2.0 * float(np.sum(self.row_shares(link)[use]))
+        return total, round(rows)
 
     def clip(self, state: JointState, sigma: float) -> int:
         """Unkeep fit matches separated by more than sigma x RMS; return how many."""
@@ -281,7 +334,7 @@ class JointProblem:
         for link in self.links:
             d = self.separations(state, link, positions)
             sep = np.hypot(d[:, 0], d[:, 1])
-            seps.append(sep * np.sqrt(self.weights(link)) if self.weighted else sep)
+            seps.append(sep * np.sqrt(self.pair_weights(link)) if self.weighted else sep)
         pooled = np.concatenate([s[lk.keep & ~lk.held] for s, lk in zip(seps, self.links,
                                                                          strict=True)])
         if pooled.size < 3:
@@ -329,6 +382,54 @@ class JointProblem:
                 break
         state.chi2, state.n_rows = chi2, rows
         return state
+
+
+def group_stars(problem: JointProblem, links: Sequence[Link]
+                ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per unit, for each of its star positions: the summed inverse variance ``W`` of every
+    observation of that star and their number ``k`` (0 for positions in no match).
+
+    A star is a connected set of matches (image-image and image-reference): the
+    positions linked, directly or through other exposures, are one star.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    units = sorted(problem.stars)
+    offsets, start = {}, 0
+    for unit in units:
+        offsets[unit] = start
+        start += len(problem.stars[unit].pix)
+    n_ref = len(problem.reference) if problem.reference is not None else 0
+    offsets[-1] = start
+    n_nodes = start + n_ref
+    heads, tails = [], []
+    for link in links:
+        if link.a not in offsets or (link.b >= 0 and link.b not in offsets):
+            continue
+        heads.append(offsets[link.a] + link.idx_a)
+        tails.append(offsets[-1 if link.b < 0 else link.b] + link.idx_b)
+    if not heads or n_nodes == 0:
+        return {}
+    a, b = np.concatenate(heads), np.concatenate(tails)
+    graph = coo_matrix((np.ones(a.size), (a, b)), shape=(n_nodes, n_nodes))
+    _, labels = connected_components(graph, directed=False)
+    linked = np.zeros(n_nodes, bool)
+    linked[a] = linked[b] = True
+    weights = np.zeros(n_nodes)
+    for unit in units:
+        weights[offsets[unit]:offsets[unit] + len(problem.stars[unit].pix)] = (
+            problem._node_weights(unit, np.arange(len(problem.stars[unit].pix))))
+    if n_ref:
+        weights[offsets[-1]:] = problem._node_weights(-1, np.arange(n_ref))
+    total = np.bincount(labels[linked], weights=weights[linked], minlength=labels.max() + 1)
+    size = np.bincount(labels[linked], minlength=labels.max() + 1).astype(float)
+    out = {}
+    for unit in units:
+        nodes = labels[offsets[unit]:offsets[unit] + len(problem.stars[unit].pix)]
+        on = linked[offsets[unit]:offsets[unit] + len(problem.stars[unit].pix)]
+        out[unit] = (np.where(on, total[nodes], 0.0), np.where(on, size[nodes], 0.0))
+    return out
 
 
 def start_state(fits: dict[int, aligncore.FitResult], n_detectors: int,

@@ -268,6 +268,7 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     if settings.reference is not None:
         problem.links += _only_usable(reference_links(
             problem, start_state(fits0, len(detectors), ()), radius), good)
+    problem.set_links(problem.links)
     _hold_back(problem.links, options.holdout, options.seed)
 
     for d, info in enumerate(detectors):
@@ -298,7 +299,7 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     relinked = _rematch(units, problem, first, radius)
     if settings.reference is not None:
         relinked += reference_links(problem, first, radius)
-    problem.links = _only_usable(relinked, good)
+    problem.set_links(_only_usable(relinked, good))
     _hold_back(problem.links, options.holdout, options.seed)
     richest = problem.iterate(start_state(fits0, len(detectors), richest_terms),
                               nclip=settings.nclip, sigma=settings.sigma)
@@ -356,7 +357,8 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     # checked: the final fit uses every match, the held-back ones too
     for link in problem.links:
         link.held = np.zeros(link.idx_a.size, bool)
-    best = problem.iterate(best, nclip=0, sigma=settings.sigma)
+    best = problem.iterate(best, nclip=settings.nclip,
+                          sigma=settings.sigma)
     if best.failed:
         raise Declined("the joint system with every match is singular")
     worse = _worse_units(problem, before, best, options.guard_tolerance)
