@@ -86,10 +86,15 @@ class MeshBackground(BackgroundEstimate):
         self._range = (float(self.mesh.min()), float(self.mesh.max()))
         self._rms_range = (float(self.rms_mesh.min()), float(self.rms_mesh.max()))
 
-    def _zoom_rows(self, which: str, mesh: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` of ``zoom_y @ mesh @ zoom_x.T`` from the spline
-        coefficients of the mesh's columns: each image row combines at most 4 of them,
-        with the same 4 over a whole box (one small product per box)."""
+    def _zoom_rows(self, which: str, mesh: np.ndarray, start: int, stop: int,
+                   lims: tuple[float, float]) -> np.ndarray:
+        """Rows ``start:stop`` of ``zoom_y @ mesh @ zoom_x.T`` clipped to ``lims``, from
+        the spline coefficients of the mesh's columns: each image row combines at most 4
+        of them, with the same 4 over a whole box (one small product per box).
+
+        The interpolation weights of a cubic B-spline are >= 0 and sum to 1: a row is a
+        convex combination of its 4 coefficient rows, so where those lie inside ``lims``
+        (with a margin for rounding) clipping would change nothing and is skipped."""
         coeff = self._coeff.get(which)
         if coeff is None:
             # the columns zoomed by their own 4 taps (``zoom_x = W_x @ P_x``): a gather
@@ -99,6 +104,8 @@ class MeshBackground(BackgroundEstimate):
             small = (self._prefilter @ mesh) @ prefilter_x.T
             coeff = np.einsum("ijk,jk->ij", small[:, taps_x], weights_x.astype(np.float64))
             coeff = self._coeff[which] = coeff.astype(np.float32)
+            self._coeff[which + ":inside"] = _rows_inside(coeff, lims, self._weights)
+        inside = self._coeff[which + ":inside"]
         taps, weights = self._taps[start:stop], self._weights[start:stop]
         out = np.empty((stop - start, coeff.shape[1]), dtype=np.float32)
         change = np.flatnonzero(np.any(taps[1:] != taps[:-1], axis=1)) + 1
@@ -107,21 +114,21 @@ class MeshBackground(BackgroundEstimate):
             # (rows x 4) @ (4 x nx): too small for BLAS to start threads, 2.5x faster
             # than einsum
             np.matmul(weights[a:b], coeff[taps[a]], out=out[a:b])
+            if not inside[taps[a]].all():
+                np.clip(out[a:b], *lims, out=out[a:b])
         return out
 
     def rows(self, start: int, stop: int) -> np.ndarray | float:
         if self._constant:
             return self._range[0]
         assert self.mesh is not None
-        block = self._zoom_rows("background", self.mesh, start, stop)
-        return np.clip(block, *self._range, out=block)
+        return self._zoom_rows("background", self.mesh, start, stop, self._range)
 
     def rms_rows(self, start: int, stop: int) -> np.ndarray | float:
         if self._rms_constant:
             return self._rms_range[0]
         assert self.rms_mesh is not None
-        block = self._zoom_rows("rms", self.rms_mesh, start, stop)
-        return np.clip(block, *self._rms_range, out=block)
+        return self._zoom_rows("rms", self.rms_mesh, start, stop, self._rms_range)
 
     def _at(self, mesh: np.ndarray, lims: tuple[float, float], y: np.ndarray, x: np.ndarray):
         assert self.zoom_y is not None and self.zoom_x is not None
@@ -669,7 +676,10 @@ def _fill_excluded(mesh: np.ndarray, n_neighbors: int = 10) -> np.ndarray:
 
 
 def _median_filter(mesh: np.ndarray, size: int) -> np.ndarray:
-    """Median filter of a small mesh, ignoring cells beyond its edges."""
+    """Median filter of a small mesh, ignoring cells beyond its edges and NaN cells
+    (``np.nanmedian`` of each window, from one sort of the stacked windows: NaNs sort
+    last, and the median of ``n`` values is the mean of the sorted ``(n - 1) // 2``-th
+    and ``n // 2``-th)."""
     if size <= 1:
         return mesh
     half = size // 2
@@ -681,7 +691,23 @@ def _median_filter(mesh: np.ndarray, size: int) -> np.ndarray:
             for dx in range(size)
         ]
     )
-    return np.nanmedian(stack, axis=0)
+    stack.sort(axis=0)
+    count = np.count_nonzero(~np.isnan(stack), axis=0)
+    lo = np.take_along_axis(stack, np.maximum(count - 1, 0)[None] // 2, axis=0)[0]
+    hi = np.take_along_axis(stack, (count // 2)[None], axis=0)[0]
+    out = (lo + hi) / 2.0
+    out[count == 0] = np.nan
+    return out
+
+
+def _rows_inside(coeff: np.ndarray, lims: tuple[float, float], weights: np.ndarray) -> np.ndarray:
+    """Whether every value of each coefficient row lies inside ``lims`` with a margin
+    for float32 rounding (all False unless the interpolation weights are >= 0)."""
+    if coeff.size == 0 or np.any(weights < 0):
+        return np.zeros(coeff.shape[0], dtype=bool)
+    lo, hi = lims
+    margin = 1e-5 * max(abs(lo), abs(hi), 1e-30)
+    return (coeff.min(axis=1) >= lo + margin) & (coeff.max(axis=1) <= hi - margin)
 
 
 @lru_cache(maxsize=32)

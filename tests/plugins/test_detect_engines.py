@@ -295,3 +295,45 @@ def test_zoom_rows_equal_the_dense_spline_operator():
         assert np.max(np.abs(got - expect)) < 1e-6 * 100.0 * 4
         expect_rms = np.clip(zy @ rms @ zx.T, rms.min(), rms.max())
         assert np.max(np.abs(bkg.rms_rows(0, ny) - expect_rms)) < 1e-6 * 5.0 * 4
+
+
+def test_zoom_rows_skip_clipping_only_where_it_changes_nothing():
+    """A smooth mesh with one spike: the rows far from the spike are convex combinations
+    of coefficient rows inside the mesh's range (clipping skipped), the rows near it
+    overshoot (clipped); both equal the dense spline clipped everywhere."""
+    from aligncore_daofind.meshbkg import MeshBackground, zoom_operator
+
+    ny, nx, box = 1024, 640, 64
+    my, mx = ny // box, nx // box
+    yy, xx = np.mgrid[0:my, 0:mx]
+    mesh = 100.0 + 0.3 * yy + 0.2 * xx + 0.01 * yy * xx
+    mesh[3, 4] += 40.0  # a box with a bright star: the spline overshoots around it
+    zy, zx = zoom_operator(my, box, ny), zoom_operator(mx, box, nx)
+    bkg = MeshBackground(rms_median=5.0, box_size=(box, box), method="mesh", mesh=mesh,
+                         rms_mesh=np.full((my, mx), 5.0), zoom_y=zy, zoom_x=zx)
+    dense = zy @ mesh @ zx.T
+    expect = np.clip(dense, mesh.min(), mesh.max())
+    got = np.concatenate([bkg.rows(y, min(ny, y + 50)) for y in range(0, ny, 50)])
+    inside = bkg._coeff["background:inside"]
+    assert 0 < np.count_nonzero(inside) < my  # both paths are taken
+    outside = (dense < mesh.min() - 1e-3) | (dense > mesh.max() + 1e-3)
+    assert np.any(outside)  # and clipping matters somewhere
+    assert np.max(np.abs(got - expect)) < 1e-6 * 140.0 * 4
+
+
+def test_mesh_median_filter_equals_nanmedian_of_each_window():
+    from aligncore_daofind.meshbkg import _median_filter
+
+    rng = np.random.default_rng(8)
+    mesh = rng.normal(10.0, 3.0, (7, 9))
+    mesh[2, 3] = mesh[2, 4] = mesh[0, 0] = np.nan
+    for size in (3, 5):
+        half = size // 2
+        padded = np.pad(mesh, half, constant_values=np.nan)
+        expect = np.array([[np.nanmedian(padded[i : i + size, j : j + size])
+                            for j in range(mesh.shape[1])] for i in range(mesh.shape[0])])
+        np.testing.assert_array_equal(_median_filter(mesh, size), expect)
+    all_nan = np.full((3, 3), np.nan)
+    all_nan[0, 0] = 1.0
+    out = _median_filter(all_nan, 1)
+    assert out is all_nan
