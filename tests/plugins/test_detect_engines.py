@@ -337,3 +337,32 @@ def test_mesh_median_filter_equals_nanmedian_of_each_window():
     all_nan[0, 0] = 1.0
     out = _median_filter(all_nan, 1)
     assert out is all_nan
+
+
+def test_local_maxima_and_cutouts_equal_the_direct_computation():
+    """Peaks found through flat indices are the candidates equal to scipy's
+    ``maximum_filter`` of the margin-padded convolved image (kernel footprint and a
+    min_separation circle), and the cut-outs equal 2D slices."""
+    from scipy import ndimage
+
+    from aligncore_daofind.engine_fast import _cutouts, _local_maxima, peak_footprint
+    from aligncore_daofind.kernel import dao_kernel
+
+    rng = np.random.default_rng(9)
+    ny, nx, pad = 60, 75, 4
+    conv = np.zeros((ny + 2 * pad, nx + 2 * pad), np.float32)
+    conv[pad:-pad, pad:-pad] = rng.normal(size=(ny, nx)).astype(np.float32)
+    conv[pad + 10, pad + 20] = conv[pad + 10, pad + 21] = 9.0  # a tie: both are peaks
+    flat = np.flatnonzero(conv[pad:-pad, pad:-pad] > 1.0)
+    kernel = dao_kernel(2.5)
+    for footprint in (peak_footprint(kernel, 0.0), peak_footprint(kernel, 3.0)):
+        got = _local_maxima(conv, pad, nx, flat, footprint)
+        peak = conv == ndimage.maximum_filter(conv, footprint=footprint, mode="constant")
+        expect = flat[peak[pad:-pad, pad:-pad].reshape(-1)[flat]]
+        np.testing.assert_array_equal(got, expect)
+        assert 10 < got.size < flat.size
+        assert {10 * nx + 20, 10 * nx + 21} <= set(got.tolist())
+    y, x = np.array([pad, 30, ny + pad - 1]), np.array([pad, 40, nx + pad - 1])
+    cut = _cutouts(conv, y, x, 2)
+    for k in range(3):
+        np.testing.assert_array_equal(cut[k], conv[y[k] - 2 : y[k] + 3, x[k] - 2 : x[k] + 3])
