@@ -79,10 +79,11 @@ class MeshBackground(BackgroundEstimate):
         self._rms_constant = float(np.ptp(self.rms_mesh)) == 0.0
         if not (self._constant and self._rms_constant):
             assert self.zoom_y is not None and self.zoom_x is not None
-            self._prefilter, self._taps, weights = zoom_taps(
+            self._prefilter, self._taps, self._weights64 = zoom_taps(
                 self.mesh.shape[0], self.box_size[0], len(self.zoom_y))
-            # column-major: OpenBLAS multiplies (rows x 4) @ (4 x nx) 1.6x faster so
-            self._weights = np.asfortranarray(weights)
+            # float32, column-major: OpenBLAS multiplies (rows x 4) @ (4 x nx) 1.6x
+            # faster so
+            self._weights = np.asfortranarray(self._weights64, dtype=np.float32)
             self._x_zoom = zoom_taps(self.mesh.shape[1], self.box_size[1], len(self.zoom_x))
         self._coeff: dict[str, np.ndarray] = {}
         self._range = (float(self.mesh.min()), float(self.mesh.max()))
@@ -104,7 +105,8 @@ class MeshBackground(BackgroundEstimate):
             # threads (30 ms at 2048 px with 64 px boxes on a loaded 2-core machine)
             prefilter_x, taps_x, weights_x = self._x_zoom
             small = (self._prefilter @ mesh) @ prefilter_x.T
-            coeff = np.einsum("ijk,jk->ij", small[:, taps_x], weights_x.astype(np.float64))
+            weights_x = weights_x.astype(np.float32).astype(np.float64)  # as the rows'
+            coeff = np.einsum("ijk,jk->ij", small[:, taps_x], weights_x)
             coeff = self._coeff[which] = coeff.astype(np.float32)
             self._coeff[which + ":inside"] = _rows_inside(coeff, lims, self._weights)
         inside = self._coeff[which + ":inside"]
@@ -136,8 +138,11 @@ class MeshBackground(BackgroundEstimate):
         assert self.zoom_y is not None and self.zoom_x is not None
         y = np.asarray(y, dtype=np.intp)
         x = np.asarray(x, dtype=np.intp)
-        # two products: one einsum over i, j, k costs n_sources x the mesh size
-        values = np.einsum("ij,ij->i", self.zoom_y[y] @ mesh, self.zoom_x[x])
+        # ``zoom_y[y] @ mesh`` as ``W_y[y] @ (P_y @ mesh)``: 4 rows of the prefiltered
+        # mesh per pixel instead of a (n x mesh) @ (mesh x mesh) product, then one
+        # dense row of ``zoom_x`` per pixel
+        rows = np.einsum("ik,ikj->ij", self._weights64[y], (self._prefilter @ mesh)[self._taps[y]])
+        values = np.einsum("ij,ij->i", rows, self.zoom_x[x])
         return np.clip(values, *lims)
 
     def rms_at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -603,12 +608,16 @@ def _box_samples(
     nby, nbx = (y1 - y0) // by, (x1 - x0) // bx
     off_y, off_x = ((by - 1) % s) // 2, ((bx - 1) % s) // 2
     sub = block.reshape(nby, by, nbx, bx)[:, off_y::s, :, off_x::s]
-    msub = mask.reshape(nby, by, nbx, bx)[:, off_y::s, :, off_x::s]
-    # one copy, box by box, then NaN where masked
+    # one copy, box by box, then NaN at the (few) masked samples: scattered to their
+    # places rather than a masked copy over every sample
     samples = np.empty((nby, nbx, sub.shape[1], sub.shape[3]), dtype=np.float32)
     np.copyto(samples, sub.transpose(0, 2, 1, 3), casting="unsafe")
-    if msub.any():
-        np.copyto(samples, np.float32(np.nan), where=msub.transpose(0, 2, 1, 3))
+    yb, xb = np.nonzero(mask)
+    if yb.size:
+        (iy, ry), (ix, rx) = np.divmod(yb, by), np.divmod(xb, bx)
+        ry, rx = ry - off_y, rx - off_x
+        sampled = (ry >= 0) & (ry % s == 0) & (rx >= 0) & (rx % s == 0)
+        samples[iy[sampled], ix[sampled], ry[sampled] // s, rx[sampled] // s] = np.nan
     return samples.reshape(nby * nbx, -1), nby * nbx
 
 
@@ -739,7 +748,7 @@ def zoom_taps(n_mesh: int, box: int, n_out: int) -> tuple[np.ndarray, np.ndarray
     prefilter : ndarray, shape (n_mesh, n_mesh)
     taps : ndarray of int, shape (n_out, k)
         Columns of the nonzero weights of each row of ``W`` (increasing).
-    weights : ndarray of float32, shape (n_out, k)
+    weights : ndarray of float64, shape (n_out, k)
         Those weights.
     """
     eye = np.eye(n_mesh)
@@ -758,7 +767,7 @@ def zoom_taps(n_mesh: int, box: int, n_out: int) -> tuple[np.ndarray, np.ndarray
     np.put_along_axis(rest, taps, 0.0, axis=1)
     if np.any(rest != 0.0):  # never for a cubic spline; dense rather than wrong
         taps = np.broadcast_to(np.arange(n_mesh), interp.shape).copy()
-    weights = np.take_along_axis(interp, taps, axis=1).astype(np.float32)
+    weights = np.take_along_axis(interp, taps, axis=1)
     for arr in (prefilter, taps, weights):
         arr.setflags(write=False)
     return prefilter, taps, weights

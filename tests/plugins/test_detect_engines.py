@@ -366,3 +366,45 @@ def test_local_maxima_and_cutouts_equal_the_direct_computation():
     cut = _cutouts(conv, y, x, 2)
     for k in range(3):
         np.testing.assert_array_equal(cut[k], conv[y[k] - 2 : y[k] + 3, x[k] - 2 : x[k] + 3])
+
+
+def test_box_samples_equal_the_masked_copy():
+    """The masked samples set to NaN by scattering equal a masked copy of every box's
+    sub-grid, for every stride and offset (odd box sizes, strides 1-3)."""
+    from aligncore_daofind.meshbkg import _box_samples
+
+    rng = np.random.default_rng(11)
+    data = rng.normal(size=(91, 120)).astype(np.float32)
+    bad = rng.random(data.shape) < 0.05
+    for by, bx, s in ((13, 20, 1), (13, 20, 2), (7, 15, 3), (91, 40, 2)):
+        nby, nbx = 91 // by, 120 // bx
+        got, n = _box_samples(data, bad, 0, nby * by, 0, nbx * bx, by, bx, s)
+        off_y, off_x = ((by - 1) % s) // 2, ((bx - 1) % s) // 2
+        expect = []
+        for i in range(nby):
+            for j in range(nbx):
+                box = data[i * by : (i + 1) * by, j * bx : (j + 1) * bx][off_y::s, off_x::s]
+                flags = bad[i * by : (i + 1) * by, j * bx : (j + 1) * bx][off_y::s, off_x::s]
+                expect.append(np.where(flags, np.nan, box).reshape(-1))
+        assert n == nby * nbx
+        np.testing.assert_array_equal(got, np.array(expect, dtype=np.float32))
+        assert np.isnan(got).any()
+
+
+def test_background_at_pixels_equals_the_dense_spline_operator():
+    """``rms_at``/``background_at`` from the 4-tap factorisation equal the dense
+    ``zoom_y @ mesh @ zoom_x.T`` (clipped to the mesh's range) at the same pixels."""
+    from aligncore_daofind.meshbkg import MeshBackground, zoom_operator
+
+    rng = np.random.default_rng(12)
+    for ny, nx, box in ((700, 600, 64), (300, 2048, 400), (90, 120, 30)):
+        my, mx = -(-ny // box), -(-nx // box)
+        mesh, rms = rng.normal(100.0, 2.0, (my, mx)), rng.normal(5.0, 0.3, (my, mx))
+        zy, zx = zoom_operator(my, box, ny), zoom_operator(mx, box, nx)
+        bkg = MeshBackground(rms_median=5.0, box_size=(box, box), method="mesh", mesh=mesh,
+                             rms_mesh=rms, zoom_y=zy, zoom_x=zx)
+        y, x = rng.integers(0, ny, 500), rng.integers(0, nx, 500)
+        for got, grid in ((bkg.background_at(y, x), mesh), (bkg.rms_at(y, x), rms)):
+            dense = np.clip(zy @ grid @ zx.T, grid.min(), grid.max())[y, x]
+            np.testing.assert_allclose(got, dense, rtol=1e-12)
+            assert np.ptp(got) > 0.1
