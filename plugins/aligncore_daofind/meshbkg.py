@@ -340,7 +340,6 @@ class _BandView:
         step = max(1, min(nrows, _CLASSIFY_ELEMENTS // max(ncols, 1)))
         picked, below, scratch = (np.empty((step, ncols), bool) for _ in range(3))
         wide = np.empty((step, ncols), np.float64)
-        ones = np.ones(ncols)
         for i in range(0, nrows, step):
             part = slice(i, i + step)
             rows = samples[part]
@@ -357,9 +356,8 @@ class _BandView:
             counts[part] = _count_true(p)
             chosen.append(np.compress(p.reshape(-1), rows.reshape(-1)))
             np.copyto(w, rows)  # float64 copies: the squares are exact
-            # as products (BLAS): no squared copy, ~1.5x faster than sum and square
-            np.matmul(w, ones, out=total[part])
-            np.matmul(w[:, None, :], w[:, :, None], out=total2[part, None, None])
+            total[part] = w.sum(axis=1)
+            total2[part] = np.square(w, out=w).sum(axis=1)
         nvalid = np.full(nrows, ncols, dtype=np.intp)
         for i in np.flatnonzero(np.isnan(total)):  # rows with masked values
             s = samples[i][~np.isnan(samples[i])].astype(np.float64)
