@@ -52,19 +52,47 @@ def _stamps(
     half: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Stamps of ``image`` centred on integer pixels, with a usability mask and
-    the pixel coordinates (``(n, k, k)`` each)."""
+    the pixel coordinates (``(n, k, k)`` each; the coordinates are read-only
+    broadcast views of their rows and columns)."""
     ny, nx = image.shape
     off = np.arange(-half, half + 1)
-    yy = yc[:, None, None] + off[None, :, None]
-    xx = xc[:, None, None] + off[None, None, :]
-    yy, xx = np.broadcast_arrays(yy, xx)
-    inside = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
-    yi = np.clip(yy, 0, ny - 1)
-    xi = np.clip(xx, 0, nx - 1)
-    values = image[yi, xi].astype(np.float64)
-    usable = inside if bad is None else inside & ~bad[yi, xi]
+    rows = yc[:, None] + off  # (n, k)
+    cols = xc[:, None] + off
+    inside = (((rows >= 0) & (rows < ny))[:, :, None]
+              & ((cols >= 0) & (cols < nx))[:, None, :])
+    # flat indices: one gather per array (2D fancy indexing costs ~3x more)
+    rows, cols = np.clip(rows, 0, ny - 1), np.clip(cols, 0, nx - 1)
+    flat_image, row_step, col_step = _flat_view(image)
+    flat = (rows * row_step)[:, :, None] + (cols * col_step)[:, None, :]
+    values = np.take(flat_image, flat).astype(np.float64)
+    if bad is not None:
+        flat_bad, bad_row_step, bad_col_step = _flat_view(bad)
+        if (bad_row_step, bad_col_step) != (row_step, col_step):
+            flat = (rows * bad_row_step)[:, :, None] + (cols * bad_col_step)[:, None, :]
+        usable = inside & ~np.take(flat_bad, flat)
+    else:
+        usable = inside
     values = np.where(usable, values, 0.0)
-    return values, usable, yy.astype(np.float64), xx.astype(np.float64)
+    shape = (len(yc), off.size, off.size)
+    yy = np.broadcast_to((yc[:, None] + off).astype(np.float64)[:, :, None], shape)
+    xx = np.broadcast_to((xc[:, None] + off).astype(np.float64)[:, None, :], shape)
+    return values, usable, yy, xx
+
+
+def _flat_view(arr: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """A 1D array and the steps (in elements) of ``arr``'s rows and columns in it:
+    ``arr[i, j] == flat[i * row_step + j * col_step]``. A 2D slice of a larger array
+    (the image inside its margin) is viewed in place, not copied."""
+    if arr.flags.c_contiguous:
+        return arr.reshape(-1), arr.shape[1], 1
+    item = arr.itemsize
+    s0, s1 = arr.strides
+    if arr.size and s0 > 0 and s1 > 0 and s0 % item == 0 and s1 % item == 0:
+        span = (arr.shape[0] - 1) * (s0 // item) + (arr.shape[1] - 1) * (s1 // item) + 1
+        flat = np.lib.stride_tricks.as_strided(arr, shape=(span,), strides=(item,),
+                                               writeable=False)
+        return flat, s0 // item, s1 // item
+    return np.ascontiguousarray(arr).reshape(-1), arr.shape[1], 1
 
 
 def window_centroids(
@@ -139,18 +167,33 @@ def window_centroids(
     xw = np.where(ok, xw, x0)
     yw = np.where(ok, yw, y0)
 
-    dx = xx - xw[:, None, None]
-    dy = yy - yw[:, None, None]
-    r2 = dx * dx + dy * dy
-    w = np.where(usable & (r2 < radius * radius), np.exp(-0.5 * r2 / (s * s)), 0.0)
-    var = np.asarray(rms, dtype=float)[:, None, None] ** 2 + (
-        0.0 if gain is None else np.maximum(values, 0.0) / gain
-    )
-    norm = (w * values).sum(axis=(1, 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_err = np.sqrt(4.0 * (w * w * var * dx * dx).sum(axis=(1, 2))) / np.abs(norm)
-        y_err = np.sqrt(4.0 * (w * w * var * dy * dy).sum(axis=(1, 2))) / np.abs(norm)
+    x_err, y_err = _window_errors(values, usable, xx[:, 0, :] - xw[:, None],
+                                  yy[:, :, 0] - yw[:, None], s, radius, rms, gain)
     return CentroidResult(xw, yw, x_err, y_err, ok)
+
+
+def _window_errors(values: np.ndarray, usable: np.ndarray, dx: np.ndarray, dy: np.ndarray,
+                   s: float, radius: float, rms: np.ndarray, gain: float | None):
+    """1-sigma errors ``sqrt(4 sum(w^2 var dx^2)) / |sum(w I)|`` of windowed centroids
+    from ``(n, k, k)`` stamps, with the offsets of their columns ``dx`` and rows ``dy``
+    (``(n, k)``): the Gaussian window is the product of a row and a column factor, so
+    only the products over whole stamps are ``(n, k, k)`` operations."""
+    dx2, dy2 = dx * dx, dy * dy
+    inside = usable & ((dy2[:, :, None] + dx2[:, None, :]) < radius * radius)
+    w = np.exp(-0.5 * dy2 / (s * s))[:, :, None] * np.exp(-0.5 * dx2 / (s * s))[:, None, :]
+    w *= inside
+    norm = np.einsum("nij,nij->n", w, values)
+    w *= w
+    rms2 = np.asarray(rms, dtype=float) ** 2
+    if gain is None:  # the same variance over a stamp
+        sx = rms2 * np.einsum("nij,nj->n", w, dx2)
+        sy = rms2 * np.einsum("nij,ni->n", w, dy2)
+    else:
+        w *= rms2[:, None, None] + np.maximum(values, 0.0) / gain
+        sx = np.einsum("nij,nj->n", w, dx2)
+        sy = np.einsum("nij,ni->n", w, dy2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(4.0 * sx) / np.abs(norm), np.sqrt(4.0 * sy) / np.abs(norm)
 
 
 def _pixel_gauss(u: np.ndarray, c: np.ndarray, s: np.ndarray):

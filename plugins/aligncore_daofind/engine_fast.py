@@ -143,9 +143,14 @@ def _convolve_and_candidates(
 def _local_maxima(
     conv: np.ndarray, cpad: int, nx: int, flat: np.ndarray, footprint: np.ndarray
 ) -> np.ndarray:
-    """The candidates (flat image indices) that are maxima of ``conv`` in ``footprint``."""
+    """The candidates (flat image indices) that are maxima of ``conv`` in ``footprint``
+    (``conv`` C-contiguous: its values are read through flat indices, ~3x cheaper than
+    2D fancy indexing)."""
+    width = conv.shape[1]
+    values_flat = conv.reshape(-1)
     y, x = np.divmod(flat, nx)
-    values = conv[y + cpad, x + cpad]
+    at = (y + cpad) * width + (x + cpad)  # flat positions in conv
+    values = values_flat[at]
     cy, cx = footprint.shape[0] // 2, footprint.shape[1] // 2
     offsets = np.argwhere(footprint) - (cy, cx)
     offsets = offsets[np.any(offsets != 0, axis=1)]
@@ -156,18 +161,21 @@ def _local_maxima(
         idx = np.flatnonzero(keep)
         if idx.size == 0 or group.size == 0:
             continue
-        yy, xx, vv = y[idx] + cpad, x[idx] + cpad, values[idx]
+        pos, vv = at[idx], values[idx]
         ok = np.ones(idx.size, dtype=bool)
         for dy, dx in group:
-            ok &= conv[yy + dy, xx + dx] <= vv
+            ok &= values_flat[pos + (dy * width + dx)] <= vv
         keep[idx] = ok
     return flat[keep]
 
 
 def _cutouts(arr: np.ndarray, y: np.ndarray, x: np.ndarray, half: int) -> np.ndarray:
-    """``(n, 2 half + 1, 2 half + 1)`` cutouts centred on ``(y, x)`` (array coordinates)."""
+    """``(n, 2 half + 1, 2 half + 1)`` cutouts centred on ``(y, x)`` (array coordinates)
+    of a C-contiguous ``arr``, gathered through flat indices."""
     off = np.arange(-half, half + 1)
-    return arr[(y[:, None] + off)[:, :, None], (x[:, None] + off)[:, None, :]]
+    width = arr.shape[1]
+    at = ((y[:, None] + off) * width)[:, :, None] + (x[:, None] + off)[:, None, :]
+    return np.take(np.ascontiguousarray(arr).reshape(-1), at)
 
 
 def _marginal_fit(cut: np.ndarray, kernel: DaoKernel, axis: int) -> tuple[np.ndarray, np.ndarray]:

@@ -117,3 +117,65 @@ def test_gauss_is_three_times_closer_to_the_bound_than_dao_over_snr_20_to_500(mo
     gauss, dao = normalised_rms(idx, err), normalised_rms(idx_dao, err_dao)
     assert gauss <= 1.5
     assert dao >= 3.0 * gauss
+
+
+def test_window_errors_equal_the_direct_sums():
+    """The separable evaluation of the windowed-centroid errors equals the sums over
+    each stamp written out directly (with and without the Poisson term)."""
+    from aligncore_daofind.centroids import _window_errors
+
+    rng = np.random.default_rng(4)
+    n, half, s = 50, 6, 1.1
+    radius = 4.0 * s
+    off = np.arange(-half, half + 1, dtype=float)
+    sub = rng.uniform(-0.5, 0.5, (n, 2))
+    dx = off[None, :] - sub[:, :1]
+    dy = off[None, :] - sub[:, 1:]
+    values = rng.normal(0.0, 3.0, (n, 2 * half + 1, 2 * half + 1))
+    values += 200.0 * np.exp(-0.5 * (dy[:, :, None] ** 2 + dx[:, None, :] ** 2) / s**2)
+    usable = rng.random(values.shape) > 0.05
+    rms = rng.uniform(2.0, 4.0, n)
+    for gain in (None, 2.0):
+        ddx = np.broadcast_to(dx[:, None, :], values.shape)
+        ddy = np.broadcast_to(dy[:, :, None], values.shape)
+        r2 = ddx**2 + ddy**2
+        w = np.where(usable & (r2 < radius**2), np.exp(-0.5 * r2 / s**2), 0.0)
+        var = rms[:, None, None] ** 2 + (0.0 if gain is None else np.maximum(values, 0) / gain)
+        norm = np.abs((w * values).sum(axis=(1, 2)))
+        x_ref = np.sqrt(4.0 * (w * w * var * ddx**2).sum(axis=(1, 2))) / norm
+        y_ref = np.sqrt(4.0 * (w * w * var * ddy**2).sum(axis=(1, 2))) / norm
+        x_err, y_err = _window_errors(values, usable, dx, dy, s, radius, rms, gain)
+        np.testing.assert_allclose(x_err, x_ref, rtol=1e-12)
+        np.testing.assert_allclose(y_err, y_ref, rtol=1e-12)
+        assert 0.001 < np.median(x_err) < 1.0
+
+
+def test_stamps_of_a_slice_equal_fancy_indexing():
+    """Stamps gathered through flat indices equal 2D indexing, on a slice of a larger
+    array (viewed in place; its mask sliced alike or contiguous) and a transposed one,
+    with pixels beyond the edges and bad pixels zeroed and unusable."""
+    from aligncore_daofind.centroids import _stamps
+
+    rng = np.random.default_rng(6)
+    big = rng.normal(size=(70, 90)).astype(np.float32)
+    bad_big = rng.random(big.shape) < 0.1
+    inner = big[3:-3, 5:-5]
+    for image, bad in ((inner, bad_big[3:-3, 5:-5]), (big.T, bad_big.T), (big, None),
+                       (inner, np.ascontiguousarray(bad_big[3:-3, 5:-5]))):
+        ny, nx = image.shape
+        yc = np.array([0, 5, ny - 1, 30, ny // 2])
+        xc = np.array([0, nx - 2, 3, nx - 1, nx // 2])
+        values, usable, yy, xx = _stamps(image, bad, yc, xc, 4)
+        off = np.arange(-4, 5)
+        for k in range(len(yc)):
+            ry, rx = yc[k] + off, xc[k] + off
+            inside = ((ry >= 0) & (ry < ny))[:, None] & ((rx >= 0) & (rx < nx))[None, :]
+            ref = image[np.clip(ry, 0, ny - 1)[:, None], np.clip(rx, 0, nx - 1)[None, :]]
+            ok = inside.copy()
+            if bad is not None:
+                ok &= ~bad[np.clip(ry, 0, ny - 1)[:, None], np.clip(rx, 0, nx - 1)[None, :]]
+            np.testing.assert_array_equal(usable[k], ok)
+            np.testing.assert_array_equal(values[k], np.where(ok, ref, 0.0))
+            np.testing.assert_array_equal(yy[k], np.broadcast_to(ry[:, None], (9, 9)))
+            np.testing.assert_array_equal(xx[k], np.broadcast_to(rx[None, :], (9, 9)))
+        assert usable.sum() < usable.size  # edges (and bad pixels) do occur

@@ -295,3 +295,116 @@ def test_zoom_rows_equal_the_dense_spline_operator():
         assert np.max(np.abs(got - expect)) < 1e-6 * 100.0 * 4
         expect_rms = np.clip(zy @ rms @ zx.T, rms.min(), rms.max())
         assert np.max(np.abs(bkg.rms_rows(0, ny) - expect_rms)) < 1e-6 * 5.0 * 4
+
+
+def test_zoom_rows_skip_clipping_only_where_it_changes_nothing():
+    """A smooth mesh with one spike: the rows far from the spike are convex combinations
+    of coefficient rows inside the mesh's range (clipping skipped), the rows near it
+    overshoot (clipped); both equal the dense spline clipped everywhere."""
+    from aligncore_daofind.meshbkg import MeshBackground, zoom_operator
+
+    ny, nx, box = 1024, 640, 64
+    my, mx = ny // box, nx // box
+    yy, xx = np.mgrid[0:my, 0:mx]
+    mesh = 100.0 + 0.3 * yy + 0.2 * xx + 0.01 * yy * xx
+    mesh[3, 4] += 40.0  # a box with a bright star: the spline overshoots around it
+    zy, zx = zoom_operator(my, box, ny), zoom_operator(mx, box, nx)
+    bkg = MeshBackground(rms_median=5.0, box_size=(box, box), method="mesh", mesh=mesh,
+                         rms_mesh=np.full((my, mx), 5.0), zoom_y=zy, zoom_x=zx)
+    dense = zy @ mesh @ zx.T
+    expect = np.clip(dense, mesh.min(), mesh.max())
+    got = np.concatenate([bkg.rows(y, min(ny, y + 50)) for y in range(0, ny, 50)])
+    inside = bkg._coeff["background:inside"]
+    assert 0 < np.count_nonzero(inside) < my  # both paths are taken
+    outside = (dense < mesh.min() - 1e-3) | (dense > mesh.max() + 1e-3)
+    assert np.any(outside)  # and clipping matters somewhere
+    assert np.max(np.abs(got - expect)) < 1e-6 * 140.0 * 4
+
+
+def test_mesh_median_filter_equals_nanmedian_of_each_window():
+    from aligncore_daofind.meshbkg import _median_filter
+
+    rng = np.random.default_rng(8)
+    mesh = rng.normal(10.0, 3.0, (7, 9))
+    mesh[2, 3] = mesh[2, 4] = mesh[0, 0] = np.nan
+    for size in (3, 5):
+        half = size // 2
+        padded = np.pad(mesh, half, constant_values=np.nan)
+        expect = np.array([[np.nanmedian(padded[i : i + size, j : j + size])
+                            for j in range(mesh.shape[1])] for i in range(mesh.shape[0])])
+        np.testing.assert_array_equal(_median_filter(mesh, size), expect)
+    all_nan = np.full((3, 3), np.nan)
+    all_nan[0, 0] = 1.0
+    out = _median_filter(all_nan, 1)
+    assert out is all_nan
+
+
+def test_local_maxima_and_cutouts_equal_the_direct_computation():
+    """Peaks found through flat indices are the candidates equal to scipy's
+    ``maximum_filter`` of the margin-padded convolved image (kernel footprint and a
+    min_separation circle), and the cut-outs equal 2D slices."""
+    from scipy import ndimage
+
+    from aligncore_daofind.engine_fast import _cutouts, _local_maxima, peak_footprint
+    from aligncore_daofind.kernel import dao_kernel
+
+    rng = np.random.default_rng(9)
+    ny, nx, pad = 60, 75, 4
+    conv = np.zeros((ny + 2 * pad, nx + 2 * pad), np.float32)
+    conv[pad:-pad, pad:-pad] = rng.normal(size=(ny, nx)).astype(np.float32)
+    conv[pad + 10, pad + 20] = conv[pad + 10, pad + 21] = 9.0  # a tie: both are peaks
+    flat = np.flatnonzero(conv[pad:-pad, pad:-pad] > 1.0)
+    kernel = dao_kernel(2.5)
+    for footprint in (peak_footprint(kernel, 0.0), peak_footprint(kernel, 3.0)):
+        got = _local_maxima(conv, pad, nx, flat, footprint)
+        peak = conv == ndimage.maximum_filter(conv, footprint=footprint, mode="constant")
+        expect = flat[peak[pad:-pad, pad:-pad].reshape(-1)[flat]]
+        np.testing.assert_array_equal(got, expect)
+        assert 10 < got.size < flat.size
+        assert {10 * nx + 20, 10 * nx + 21} <= set(got.tolist())
+    y, x = np.array([pad, 30, ny + pad - 1]), np.array([pad, 40, nx + pad - 1])
+    cut = _cutouts(conv, y, x, 2)
+    for k in range(3):
+        np.testing.assert_array_equal(cut[k], conv[y[k] - 2 : y[k] + 3, x[k] - 2 : x[k] + 3])
+
+
+def test_box_samples_equal_the_masked_copy():
+    """The masked samples set to NaN by scattering equal a masked copy of every box's
+    sub-grid, for every stride and offset (odd box sizes, strides 1-3)."""
+    from aligncore_daofind.meshbkg import _box_samples
+
+    rng = np.random.default_rng(11)
+    data = rng.normal(size=(91, 120)).astype(np.float32)
+    bad = rng.random(data.shape) < 0.05
+    for by, bx, s in ((13, 20, 1), (13, 20, 2), (7, 15, 3), (91, 40, 2)):
+        nby, nbx = 91 // by, 120 // bx
+        got, n = _box_samples(data, bad, 0, nby * by, 0, nbx * bx, by, bx, s)
+        off_y, off_x = ((by - 1) % s) // 2, ((bx - 1) % s) // 2
+        expect = []
+        for i in range(nby):
+            for j in range(nbx):
+                box = data[i * by : (i + 1) * by, j * bx : (j + 1) * bx][off_y::s, off_x::s]
+                flags = bad[i * by : (i + 1) * by, j * bx : (j + 1) * bx][off_y::s, off_x::s]
+                expect.append(np.where(flags, np.nan, box).reshape(-1))
+        assert n == nby * nbx
+        np.testing.assert_array_equal(got, np.array(expect, dtype=np.float32))
+        assert np.isnan(got).any()
+
+
+def test_background_at_pixels_equals_the_dense_spline_operator():
+    """``rms_at``/``background_at`` from the 4-tap factorisation equal the dense
+    ``zoom_y @ mesh @ zoom_x.T`` (clipped to the mesh's range) at the same pixels."""
+    from aligncore_daofind.meshbkg import MeshBackground, zoom_operator
+
+    rng = np.random.default_rng(12)
+    for ny, nx, box in ((700, 600, 64), (300, 2048, 400), (90, 120, 30)):
+        my, mx = -(-ny // box), -(-nx // box)
+        mesh, rms = rng.normal(100.0, 2.0, (my, mx)), rng.normal(5.0, 0.3, (my, mx))
+        zy, zx = zoom_operator(my, box, ny), zoom_operator(mx, box, nx)
+        bkg = MeshBackground(rms_median=5.0, box_size=(box, box), method="mesh", mesh=mesh,
+                             rms_mesh=rms, zoom_y=zy, zoom_x=zx)
+        y, x = rng.integers(0, ny, 500), rng.integers(0, nx, 500)
+        for got, grid in ((bkg.background_at(y, x), mesh), (bkg.rms_at(y, x), rms)):
+            dense = np.clip(zy @ grid @ zx.T, grid.min(), grid.max())[y, x]
+            np.testing.assert_allclose(got, dense, rtol=1e-12)
+            assert np.ptp(got) > 0.1
