@@ -319,9 +319,8 @@ def test_without_scale_is_the_rshift_fit_to_the_kept_matches():
     """An ``rscale`` fit on a narrow strip, reduced to rotation + shift: the same rotation
     and the same correction at the kept matches' centroid as the ``rshift`` fit to them,
     no scale; other geometries pass unchanged."""
-    from aligncore_affine.fitting import iter_fit
-
     from aligncore.relative import without_scale
+    from aligncore_affine.fitting import iter_fit
 
     rng = np.random.default_rng(3)
     xy = np.column_stack([rng.uniform(-25, 25, 20), rng.uniform(22, 25, 20)])  # 3" strip
