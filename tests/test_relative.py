@@ -313,3 +313,32 @@ def test_user_offset_beyond_the_search_radius_is_accepted(quiet_scene, tmp_path)
     corrected = result["img_001.fits"].wcs.pixel_to_world(*grid)
     true = quiet_scene.true_wcs[1].pixel_to_world(*grid)
     assert corrected.separation(true).arcsec.max() < 0.01  # 0.1 pixel
+
+
+def test_without_scale_is_the_rshift_fit_to_the_kept_matches():
+    """An ``rscale`` fit on a narrow strip, reduced to rotation + shift: the same rotation
+    and the same correction at the kept matches' centroid as the ``rshift`` fit to them,
+    no scale; other geometries pass unchanged."""
+    from aligncore.relative import without_scale
+    from aligncore_affine.fitting import iter_fit
+
+    rng = np.random.default_rng(3)
+    xy = np.column_stack([rng.uniform(-25, 25, 20), rng.uniform(22, 25, 20)])  # 3" strip
+    angle = np.radians(0.01)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    uv = xy @ rot.T + [0.3, -0.2] + rng.normal(0, 0.005, xy.shape)
+    uv[0] += 0.2  # an outlier both fits clip
+    rscale = iter_fit(xy, uv, "rscale")
+    assert not rscale.fitmask[0] and abs(np.sqrt(np.linalg.det(rscale.matrix)) - 1) > 1e-5
+    reduced = without_scale(rscale, xy, uv, None)
+    rshift = iter_fit(xy[rscale.fitmask], uv[rscale.fitmask], "rshift")
+    assert reduced.fitgeometry == "rshift"
+    assert np.linalg.det(reduced.matrix) == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(reduced.matrix, rshift.matrix, atol=2e-8)
+    np.testing.assert_allclose(reduced.apply(xy), rshift.apply(xy), atol=2e-6)
+    assert reduced.n_used == rscale.n_used == 19
+    assert reduced.rmse == pytest.approx(rshift.rmse, rel=1e-3)
+    assert reduced.meta["scale_dropped"] == pytest.approx(
+        np.sqrt(np.linalg.det(rscale.matrix)) - 1)
+    shift = iter_fit(xy, uv, "shift")
+    assert without_scale(shift, xy, uv, None) is shift

@@ -34,6 +34,7 @@ __all__ = [
     "match_pairs",
     "match_radius",
     "overlap_statistics",
+    "restricted",
     "solve_global",
 ]
 
@@ -290,7 +291,7 @@ def _solve(units: list[Unit], geometry: str, *, nclip: int, sigma: float, weight
         (the sequential fits chose their own geometries), so that the solution is entirely
         in that geometry."""
         _set_fits(units, start if geometry != "auto" else {
-            u: _restricted(fit, trial_geometry, units[u].xy.mean(axis=0))
+            u: restricted(fit, trial_geometry, units[u].xy.mean(axis=0))
             for u, fit in start.items()})
 
     restart(candidates[0])
@@ -458,7 +459,7 @@ def _set_fits(units: list[Unit], fits: dict[int, FitResult]) -> None:
         units[u].fit = fit
 
 
-def _restricted(fit: FitResult, geometry: str, center: np.ndarray) -> FitResult:
+def restricted(fit: FitResult, geometry: str, center: np.ndarray) -> FitResult:
     """The transform of ``geometry`` nearest to ``fit`` (least squares on the matrix),
     with the same effect at ``center``: rscale keeps the similarity part, rshift also
     drops the scale, shift keeps no rotation (a reflection, which no update can undo,

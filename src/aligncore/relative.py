@@ -22,7 +22,8 @@ from scipy.spatial import cKDTree
 from aligncore.config import AlignSection
 from aligncore.diagnosis import diagnosis_margin, explain_few_matches
 from aligncore.errors import AlignError
-from aligncore.global_solver import overlap_statistics
+from aligncore.geometry import AUTO
+from aligncore.global_solver import overlap_statistics, restricted
 from aligncore.overlap import overlap_matrix
 from aligncore.registry import PluginRunError, Registry
 from aligncore.stages import Fitter, Matcher, Solver
@@ -55,6 +56,7 @@ __all__ = [
     "noise_bound",
     "relative_align",
     "sources_in_overlaps",
+    "without_scale",
 ]
 
 _REF_COLUMNS = (COL_TP_X, COL_TP_Y, COL_FLUX, TP_ERR)
@@ -278,7 +280,8 @@ def _guard(unit: Unit, fit: FitResult, match: MatchResult, variance: np.ndarray 
 
 
 def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fitter: Fitter,
-              registry: Registry, settings: RelativeSettings) -> UnitOutcome:
+              registry: Registry, settings: RelativeSettings,
+              scale_free: bool = False) -> UnitOutcome:
     """Match and fit one unit against the reference catalog (the unit is not changed),
     climbing the retry ladder until the guard accepts a fit.
 
@@ -298,7 +301,7 @@ def _fit_unit(unit: Unit, reference: _Reference, matchers: Sequence[Matcher], fi
         reason (the unit's fit kept); ``meta`` is the unit's with this call's
         entries (an earlier call's reason and rejected fit are not kept on success).
     """
-    ladder = _Ladder(unit, fitter, registry, settings, reference)
+    ladder = _Ladder(unit, fitter, registry, settings, reference, scale_free)
     primary = matchers[0]
     ref_cat = reference.near(unit.footprint, search_margin(settings, primary, unit.footprint))
     first = ladder.attempt("match", primary, ref_cat,
@@ -385,9 +388,10 @@ class _Ladder:
     """The attempts made to align one unit; the first accepted one ends the climb."""
 
     def __init__(self, unit: Unit, fitter: Fitter, registry: Registry,
-                 settings: RelativeSettings, reference: _Reference) -> None:
+                 settings: RelativeSettings, reference: _Reference,
+                 scale_free: bool = False) -> None:
         self.unit, self.fitter, self.registry, self.settings = unit, fitter, registry, settings
-        self.reference = reference
+        self.reference, self.scale_free = reference, scale_free
         self.meta = {k: v for k, v in unit.meta.items()
                      if k not in ("traceback", "rejected_fit", "attempts")}
         self.attempts: list[dict[str, Any]] = []
@@ -427,7 +431,7 @@ class _Ladder:
                 f"{min_matched}"), n_matched=match.n_matched))
             return match
         outcome = _fit_match(self.unit, match, matcher, ref_cat, self.fitter, self.registry,
-                             self.settings, self._meta(), self.reference)
+                             self.settings, self._meta(), self.reference, self.scale_free)
         if outcome.status == Status.SUCCESS:
             reason = confirmation(self.unit, outcome.fit, check)
             if reason:
@@ -482,10 +486,12 @@ class _Ladder:
 
 def _fit_match(unit: Unit, match: MatchResult, matcher: Matcher, ref_cat: QTable,
                fitter: Fitter, registry: Registry, settings: RelativeSettings,
-               meta: dict[str, Any], reference: _Reference | None = None) -> UnitOutcome:
+               meta: dict[str, Any], reference: _Reference | None = None,
+               scale_free: bool = False) -> UnitOutcome:
     """Fit one match and guard the fit: SUCCESS, or FAILED with the reason (a refused
     fit is left in ``meta["rejected_fit_result"]`` with the guard's RMS limit). Too few
-    matches are explained from the sources of ``reference`` around the unit."""
+    matches are explained from the sources of ``reference`` around the unit. With
+    ``scale_free``, an ``auto`` fit keeps no scale (`without_scale`)."""
     minobj = settings.minobj
     n_matched = match.n_matched
     meta.update({"matcher": matcher.name, "match": dict(match.meta),
@@ -513,6 +519,9 @@ def _fit_match(unit: Unit, match: MatchResult, matcher: Matcher, ref_cat: QTable
         return _fail(unit, meta, f"fit failed: {exc}", n_matched=n_matched)
     if not (np.all(np.isfinite(fit.matrix)) and np.all(np.isfinite(fit.shift))):
         return _fail(unit, meta, "fit failed: non-finite solution", n_matched=n_matched)
+    if scale_free and fitter.geometry() == AUTO:
+        fit = without_scale(fit, _columns(unit.catalog, match.image_idx),
+                            _columns(ref_cat, match.ref_idx), weights)
     meta["noise_bound_mas"] = noise_bound(variance, fit.fitmask) * 1000.0
     meta["expected_rms_mas"] = expected_rms(variance, fit.fitmask) * 1000.0
     reason = _guard(unit, fit, match, variance, settings, matcher)
@@ -523,6 +532,41 @@ def _fit_match(unit: Unit, match: MatchResult, matcher: Matcher, ref_cat: QTable
         return _fail(unit, meta, reason, n_matched=n_matched)
     meta["matched_image_idx"] = match.image_idx
     return UnitOutcome(Status.SUCCESS, "", fit, n_matched, meta)
+
+
+def without_scale(fit: FitResult, image_xy: np.ndarray, ref_xy: np.ndarray,
+                  weights: np.ndarray | None) -> FitResult:
+    """An ``rscale`` fit reduced to its rotation and shift (any other fit unchanged).
+
+    Under ``fitgeometry: auto`` with a solver that refines every unit at once
+    (``global``), the sequential pass keeps no per-unit scale: each unit is
+    matched to a reference that holds its predecessors' sources at their
+    corrected positions, so a scale fitted to one narrow overlap is carried to
+    the far side of that unit and then looks significant to the next unit along
+    the chain. On a 16 x 16 mosaic with scales true to 1e-5 the per-unit scales
+    so chosen drifted to 1e-3 - 5e-3 (up to 0.28" at a tile's corner) and the
+    guard refused fits it accepted in ``rshift``. The global solver then
+    chooses the geometry for all units from the overlaps it holds back.
+
+    The rotation and the shift at the kept matches' weighted centroid are the
+    fit's (a centred rotation and scale are uncorrelated in a least-squares
+    fit, so this is the ``rshift`` fit to the same kept matches); the residuals
+    and RMS are those of the reduced fit.
+    """
+    if fit.fitgeometry != "rscale" or fit.n_used == 0:
+        return fit
+    mask = fit.fitmask
+    w = np.ones(len(image_xy)) if weights is None else np.asarray(weights, float)
+    center = np.average(image_xy[mask], axis=0, weights=w[mask])
+    reduced = restricted(fit, "rshift", center)
+    residuals = ref_xy - reduced.apply(image_xy)
+    length = np.hypot(residuals[mask, 0], residuals[mask, 1])
+    wm = w[mask] / float(np.sum(w[mask]))
+    return FitResult(matrix=reduced.matrix, shift=reduced.shift, center=center,
+                     fitgeometry="rshift", fitmask=mask, residuals=residuals,
+                     rmse=float(np.sqrt(wm @ length**2)), mae=float(wm @ length),
+                     meta={**fit.meta, "scale_dropped": float(
+                         math.sqrt(abs(np.linalg.det(fit.matrix))) - 1.0)})
 
 
 def _rms_limit(unit: Unit, variance: np.ndarray | None, settings: RelativeSettings) -> float:
@@ -713,12 +757,13 @@ def _sequential_pass(units: list[Unit], order: list[int], overlaps: np.ndarray,
                                 reference.meta))
     ref_cat = _Reference(_reference_catalog(reference))
     expand = settings.expand_refcat or solver.grows_reference
+    scale_free = solver.grows_reference  # the solver chooses the geometry (`without_scale`)
     attempts = [order[0]]
     if settings.enforce_user_order or not expand:
         # one pass in a fixed order: the reference catalog does not grow, so a retry is futile
         for index in order[1:]:
             _set(units[index], _fit_unit(units[index], ref_cat, matchers, fitter, registry,
-                                         settings))
+                                         settings, scale_free))
             attempts.append(index)
             if units[index].status == Status.SUCCESS and expand:
                 ref_cat.add(_unmatched(units[index]))
@@ -731,7 +776,7 @@ def _sequential_pass(units: list[Unit], order: list[int], overlaps: np.ndarray,
     tried_with = np.full(len(units), -np.inf)
     while (index := _next_unit(pending, totals, tried_with)) is not None:
         _set(units[index], _fit_unit(units[index], ref_cat, matchers, fitter, registry,
-                                     settings))
+                                     settings, scale_free))
         attempts.append(index)
         if units[index].status == Status.SUCCESS:
             pending[index] = False
