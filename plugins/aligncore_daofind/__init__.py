@@ -16,9 +16,6 @@ output columns (`aligncore_daofind.base`).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 import aligncore
 
 __version__ = "0.1.0"
@@ -46,10 +43,6 @@ def aligncore_add_detectors() -> list[str]:
         ("segmentation", "SegmentationDetector"))]
 
 
-def __getattr__(name: str) -> Any:
-    """The public names, imported on first use: building a registry imports none of
-    this package's modules (its hook returns where the classes are)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(module), name)
+# the public names, imported on first use: building a registry imports none of this
+# package's modules (its hook returns where the classes are)
+__getattr__ = aligncore.lazy_exports(__name__, _EXPORTS)

@@ -11,9 +11,6 @@ Plain functions for notebooks: :func:`find_offset` (histogram peak, pixels),
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 import aligncore
 
 __version__ = aligncore.__version__
@@ -55,10 +52,6 @@ def aligncore_add_matchers() -> list[str]:
             "triangles = aligncore_hist2d.triangle_matcher:TriangleMatcher"]
 
 
-def __getattr__(name: str) -> Any:
-    """The public names, imported on first use: building a registry imports none of
-    this package's modules (its hook returns where the classes are)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(module), name)
+# the public names, imported on first use: building a registry imports none of this
+# package's modules (its hook returns where the classes are)
+__getattr__ = aligncore.lazy_exports(__name__, _EXPORTS)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 import aligncore
 
 __all__ = ["FITSWCSCorrector", "GWCSCorrector"]
@@ -23,10 +20,6 @@ def aligncore_add_correctors() -> list[str]:
             "gwcs = aligncore_wcs.gwcs_corrector:GWCSCorrector"]
 
 
-def __getattr__(name: str) -> Any:
-    """The public names, imported on first use: building a registry imports none of
-    this package's modules (its hook returns where the classes are)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(module), name)
+# the public names, imported on first use: building a registry imports none of this
+# package's modules (its hook returns where the classes are)
+__getattr__ = aligncore.lazy_exports(__name__, _EXPORTS)

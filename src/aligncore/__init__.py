@@ -110,6 +110,7 @@ if TYPE_CHECKING:
 # (the simulator behind `simulate` and `Scene`) loads only when asked for;
 # tests/test_architecture.py checks what ``import aligncore`` leaves unimported.
 _LAZY = {
+    "lazy_exports": "aligncore.lazy",
     "COL_DEC": "aligncore.types",
     "COL_DEC_ERR": "aligncore.types",
     "COL_EPOCH": "aligncore.types",
@@ -295,6 +296,7 @@ __all__ = [
     "get_plugin",
     "hookimpl",
     "hookspec",
+    "lazy_exports",
     "list_plugins",
     "load_config",
     "open_image",
