@@ -68,8 +68,12 @@ def _geometry(units: Sequence[Any], free: Sequence[int], asked: str) -> str:
 def _restricted(fit: aligncore.FitResult, geometry: str, center: np.ndarray,
                 scale: float) -> aligncore.FitResult:
     """A unit's fit reduced to ``geometry`` with the reference unit's ``scale`` (rshift,
-    shift), with the same effect at ``center``; richer geometries are kept as they are."""
-    if geometry not in ("rshift", "shift") or fit.fitgeometry == geometry:
+    shift), with the same effect at ``center``; richer geometries are kept as they are.
+
+    Decided by the matrix, not by ``fit.fitgeometry``: after absolute alignment a unit's
+    fit is labelled with the absolute fit's geometry (rshift) but carries its relative
+    fit's own scale, which an rshift joint fit could then never change."""
+    if geometry not in ("rshift", "shift"):
         return fit
     m = fit.matrix
     if geometry == "shift" or np.linalg.det(m) <= 0:
@@ -250,7 +254,9 @@ def _refine(units: Sequence[Any], images: Sequence[aligncore.AlignImage],
     for key in keys:
         report[key] = _declined_entry("", 0)
     if settings.reference is not None:
-        free_units = [u for u in aligned if u != reference]
+        # the catalog fixes the frame: every unit is free, the reference image too (its
+        # fit came through the wrong distortion; held fixed, the polynomial bends to it)
+        free_units = list(aligned)
     else:
         free_units = [u for u in aligned if u != reference and u in connected]
     problem = JointProblem(
