@@ -13,7 +13,7 @@ import numpy as np
 import aligncore
 from aligncore.distortion import DistortionCorrection, detector_key, polynomial_terms
 from aligncore.geometry import GEOMETRIES, N_PARAMS
-from aligncore.global_solver import match_pairs, match_radius
+from aligncore.global_solver import match_pairs, match_radius, restricted
 from aligncore_distortion.joint import (
     JointProblem,
     JointState,
@@ -75,12 +75,10 @@ def _restricted(fit: aligncore.FitResult, geometry: str, center: np.ndarray,
     fit's own scale, which an rshift joint fit could then never change."""
     if geometry not in ("rshift", "shift"):
         return fit
-    m = fit.matrix
-    if geometry == "shift" or np.linalg.det(m) <= 0:
+    if geometry == "shift" or np.linalg.det(fit.matrix) <= 0:
         matrix = np.eye(2) * scale
     else:
-        a, b = 0.5 * (m[0, 0] + m[1, 1]), 0.5 * (m[1, 0] - m[0, 1])
-        matrix = np.array([[a, -b], [b, a]]) * (scale / math.hypot(a, b))
+        matrix = restricted(fit, geometry, center).matrix * scale
     shift = fit.apply(center[None, :])[0] - matrix @ center
     return aligncore.FitResult(matrix=matrix, shift=shift, fitgeometry=geometry,
                                meta=dict(fit.meta))
